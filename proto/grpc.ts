@@ -1,0 +1,412 @@
+/**
+ * The one module that touches `@grpc/grpc-js`: typed servers and clients for
+ * protobuf-es service descriptors, and the single error-to-status mapping.
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import * as grpc from "@grpc/grpc-js";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+
+/** gRPC status codes, so that callers never import the transport. */
+export const Code = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+
+/** A gRPC status code name, e.g. `"NOT_FOUND"`. */
+export type CodeName = keyof typeof Code;
+
+const codeNames: Record<number, CodeName> = Object.fromEntries(
+  Object.entries(Code).map(([name, code]) => [code, name as CodeName]),
+);
+
+/** The name of a numeric gRPC status code (`UNKNOWN` for codes outside the table). */
+export function codeName(code: number): CodeName {
+  return codeNames[code] ?? "UNKNOWN";
+}
+
+/** An error with a gRPC status: what clients receive and what handlers may throw. */
+export class RpcError extends Error {
+  /** The numeric gRPC status code. */
+  readonly code: number;
+
+  /** Creates an error carrying `code`. */
+  constructor(code: number, message: string) {
+    super(message);
+    this.name = "RpcError";
+    this.code = code;
+  }
+
+  /** The status code's name, e.g. `NOT_FOUND`. */
+  get codeName(): CodeName {
+    return codeName(this.code);
+  }
+}
+
+/**
+ * Maps any thrown value to a gRPC status. Domain errors declare the status they
+ * stand for as a `status` property holding a code name (see `registry/errors.ts`);
+ * this is the only place where such names become wire codes.
+ */
+export function statusFromError(err: unknown): { code: number; message: string } {
+  if (err instanceof RpcError) return { code: err.code, message: err.message };
+  if (err instanceof Error) {
+    const status = (err as { status?: unknown }).status;
+    if (typeof status === "string" && status in Code) {
+      return { code: Code[status as CodeName], message: err.message };
+    }
+    return { code: Code.INTERNAL, message: err.message };
+  }
+  return { code: Code.INTERNAL, message: String(err) };
+}
+
+/** What a handler learns about its call besides the request. */
+export interface CallContext {
+  /** Aborted when the client cancels or the deadline passes. */
+  readonly signal: AbortSignal;
+  /** Request metadata (ASCII values only). */
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+type Method = GenServiceMethods[string];
+type In<M extends Method> = MessageShape<M["input"]>;
+type Out<M extends Method> = MessageInitShape<M["output"]>;
+
+/** The implementation of a service: unary methods return a message, server streams yield them. */
+export type ServiceImpl<S extends GenServiceMethods> = {
+  [K in keyof S]: S[K]["methodKind"] extends "unary"
+    ? (req: In<S[K]>, ctx: CallContext) => Promise<Out<S[K]>> | Out<S[K]>
+    : S[K]["methodKind"] extends "server_streaming"
+      ? (req: In<S[K]>, ctx: CallContext) => AsyncIterable<Out<S[K]>>
+    : never;
+};
+
+/** Per-call options for client calls. */
+export interface CallOptions {
+  /** Milliseconds until the call fails with DEADLINE_EXCEEDED. */
+  timeoutMs?: number;
+  /** Cancels the call. */
+  signal?: AbortSignal;
+}
+
+/** A typed client: unary methods resolve to the response, server streams are async iterables. */
+export type ServiceClient<S extends GenServiceMethods> = {
+  [K in keyof S]: S[K]["methodKind"] extends "unary"
+    ? (req: MessageInitShape<S[K]["input"]>, opts?: CallOptions) => Promise<MessageShape<S[K]["output"]>>
+    : S[K]["methodKind"] extends "server_streaming" ? (
+        req: MessageInitShape<S[K]["input"]>,
+        opts?: CallOptions,
+      ) => AsyncIterable<MessageShape<S[K]["output"]>>
+    : never;
+};
+
+// grpc-js copies out of the serialized bytes with Buffer methods; a view costs no copy.
+function serializer<D extends DescMessage>(schema: D): (value: MessageInitShape<D>) => Buffer {
+  return (value) => {
+    const msg = (value as { $typeName?: string }).$typeName === schema.typeName
+      ? value as MessageShape<D>
+      : create(schema, value);
+    const bytes = toBinary(schema, msg);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+}
+
+function deserializer<D extends DescMessage>(schema: D): (bytes: Buffer) => MessageShape<D> {
+  return (bytes) => fromBinary(schema, bytes);
+}
+
+function methodPath(service: { typeName: string }, name: string): string {
+  return `/${service.typeName}/${name}`;
+}
+
+function metadataRecord(md: grpc.Metadata): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(md.getMap())) {
+    if (typeof v === "string") out[k] = v;
+  }
+  return out;
+}
+
+function toServiceError(err: unknown): grpc.ServiceError {
+  const { code, message } = statusFromError(err);
+  return Object.assign(new Error(message), {
+    code,
+    details: message,
+    metadata: new grpc.Metadata(),
+  });
+}
+
+/** Options for {@linkcode RpcServer}. */
+export interface RpcServerOptions {
+  /** Called with errors that map to INTERNAL or UNKNOWN, i.e. bugs rather than refusals. */
+  onInternalError?: (err: unknown, method: string) => void;
+}
+
+/** A gRPC server hosting typed services. */
+export class RpcServer {
+  #server: grpc.Server;
+  #opts: RpcServerOptions;
+
+  /** Creates an idle server; add services, then {@linkcode RpcServer.listen}. */
+  constructor(opts: RpcServerOptions = {}) {
+    this.#server = new grpc.Server({
+      "grpc.keepalive_permit_without_calls": 1,
+      "grpc.max_receive_message_length": 16 * 1024 * 1024,
+    });
+    this.#opts = opts;
+  }
+
+  /** Registers `impl` for `service`. */
+  add<S extends GenServiceMethods>(service: GenService<S>, impl: ServiceImpl<S>): void {
+    const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+    const handlers: grpc.UntypedServiceImplementation = {};
+    for (const method of service.methods) {
+      const path = methodPath(service, method.name);
+      const fn = (impl as Record<string, unknown>)[method.localName];
+      if (typeof fn !== "function") throw new Error(`No handler for ${path}`);
+      const streaming = method.methodKind === "server_streaming";
+      definition[method.localName] = {
+        path,
+        requestStream: false,
+        responseStream: streaming,
+        requestSerialize: serializer(method.input) as grpc.serialize<unknown>,
+        requestDeserialize: deserializer(method.input),
+        responseSerialize: serializer(method.output) as grpc.serialize<unknown>,
+        responseDeserialize: deserializer(method.output),
+      };
+      handlers[method.localName] = streaming
+        ? this.#streamHandler(path, fn as StreamFn)
+        : this.#unaryHandler(path, fn as UnaryFn);
+    }
+    this.#server.addService(definition, handlers);
+  }
+
+  #report(err: unknown, path: string): void {
+    const { code } = statusFromError(err);
+    if (code === Code.INTERNAL || code === Code.UNKNOWN) this.#opts.onInternalError?.(err, path);
+  }
+
+  #unaryHandler(path: string, fn: UnaryFn): grpc.handleUnaryCall<unknown, unknown> {
+    return (call, callback) => {
+      const ctl = new AbortController();
+      call.on("cancelled", () => ctl.abort(new RpcError(Code.CANCELLED, "call cancelled")));
+      const ctx: CallContext = { signal: ctl.signal, metadata: metadataRecord(call.metadata) };
+      let result: unknown;
+      try {
+        result = fn(call.request, ctx);
+      } catch (err) {
+        this.#report(err, path);
+        callback(toServiceError(err));
+        return;
+      }
+      if (result instanceof Promise) {
+        result.then(
+          (value) => callback(null, value),
+          (err) => {
+            this.#report(err, path);
+            callback(toServiceError(err));
+          },
+        );
+      } else {
+        callback(null, result);
+      }
+    };
+  }
+
+  #streamHandler(path: string, fn: StreamFn): grpc.handleServerStreamingCall<unknown, unknown> {
+    return async (call) => {
+      const ctl = new AbortController();
+      call.on("cancelled", () => ctl.abort(new RpcError(Code.CANCELLED, "call cancelled")));
+      const ctx: CallContext = { signal: ctl.signal, metadata: metadataRecord(call.metadata) };
+      try {
+        for await (const item of fn(call.request, ctx)) {
+          if (ctl.signal.aborted) break;
+          if (!call.write(item)) {
+            await new Promise<void>((resolve) => {
+              call.once("drain", resolve);
+              ctl.signal.addEventListener("abort", () => resolve(), { once: true });
+            });
+          }
+        }
+        if (!ctl.signal.aborted) call.end();
+      } catch (err) {
+        if (ctl.signal.aborted) return;
+        this.#report(err, path);
+        call.destroy(toServiceError(err));
+      }
+    };
+  }
+
+  /**
+   * Binds `address` (`HOST:PORT`, port 0 picks a free one, or `unix:///path`)
+   * and starts serving. Resolves to the bound address.
+   */
+  listen(address: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.#server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
+        if (err) return reject(new Error(`Cannot listen on ${address}: ${err.message}`));
+        if (address.startsWith("unix:")) return resolve(address);
+        const host = address.slice(0, address.lastIndexOf(":"));
+        resolve(`${host}:${port}`);
+      });
+    });
+  }
+
+  /** Stops accepting calls, waits up to `graceMs` for running ones, then cuts the rest. */
+  close(graceMs = 0): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.#server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
+type UnaryFn = (req: unknown, ctx: CallContext) => unknown;
+type StreamFn = (req: unknown, ctx: CallContext) => AsyncIterable<unknown>;
+
+/** Options for {@linkcode RpcChannel}. */
+export interface RpcChannelOptions {
+  /** Metadata sent with every call (e.g. containerd's namespace). */
+  metadata?: Record<string, string>;
+  /** Default per-call timeout in milliseconds. */
+  timeoutMs?: number;
+}
+
+/** One connection to a server, shared by the typed clients made from it. */
+export class RpcChannel {
+  #client: grpc.Client;
+  #opts: RpcChannelOptions;
+  readonly address: string;
+
+  /** Connects lazily to `address` (`HOST:PORT` or `unix:///path`). */
+  constructor(address: string, opts: RpcChannelOptions = {}) {
+    this.address = address;
+    this.#opts = opts;
+    this.#client = new grpc.Client(address, grpc.credentials.createInsecure(), {
+      "grpc.max_receive_message_length": 64 * 1024 * 1024,
+      "grpc.keepalive_time_ms": 30_000,
+      "grpc.enable_retries": 0,
+    });
+  }
+
+  #metadata(): grpc.Metadata {
+    const md = new grpc.Metadata();
+    for (const [k, v] of Object.entries(this.#opts.metadata ?? {})) md.set(k, v);
+    return md;
+  }
+
+  #callOptions(opts: CallOptions | undefined): grpc.CallOptions {
+    const timeoutMs = opts?.timeoutMs ?? this.#opts.timeoutMs;
+    return timeoutMs === undefined ? {} : { deadline: Date.now() + timeoutMs };
+  }
+
+  /** Waits until the channel is connected, or rejects with UNAVAILABLE after `timeoutMs`. */
+  ready(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#client.waitForReady(Date.now() + timeoutMs, (err) => {
+        if (err) reject(new RpcError(Code.UNAVAILABLE, `Cannot reach ${this.address}: ${err.message}`));
+        else resolve();
+      });
+    });
+  }
+
+  /** A typed client for `service` over this channel. */
+  client<S extends GenServiceMethods>(service: GenService<S>): ServiceClient<S> {
+    const out: Record<string, unknown> = {};
+    for (const method of service.methods) {
+      const path = methodPath(service, method.name);
+      const ser = serializer(method.input);
+      const de = deserializer(method.output);
+      out[method.localName] = method.methodKind === "server_streaming"
+        ? (req: unknown, opts?: CallOptions) => this.#stream(path, ser, de, req, opts)
+        : (req: unknown, opts?: CallOptions) => this.#unary(path, ser, de, req, opts);
+    }
+    return out as ServiceClient<S>;
+  }
+
+  #unary(
+    path: string,
+    ser: (v: never) => Buffer,
+    de: (b: Buffer) => unknown,
+    req: unknown,
+    opts: CallOptions | undefined,
+  ): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const call = this.#client.makeUnaryRequest(
+        path,
+        ser as (v: unknown) => Buffer,
+        de,
+        req,
+        this.#metadata(),
+        this.#callOptions(opts),
+        (err, value) => err ? reject(fromServiceError(err)) : resolve(value),
+      );
+      const signal = opts?.signal;
+      if (signal) {
+        if (signal.aborted) call.cancel();
+        else signal.addEventListener("abort", () => call.cancel(), { once: true });
+      }
+    });
+  }
+
+  async *#stream(
+    path: string,
+    ser: (v: never) => Buffer,
+    de: (b: Buffer) => unknown,
+    req: unknown,
+    opts: CallOptions | undefined,
+  ): AsyncGenerator<unknown> {
+    const call = this.#client.makeServerStreamRequest(
+      path,
+      ser as (v: unknown) => Buffer,
+      de,
+      req,
+      this.#metadata(),
+      this.#callOptions(opts),
+    );
+    const onAbort = () => call.cancel();
+    opts?.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      for await (const item of call) yield item;
+    } catch (err) {
+      if ((err as grpc.ServiceError).code === Code.CANCELLED && opts?.signal?.aborted) return;
+      throw fromServiceError(err as grpc.ServiceError);
+    } finally {
+      opts?.signal?.removeEventListener("abort", onAbort);
+      call.cancel();
+    }
+  }
+
+  /** Closes the connection; calls in flight fail with CANCELLED or UNAVAILABLE. */
+  close(): void {
+    this.#client.close();
+  }
+}
+
+function fromServiceError(err: grpc.ServiceError): RpcError {
+  return new RpcError(err.code ?? Code.UNKNOWN, err.details || err.message);
+}
