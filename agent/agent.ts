@@ -1,0 +1,248 @@
+/**
+ * The agent: serves the controller's sandbox calls through a runtime, and
+ * registers and heartbeats with the controller.
+ *
+ * @module
+ */
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import client from "prom-client";
+import {
+  Agent as AgentService,
+  type AgentReport,
+  AgentRegistry,
+  type SandboxSpec,
+  type SandboxStatus,
+} from "../proto/gen/fsb/agent/v1/agent_pb.ts";
+import { RpcChannel, RpcServer, type ServiceClient } from "../proto/grpc.ts";
+import { InvalidArgumentError, UnavailableError } from "../registry/mod.ts";
+import type { Runtime } from "./runtime.ts";
+
+/** Options for {@linkcode AgentServer}. */
+export interface AgentOptions {
+  /** Controller address, `HOST:PORT`. */
+  controller: string;
+  /** This agent's gRPC listen address, `HOST:PORT`. */
+  listen: string;
+  /** Host the controller dials and endpoints are published on; default: a local address. */
+  advertise?: string;
+  id: string;
+  pool: string;
+  namespace: string;
+  capacity: number;
+  runtime: Runtime;
+  /** Holds the sandboxes' log files. */
+  dataDir: string;
+  logger: Logger<"timing">;
+  metricsRegistry: client.Registry;
+  /** Default 2 s; the controller's Register reply may change it. */
+  heartbeatMs?: number;
+}
+
+function ms(start: number): number {
+  return performance.now() - start;
+}
+
+/** The first non-internal IPv4 address, else loopback. */
+function defaultAdvertiseHost(listenHost: string): string {
+  if (listenHost !== "" && listenHost !== "0.0.0.0" && listenHost !== "::" && listenHost !== "[::]") {
+    return listenHost;
+  }
+  try {
+    for (const ni of Deno.networkInterfaces()) {
+      if (ni.family === "IPv4" && !ni.address.startsWith("127.")) return ni.address;
+    }
+  } catch {
+    // No permission or no interfaces: loopback still works on one host.
+  }
+  return "127.0.0.1";
+}
+
+/** A running agent. */
+export class AgentServer {
+  readonly #opts: AgentOptions;
+  readonly #runtime: Runtime;
+  readonly #server: RpcServer;
+  readonly #channel: RpcChannel;
+  readonly #registry: ServiceClient<typeof AgentRegistry.method>;
+  readonly #log: Logger<"timing">;
+  readonly #stage: client.Histogram<"stage">;
+  #address = "";
+  #advertiseHost = "";
+  #heartbeatMs: number;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #registered = false;
+  #closed = false;
+  #lastError = "";
+
+  /** Creates an agent; {@linkcode AgentServer.start} serves and registers. */
+  constructor(opts: AgentOptions) {
+    this.#opts = opts;
+    this.#runtime = opts.runtime;
+    this.#log = opts.logger;
+    this.#heartbeatMs = opts.heartbeatMs ?? 2_000;
+    this.#server = new RpcServer({
+      onInternalError: (err, method) => this.#log.error({ err, method }, "internal error"),
+    });
+    this.#channel = new RpcChannel(opts.controller, { timeoutMs: 5_000 });
+    this.#registry = this.#channel.client(AgentRegistry);
+    this.#stage = new client.Histogram({
+      name: "fsb_agent_create_stage_duration_seconds",
+      help: "Agent-side sandbox create latency by stage.",
+      labelNames: ["stage"] as const,
+      buckets: [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [opts.metricsRegistry],
+    });
+  }
+
+  /** The bound agent address (`advertiseHost:port`). */
+  get address(): string {
+    return this.#address;
+  }
+
+  /** Whether the controller has accepted this agent's registration. */
+  get registered(): boolean {
+    return this.#registered;
+  }
+
+  /** Binds the listener, then registers with the controller in the background. */
+  async start(): Promise<void> {
+    await mkdir(join(this.#opts.dataDir, "logs"), { recursive: true });
+    this.#server.add(AgentService, {
+      createSandbox: (req) => this.#create(req.spec),
+      deleteSandbox: async (req) => ({ existed: await this.#delete(req.sandboxId, req.graceMs) }),
+      listSandboxes: async () => ({ sandboxes: await this.#list() }),
+      streamLogs: (req, ctx) => this.#logs(req.sandboxId, req.follow, ctx.signal),
+    });
+    const bound = await this.#server.listen(this.#opts.listen);
+    const port = bound.slice(bound.lastIndexOf(":") + 1);
+    const listenHost = this.#opts.listen.slice(0, this.#opts.listen.lastIndexOf(":"));
+    this.#advertiseHost = this.#opts.advertise ?? defaultAdvertiseHost(listenHost);
+    this.#address = `${this.#advertiseHost}:${port}`;
+    const ready = await this.#runtime.ready();
+    if (!ready) {
+      this.#log.warn({ runtime: this.#runtime.name }, "runtime is not ready; reporting this agent as not ready");
+    }
+    this.#log.info(
+      { id: this.#opts.id, address: this.#address, runtime: this.#runtime.name, ready },
+      "agent serving",
+    );
+    this.#schedule(0);
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#closed) return;
+    this.#timer = setTimeout(() => this.#beat(), delayMs);
+  }
+
+  /** One registration or heartbeat round; failures are retried at the next beat. */
+  async #beat(): Promise<void> {
+    try {
+      const report = await this.report();
+      if (!this.#registered) {
+        const res = await this.#registry.register(report);
+        if (res.heartbeatIntervalMs > 0) this.#heartbeatMs = res.heartbeatIntervalMs;
+        this.#registered = true;
+        this.#lastError = "";
+        this.#log.info({ controller: this.#opts.controller }, "registered with controller");
+      } else {
+        const res = await this.#registry.heartbeat(report);
+        this.#lastError = "";
+        if (res.reregister) {
+          this.#registered = false;
+          this.#schedule(0);
+          return;
+        }
+      }
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      if (msg !== this.#lastError) {
+        this.#log.warn({ controller: this.#opts.controller, err: msg }, "cannot reach controller; retrying");
+        this.#lastError = msg;
+      }
+      this.#schedule(Math.min(this.#heartbeatMs, 1_000));
+      return;
+    }
+    this.#schedule(this.#heartbeatMs);
+  }
+
+  /** The report sent with Register and Heartbeat. */
+  async report(): Promise<AgentReport> {
+    const [ready, images, sandboxes] = await Promise.all([
+      this.#runtime.ready(),
+      this.#runtime.images().catch(() => [] as string[]),
+      this.#list().catch(() => [] as SandboxStatus[]),
+    ]);
+    return {
+      $typeName: "fsb.agent.v1.AgentReport",
+      agentId: this.#opts.id,
+      address: this.#address,
+      advertiseHost: this.#advertiseHost,
+      pool: this.#opts.pool,
+      namespace: this.#opts.namespace,
+      capacity: this.#opts.capacity,
+      allocated: sandboxes.length,
+      images,
+      sandboxes,
+      ready,
+      runtime: this.#runtime.name,
+    };
+  }
+
+  async #list(): Promise<SandboxStatus[]> {
+    const list = await this.#runtime.list();
+    return list.map((s) => ({
+      $typeName: "fsb.agent.v1.SandboxStatus",
+      spec: s.spec,
+      phase: s.phase,
+      message: s.message,
+    }));
+  }
+
+  async #create(spec: SandboxSpec | undefined) {
+    const t0 = performance.now();
+    if (spec === undefined || spec.sandboxId === "") {
+      throw new InvalidArgumentError("spec.sandbox_id", "is required");
+    }
+    const logPath = join(this.#opts.dataDir, "logs", `${spec.sandboxId}.log`);
+    let result;
+    try {
+      result = await this.#runtime.create(spec, { logPath });
+    } catch (err) {
+      if (!(err instanceof Error && "status" in err) && !(await this.#runtime.ready())) {
+        throw new UnavailableError(`Runtime ${this.#runtime.name} on agent "${this.#opts.id}" is not ready: ${err}`);
+      }
+      throw err;
+    }
+    const stageMs: Record<string, number> = { ...result.stageMs, agent_total: ms(t0) };
+    for (const [stage, value] of Object.entries(stageMs)) this.#stage.observe({ stage }, value / 1000);
+    if (this.#log.isLevelEnabled("timing")) {
+      this.#log.timing({ sandbox: spec.sandboxId, ms: stageMs }, "agent create timing");
+    }
+    return {
+      status: { spec, phase: "Running", message: "" },
+      stageMs,
+    };
+  }
+
+  async #delete(id: string, graceMs: number): Promise<boolean> {
+    if (id === "") throw new InvalidArgumentError("sandbox_id", "is required");
+    const existed = await this.#runtime.delete(id, graceMs);
+    if (existed) this.#log.info({ sandbox: id }, "sandbox deleted");
+    return existed;
+  }
+
+  async *#logs(id: string, follow: boolean, signal: AbortSignal): AsyncGenerator<{ data: Uint8Array }> {
+    for await (const data of this.#runtime.logs(id, { follow, signal })) yield { data };
+  }
+
+  /** Stops heartbeating and serving; sandboxes keep running. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    await this.#server.close(500);
+    this.#channel.close();
+    await this.#runtime.close();
+  }
+}

@@ -1,0 +1,809 @@
+/**
+ * The controller's state machine: sandboxes by name, their placement in the
+ * registry, persistence, agent reconciliation and the lifecycle loop.
+ *
+ * @module
+ */
+import { create, fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
+import type { Logger } from "pino";
+import {
+  AlreadyExistsError,
+  type AgentInfo,
+  InvalidArgumentError,
+  NotFoundError,
+  Registry,
+} from "../registry/mod.ts";
+import {
+  Agent as AgentService,
+  type AgentReport,
+  type SandboxSpec,
+  SandboxSpecSchema,
+  type SandboxStatus,
+} from "../proto/gen/fsb/agent/v1/agent_pb.ts";
+import {
+  type CreateSandboxRequest,
+  FailurePolicy,
+  type SandboxInfo,
+  SandboxInfoSchema,
+  type UpdateSandboxRequest,
+} from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
+import { Code, RpcChannel, RpcError, type ServiceClient } from "../proto/grpc.ts";
+import type { Store } from "./store/mod.ts";
+import type { ControllerMetrics } from "./metrics.ts";
+import {
+  checkDnsLabel,
+  newSandboxId,
+  sameRequest,
+  validateCreate,
+  validateName,
+  validateUpdate,
+} from "./_validate.ts";
+
+/** Sandbox phases (shared/DESIGN.md section 5). */
+export type Phase =
+  | "Pending"
+  | "Creating"
+  | "Running"
+  | "Exited"
+  | "Failed"
+  | "Terminating"
+  | "Expired"
+  | "Lost";
+
+/** What the store keeps per sandbox, as JSON. */
+export interface SandboxRecord {
+  /** The spec in protobuf JSON form. */
+  spec: JsonValue;
+  phase: Phase;
+  agentId: string;
+  endpoints: string[];
+  message: string;
+}
+
+/** A source of wall-clock time in milliseconds; tests inject their own. */
+export interface Clock {
+  now(): number;
+}
+
+/** Options for {@linkcode Controller}. */
+export interface ControllerOptions {
+  store: Store<SandboxRecord>;
+  logger: Logger<"timing">;
+  metrics: ControllerMetrics;
+  clock?: Clock;
+  /** Consistency mode for requests that leave it unset. */
+  defaultMode?: "fast" | "strong";
+  /** An agent silent this long is removed and its sandboxes handled as lost. Default 10 s. */
+  agentTimeoutMs?: number;
+  /** SIGTERM-to-SIGKILL grace for deletes. Default 10 s. */
+  deleteGraceMs?: number;
+  /** Deadline for an agent's create. Default 30 s. */
+  agentCreateTimeoutMs?: number;
+  /** Heartbeat interval told to agents. Default 2 s. */
+  heartbeatIntervalMs?: number;
+}
+
+interface Entry {
+  readonly key: string;
+  spec: SandboxSpec;
+  phase: Phase;
+  /** The agent it runs on (or last ran on), "" when never placed. */
+  agentId: string;
+  endpoints: string[];
+  message: string;
+  /** Holds a registry slot on agentId; such entries are in #byAgent. */
+  placed: boolean;
+  /** A create, delete or reset in progress; others wait for it. */
+  busy: Promise<void> | undefined;
+}
+
+const TOMBSTONE_LIMIT = 10_000;
+const SANDBOX_PREFIX = "sandboxes/";
+
+function keyOf(namespace: string, name: string): string {
+  return `${SANDBOX_PREFIX}${namespace}/${name}`;
+}
+
+function failurePolicyEnum(name: string): FailurePolicy {
+  return name === "AUTO_RECREATE" ? FailurePolicy.AUTO_RECREATE : FailurePolicy.MANUAL;
+}
+
+function ms(start: number): number {
+  return performance.now() - start;
+}
+
+/** The controller: owns the registry, the sandbox table and the agent channels. */
+export class Controller {
+  readonly #registry = new Registry();
+  readonly #entries = new Map<string, Entry>();
+  readonly #byAgent = new Map<string, Set<Entry>>();
+  readonly #channels = new Map<string, { address: string; channel: RpcChannel; client: ServiceClient<typeof AgentService.method> }>();
+  /** Ids of sandboxes the controller gave up on; an agent reporting one is told to delete it. */
+  readonly #tombstones = new Set<string>();
+  readonly #dirty = new Set<string>();
+  #flushing: Promise<void> | undefined;
+  #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #store: Store<SandboxRecord>;
+  readonly #log: Logger<"timing">;
+  readonly #metrics: ControllerMetrics;
+  readonly #clock: Clock;
+  readonly #defaultMode: "fast" | "strong";
+  readonly #agentTimeoutMs: number;
+  readonly #graceMs: number;
+  readonly #createTimeoutMs: number;
+  readonly #heartbeatMs: number;
+  readonly #startedAt: number;
+  #closed = false;
+
+  /** Creates a controller; call {@linkcode Controller.load} before serving. */
+  constructor(opts: ControllerOptions) {
+    this.#store = opts.store;
+    this.#log = opts.logger;
+    this.#metrics = opts.metrics;
+    this.#clock = opts.clock ?? Date;
+    this.#defaultMode = opts.defaultMode ?? "fast";
+    this.#agentTimeoutMs = opts.agentTimeoutMs ?? 10_000;
+    this.#graceMs = opts.deleteGraceMs ?? 10_000;
+    this.#createTimeoutMs = opts.agentCreateTimeoutMs ?? 30_000;
+    this.#heartbeatMs = opts.heartbeatIntervalMs ?? 2_000;
+    this.#startedAt = this.#clock.now();
+  }
+
+  /** The registry, read-only for callers (metrics, tests). */
+  get registry(): Pick<Registry, "getAllAgents" | "getAgentById" | "size"> {
+    return this.#registry;
+  }
+
+  /** Loads persisted sandboxes; their agents restore the registry as they register. */
+  async load(): Promise<number> {
+    const entries = await this.#store.list(SANDBOX_PREFIX);
+    for (const { key, value } of entries) {
+      let spec: SandboxSpec;
+      try {
+        spec = fromJson(SandboxSpecSchema, value.spec);
+      } catch (err) {
+        this.#log.warn({ key, err }, "skipping unreadable sandbox record");
+        continue;
+      }
+      const entry: Entry = {
+        key,
+        spec,
+        phase: value.phase,
+        agentId: value.agentId,
+        endpoints: value.endpoints,
+        message: value.message,
+        placed: false,
+        busy: undefined,
+      };
+      this.#entries.set(key, entry);
+      if (entry.agentId !== "" && occupiesSlot(entry.phase)) this.#index(entry);
+    }
+    this.#log.info({ sandboxes: this.#entries.size }, "loaded sandboxes from the store");
+    return this.#entries.size;
+  }
+
+  // ---------------------------------------------------------------- FastPath
+
+  /** CreateSandbox: idempotent by (namespace, name). */
+  async createSandbox(req: CreateSandboxRequest): Promise<SandboxInfo> {
+    const t0 = performance.now();
+    let mode: "fast" | "strong" = this.#defaultMode;
+    let ok = false;
+    try {
+      const valid = validateCreate(req, { nowMs: this.#clock.now(), defaultMode: this.#defaultMode });
+      mode = valid.mode;
+      const info = await this.#create(valid.spec, valid.mode, t0);
+      ok = true;
+      return info;
+    } finally {
+      this.#metrics.createDuration.observe({ mode, success: ok ? "true" : "false" }, ms(t0) / 1000);
+    }
+  }
+
+  async #create(spec: SandboxSpec, mode: "fast" | "strong", t0: number): Promise<SandboxInfo> {
+    const key = keyOf(spec.namespace, spec.name);
+    for (;;) {
+      const existing = this.#entries.get(key);
+      if (existing === undefined) break;
+      if (existing.busy) {
+        await existing.busy.catch(() => {});
+        continue;
+      }
+      if (sameRequest(existing.spec, spec)) return this.#info(existing);
+      throw new AlreadyExistsError(
+        `Cannot create sandbox "${spec.namespace}/${spec.name}" as one with that name and a different spec exists`,
+      );
+    }
+    const entry: Entry = {
+      key,
+      spec,
+      phase: mode === "strong" ? "Pending" : "Creating",
+      agentId: "",
+      endpoints: [],
+      message: "",
+      placed: false,
+      busy: undefined,
+    };
+    this.#entries.set(key, entry);
+    let done!: () => void;
+    entry.busy = new Promise<void>((resolve) => done = resolve);
+    let persisted = false;
+    try {
+      if (mode === "strong") {
+        await this.#store.put(key, this.#record(entry));
+        persisted = true;
+      }
+      const stages = await this.#place(entry);
+      if (mode === "strong") {
+        const tStore = performance.now();
+        await this.#store.put(key, this.#record(entry));
+        stages.store = ms(tStore);
+      } else {
+        this.#markDirty(key);
+      }
+      for (const [stage, value] of Object.entries(stages)) {
+        this.#metrics.createStage.observe({ stage }, value / 1000);
+      }
+      if (this.#log.isLevelEnabled("timing")) {
+        stages.total = ms(t0);
+        this.#log.timing({ sandbox: key, agent: entry.agentId, mode, ms: stages }, "create timing");
+      }
+      return this.#info(entry);
+    } catch (err) {
+      this.#entries.delete(key);
+      if (persisted) await this.#store.delete(key).catch((e: unknown) => this.#log.error({ err: e, key }, "store delete failed"));
+      throw err;
+    } finally {
+      entry.busy = undefined;
+      done();
+    }
+  }
+
+  /**
+   * Allocates an agent, asks it to create the sandbox and marks the entry
+   * Running. On failure nothing stays reserved and the agent is told to
+   * remove whatever it may have made.
+   */
+  async #place(entry: Entry): Promise<Record<string, number>> {
+    const spec = entry.spec;
+    const tAlloc = performance.now();
+    const agent = this.#registry.allocate({
+      pool: spec.pool,
+      namespace: spec.namespace,
+      image: spec.image,
+      ports: spec.exposedPorts,
+    });
+    const allocateMs = ms(tAlloc);
+    const client = this.#client(agent);
+    entry.agentId = agent.id;
+    entry.placed = true;
+    this.#index(entry);
+    if (entry.phase !== "Pending") entry.phase = "Creating";
+    const tRpc = performance.now();
+    try {
+      const res = await client.createSandbox({ spec }, { timeoutMs: this.#createTimeoutMs });
+      const stages: Record<string, number> = { allocate: allocateMs, agent_rpc: ms(tRpc) };
+      for (const [stage, value] of Object.entries(res.stageMs)) stages[stage] = value;
+      entry.phase = "Running";
+      entry.message = "";
+      entry.endpoints = spec.exposedPorts.map((p) => `${agent.advertiseHost}:${p}`);
+      return stages;
+    } catch (err) {
+      this.#unplace(entry);
+      this.#forget(agent.id, spec.sandboxId);
+      if (err instanceof RpcError && (err.code === Code.UNAVAILABLE || err.code === Code.DEADLINE_EXCEEDED)) {
+        throw new RpcError(
+          err.code,
+          `Cannot create sandbox "${spec.namespace}/${spec.name}" on agent "${agent.id}": ${err.message}`,
+        );
+      }
+      throw err;
+    }
+  }
+
+  /** GetSandbox. */
+  getSandbox(req: { name: string; namespace: string }): SandboxInfo {
+    return this.#info(this.#mustGet(req));
+  }
+
+  /** ListSandboxes, sorted by namespace then name. */
+  listSandboxes(req: { namespace: string; allNamespaces: boolean }): SandboxInfo[] {
+    let prefix = SANDBOX_PREFIX;
+    if (!req.allNamespaces) {
+      const ns = req.namespace === "" ? "default" : req.namespace;
+      checkDnsLabel("namespace", ns);
+      prefix = `${SANDBOX_PREFIX}${ns}/`;
+    }
+    const out: Entry[] = [];
+    for (const entry of this.#entries.values()) if (entry.key.startsWith(prefix)) out.push(entry);
+    out.sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+    return out.map((e) => this.#info(e));
+  }
+
+  /** DeleteSandbox: stops and removes it, then frees its slot and ports. Returns its last state. */
+  async deleteSandbox(req: { name: string; namespace: string }): Promise<SandboxInfo> {
+    for (;;) {
+      const entry = this.#mustGet(req);
+      if (entry.busy) {
+        await entry.busy.catch(() => {});
+        continue;
+      }
+      return await this.#exclusive(entry, async () => {
+        const info = this.#info(entry);
+        await this.#stop(entry, "Terminating");
+        this.#entries.delete(entry.key);
+        this.#markDirty(entry.key);
+        info.phase = "Terminating";
+        return info;
+      });
+    }
+  }
+
+  /** UpdateSandbox: expiry, failure policy, labels; `reset` recreates it on a fresh placement. */
+  async updateSandbox(req: UpdateSandboxRequest): Promise<SandboxInfo> {
+    const valid = validateUpdate(req, { nowMs: this.#clock.now() });
+    for (;;) {
+      const entry = this.#mustGet(valid);
+      if (entry.busy) {
+        await entry.busy.catch(() => {});
+        continue;
+      }
+      const spec = create(SandboxSpecSchema, entry.spec);
+      if (valid.expireTime !== undefined) spec.expireTime = BigInt(valid.expireTime);
+      if (valid.failurePolicy !== undefined) spec.failurePolicy = valid.failurePolicy;
+      for (const [k, v] of Object.entries(valid.labels)) spec.labels[k] = v;
+      entry.spec = spec;
+      if (!valid.reset) {
+        this.#markDirty(entry.key);
+        return this.#info(entry);
+      }
+      return await this.#exclusive(entry, async () => {
+        await this.#recreate(entry, "reset");
+        return this.#info(entry);
+      });
+    }
+  }
+
+  /** StreamLogs: the sandbox's output through its agent. */
+  async *streamLogs(
+    req: { name: string; namespace: string; follow: boolean },
+    signal: AbortSignal,
+  ): AsyncGenerator<{ data: Uint8Array }> {
+    const entry = this.#mustGet(req);
+    if (entry.busy) await entry.busy.catch(() => {});
+    const agent = entry.placed ? this.#registry.getAgentById(entry.agentId) : undefined;
+    if (agent === undefined) {
+      throw new RpcError(
+        Code.FAILED_PRECONDITION,
+        `Cannot stream logs of sandbox "${entry.spec.namespace}/${entry.spec.name}" as it is ${entry.phase} and on no agent`,
+      );
+    }
+    const stream = this.#client(agent).streamLogs(
+      { sandboxId: entry.spec.sandboxId, follow: req.follow },
+      { signal },
+    );
+    for await (const chunk of stream) yield { data: chunk.data };
+  }
+
+  // ------------------------------------------------------------ agents
+
+  /**
+   * Register: an agent (re)starting, or one the controller forgot. Its
+   * registry slots are rebuilt from scratch from what it reports plus creates
+   * in flight to it; sandboxes it no longer has are lost.
+   */
+  register(report: AgentReport): { heartbeatIntervalMs: number } {
+    const agent = this.#upsertAgent(report, true);
+    const reported = new Map<string, SandboxStatus>();
+    for (const s of report.sandboxes) if (s.spec) reported.set(s.spec.sandboxId, s);
+    // The registry forgot this agent's slots in #upsertAgent; every entry earns its slot back below.
+    const mine = [...(this.#byAgent.get(agent.id) ?? [])];
+    for (const entry of mine) entry.placed = false;
+    for (const entry of mine) {
+      const status = reported.get(entry.spec.sandboxId);
+      if (status !== undefined) {
+        reported.delete(entry.spec.sandboxId);
+        this.#registry.restore(agent.id, entry.spec.exposedPorts);
+        entry.placed = true;
+        this.#applyStatus(entry, status);
+      } else if (entry.busy && (entry.phase === "Creating" || entry.phase === "Pending")) {
+        this.#registry.restore(agent.id, entry.spec.exposedPorts);
+        entry.placed = true;
+      } else if (entry.phase !== "Terminating") {
+        this.#lose(entry, `agent "${agent.id}" re-registered without it`);
+      }
+    }
+    for (const status of reported.values()) this.#foreign(agent, status);
+    this.#log.info(
+      { agent: agent.id, address: agent.address, sandboxes: report.sandboxes.length, ready: agent.ready },
+      "agent registered",
+    );
+    return { heartbeatIntervalMs: this.#heartbeatMs };
+  }
+
+  /** Heartbeat: liveness, capacity and images; phase changes and sandboxes to adopt. */
+  heartbeat(report: AgentReport): { reregister: boolean } {
+    if (this.#registry.getAgentById(report.agentId) === undefined) return { reregister: true };
+    const agent = this.#upsertAgent(report, false);
+    for (const status of report.sandboxes) {
+      const spec = status.spec;
+      if (spec === undefined) continue;
+      const entry = this.#entries.get(keyOf(spec.namespace, spec.name));
+      if (entry !== undefined && entry.spec.sandboxId === spec.sandboxId && entry.agentId === agent.id && entry.placed) {
+        if (!entry.busy) this.#applyStatus(entry, status);
+      } else {
+        this.#foreign(agent, status);
+      }
+    }
+    return { reregister: false };
+  }
+
+  #upsertAgent(report: AgentReport, fresh: boolean): AgentInfo {
+    if (report.agentId === "") throw new InvalidArgumentError("agent_id", "is required");
+    if (report.address === "") throw new InvalidArgumentError("address", "is required");
+    const reg = {
+      id: report.agentId,
+      address: report.address,
+      advertiseHost: report.advertiseHost || report.address.slice(0, report.address.lastIndexOf(":")),
+      pool: report.pool,
+      namespace: report.namespace,
+      capacity: report.capacity,
+      images: report.images,
+      ready: report.ready,
+    };
+    if (fresh) this.#registry.remove(report.agentId);
+    const agent = this.#registry.registerOrUpdate(reg, this.#clock.now());
+    const ch = this.#channels.get(agent.id);
+    if (ch !== undefined && ch.address !== agent.address) {
+      ch.channel.close();
+      this.#channels.delete(agent.id);
+    }
+    return agent;
+  }
+
+  /** Takes an agent's view of a sandbox the controller has it placed on. */
+  #applyStatus(entry: Entry, status: SandboxStatus): void {
+    const phase = status.phase as Phase;
+    if (phase !== entry.phase && (phase === "Running" || phase === "Exited" || phase === "Failed")) {
+      entry.phase = phase;
+      entry.message = status.message;
+      this.#markDirty(entry.key);
+    }
+  }
+
+  /** A sandbox an agent reports that is not (or no longer) placed there. */
+  #foreign(agent: AgentInfo, status: SandboxStatus): void {
+    const spec = status.spec!;
+    const id = spec.sandboxId;
+    if (this.#tombstones.has(id)) {
+      this.#forget(agent.id, id);
+      return;
+    }
+    const key = keyOf(spec.namespace, spec.name);
+    const entry = this.#entries.get(key);
+    if (entry !== undefined && entry.busy) return;
+    if (entry !== undefined && entry.spec.sandboxId !== id && entry.placed) {
+      // The name is held by a newer sandbox; this one is a leftover (e.g. of a reset).
+      this.#log.warn({ agent: agent.id, sandbox: key, id }, "removing a superseded sandbox from its agent");
+      this.#forget(agent.id, id);
+      return;
+    }
+    // Adopt: a create acknowledged before the store had it, or a lost sandbox coming back.
+    const adopted: Entry = entry ?? {
+      key,
+      spec,
+      phase: "Running",
+      agentId: agent.id,
+      endpoints: [],
+      message: "",
+      placed: false,
+      busy: undefined,
+    };
+    if (entry !== undefined) {
+      this.#unindex(entry);
+      entry.spec = spec;
+    }
+    adopted.agentId = agent.id;
+    adopted.placed = true;
+    adopted.endpoints = spec.exposedPorts.map((p) => `${agent.advertiseHost}:${p}`);
+    adopted.phase = (status.phase as Phase) || "Running";
+    adopted.message = status.message;
+    this.#entries.set(key, adopted);
+    this.#index(adopted);
+    this.#registry.restore(agent.id, spec.exposedPorts);
+    this.#markDirty(key);
+    this.#log.info({ agent: agent.id, sandbox: key, id }, "adopted sandbox reported by agent");
+  }
+
+  // ------------------------------------------------------------ lifecycle
+
+  /**
+   * One pass of the lifecycle loop: stale agents, lost sandboxes to recreate,
+   * expiry, and records whose agent never came back after a restart.
+   */
+  async tick(): Promise<void> {
+    const now = this.#clock.now();
+    for (const agent of this.#registry.cleanupStaleAgents(now, this.#agentTimeoutMs)) {
+      this.#log.warn({ agent: agent.id }, "agent missed its heartbeats; removing it");
+      this.#dropChannel(agent.id);
+      for (const entry of [...(this.#byAgent.get(agent.id) ?? [])]) {
+        if (!entry.busy) this.#lose(entry, `agent "${agent.id}" stopped sending heartbeats`);
+      }
+    }
+    const recovering = now - this.#startedAt < this.#agentTimeoutMs;
+    const nowSec = Math.floor(now / 1000);
+    const work: Promise<unknown>[] = [];
+    for (const entry of this.#entries.values()) {
+      if (entry.busy) continue;
+      if (entry.spec.expireTime > 0n && Number(entry.spec.expireTime) <= nowSec && entry.phase !== "Expired") {
+        work.push(this.#exclusive(entry, () => this.#expire(entry)).catch((err) => {
+          this.#log.error({ err, sandbox: entry.key }, "expiry failed; will retry");
+        }));
+        continue;
+      }
+      if (recovering) continue;
+      if (entry.phase === "Pending" && !entry.placed) {
+        // A strong create that never got its reply before a restart: no agent has it.
+        this.#entries.delete(entry.key);
+        this.#unindex(entry);
+        this.#markDirty(entry.key);
+      } else if (entry.agentId !== "" && !entry.placed && occupiesSlot(entry.phase)) {
+        this.#lose(entry, `agent "${entry.agentId}" did not come back after a controller restart`);
+      } else if (entry.phase === "Lost" && entry.spec.failurePolicy === "AUTO_RECREATE") {
+        work.push(this.#exclusive(entry, () => this.#recreate(entry, "auto-recreate")).catch((err) => {
+          this.#log.warn({ err: String(err), sandbox: entry.key }, "recreate failed; will retry");
+        }));
+      }
+    }
+    await Promise.all(work);
+  }
+
+  async #expire(entry: Entry): Promise<void> {
+    await this.#stop(entry, "Terminating");
+    entry.phase = "Expired";
+    entry.message = `expired at ${new Date(Number(entry.spec.expireTime) * 1000).toISOString()}`;
+    entry.endpoints = [];
+    this.#markDirty(entry.key);
+    this.#log.info({ sandbox: entry.key }, "sandbox expired");
+  }
+
+  /** Marks a sandbox lost; AUTO_RECREATE ones are recreated by the next tick. */
+  #lose(entry: Entry, why: string): void {
+    this.#unplace(entry);
+    entry.phase = "Lost";
+    entry.message = why;
+    entry.endpoints = [];
+    this.#markDirty(entry.key);
+    this.#log.warn({ sandbox: entry.key, why }, "sandbox lost");
+  }
+
+  /** Deletes the running container (if any) and creates the sandbox again with a new id. */
+  async #recreate(entry: Entry, why: string): Promise<void> {
+    await this.#stop(entry, "Terminating");
+    const spec = create(SandboxSpecSchema, entry.spec);
+    spec.sandboxId = newSandboxId();
+    spec.createdAt = BigInt(Math.floor(this.#clock.now() / 1000));
+    entry.spec = spec;
+    entry.phase = "Creating";
+    try {
+      await this.#place(entry);
+      this.#log.info({ sandbox: entry.key, agent: entry.agentId, why }, "sandbox recreated");
+    } catch (err) {
+      entry.phase = why === "reset" ? "Failed" : "Lost";
+      entry.message = `${why} failed: ${err instanceof Error ? err.message : String(err)}`;
+      throw err;
+    } finally {
+      this.#markDirty(entry.key);
+    }
+  }
+
+  /** Stops the container on its agent and frees its slot. */
+  async #stop(entry: Entry, phase: Phase): Promise<void> {
+    if (!entry.placed) return;
+    const agent = this.#registry.getAgentById(entry.agentId);
+    const before = entry.phase;
+    if (agent !== undefined) {
+      entry.phase = phase;
+      try {
+        await this.#client(agent).deleteSandbox(
+          { sandboxId: entry.spec.sandboxId, graceMs: this.#graceMs },
+          { timeoutMs: this.#graceMs + 15_000 },
+        );
+      } catch (err) {
+        entry.phase = before;
+        throw new RpcError(
+          err instanceof RpcError ? err.code : Code.UNAVAILABLE,
+          `Cannot delete sandbox "${entry.spec.namespace}/${entry.spec.name}" on agent "${agent.id}": ${
+            err instanceof Error ? err.message : String(err)
+          }`,
+        );
+      }
+    }
+    this.#tombstone(entry.spec.sandboxId);
+    this.#unplace(entry);
+  }
+
+  async #exclusive<T>(entry: Entry, fn: () => Promise<T>): Promise<T> {
+    let done!: () => void;
+    entry.busy = new Promise<void>((resolve) => done = resolve);
+    try {
+      return await fn();
+    } finally {
+      entry.busy = undefined;
+      done();
+    }
+  }
+
+  // ------------------------------------------------------------ helpers
+
+  #mustGet(req: { name: string; namespace: string }): Entry {
+    const { name, namespace } = validateName(req);
+    const entry = this.#entries.get(keyOf(namespace, name));
+    if (entry === undefined) throw new NotFoundError(`Sandbox "${namespace}/${name}" not found`);
+    return entry;
+  }
+
+  #index(entry: Entry): void {
+    let set = this.#byAgent.get(entry.agentId);
+    if (set === undefined) this.#byAgent.set(entry.agentId, set = new Set());
+    set.add(entry);
+  }
+
+  #unindex(entry: Entry): void {
+    const set = this.#byAgent.get(entry.agentId);
+    if (set === undefined) return;
+    set.delete(entry);
+    if (set.size === 0) this.#byAgent.delete(entry.agentId);
+  }
+
+  #unplace(entry: Entry): void {
+    if (entry.placed) this.#registry.release(entry.agentId, entry.spec.exposedPorts);
+    entry.placed = false;
+    this.#unindex(entry);
+  }
+
+  #tombstone(id: string): void {
+    if (this.#tombstones.size >= TOMBSTONE_LIMIT) {
+      const oldest = this.#tombstones.values().next().value;
+      if (oldest !== undefined) this.#tombstones.delete(oldest);
+    }
+    this.#tombstones.add(id);
+  }
+
+  /** Tombstones `id` and asks its agent, in the background, to remove it. */
+  #forget(agentId: string, id: string): void {
+    this.#tombstone(id);
+    const agent = this.#registry.getAgentById(agentId);
+    if (agent === undefined) return;
+    this.#client(agent).deleteSandbox({ sandboxId: id, graceMs: this.#graceMs }, {
+      timeoutMs: this.#graceMs + 15_000,
+    }).catch((err) => this.#log.warn({ err: String(err), agent: agentId, id }, "background delete failed"));
+  }
+
+  #client(agent: AgentInfo): ServiceClient<typeof AgentService.method> {
+    let ch = this.#channels.get(agent.id);
+    if (ch === undefined || ch.address !== agent.address) {
+      ch?.channel.close();
+      const channel = new RpcChannel(agent.address);
+      ch = { address: agent.address, channel, client: channel.client(AgentService) };
+      this.#channels.set(agent.id, ch);
+    }
+    return ch.client;
+  }
+
+  #dropChannel(agentId: string): void {
+    this.#channels.get(agentId)?.channel.close();
+    this.#channels.delete(agentId);
+  }
+
+  #record(entry: Entry): SandboxRecord {
+    return {
+      spec: toJson(SandboxSpecSchema, entry.spec),
+      phase: entry.phase,
+      agentId: entry.agentId,
+      endpoints: entry.endpoints,
+      message: entry.message,
+    };
+  }
+
+  #info(entry: Entry): SandboxInfo {
+    const s = entry.spec;
+    return create(SandboxInfoSchema, {
+      sandboxId: s.sandboxId,
+      name: s.name,
+      namespace: s.namespace,
+      phase: entry.phase,
+      agent: entry.agentId,
+      endpoints: entry.endpoints,
+      image: s.image,
+      pool: s.pool,
+      command: s.command,
+      args: s.args,
+      createdAt: s.createdAt,
+      expireTime: s.expireTime,
+      failurePolicy: failurePolicyEnum(s.failurePolicy),
+      labels: s.labels,
+      message: entry.message,
+      envs: s.envs,
+      workingDir: s.workingDir,
+      exposedPorts: s.exposedPorts,
+    });
+  }
+
+  /** Write-behind: the latest state of each dirty key is written after the reply goes out. */
+  #markDirty(key: string): void {
+    this.#dirty.add(key);
+    if (this.#flushing === undefined && this.#flushTimer === undefined && !this.#closed) {
+      this.#flushTimer = setTimeout(() => {
+        this.#flushTimer = undefined;
+        this.#flushing = this.#flush().finally(() => this.#flushing = undefined);
+      }, 0);
+    }
+  }
+
+  async #flush(): Promise<void> {
+    while (this.#dirty.size > 0) {
+      const keys = [...this.#dirty];
+      this.#dirty.clear();
+      for (const key of keys) {
+        const entry = this.#entries.get(key);
+        try {
+          if (entry === undefined) await this.#store.delete(key);
+          else if (!entry.busy || entry.phase !== "Pending") await this.#store.put(key, this.#record(entry));
+        } catch (err) {
+          this.#log.error({ err, key }, "store write failed; will retry");
+          this.#dirty.add(key);
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+    }
+  }
+
+  /** Waits until every pending store write is done. */
+  async flush(): Promise<void> {
+    if (this.#flushTimer !== undefined) {
+      clearTimeout(this.#flushTimer);
+      this.#flushTimer = undefined;
+    }
+    while (this.#flushing !== undefined || this.#dirty.size > 0) {
+      if (this.#flushing === undefined) this.#flushing = this.#flush().finally(() => this.#flushing = undefined);
+      await this.#flushing;
+    }
+  }
+
+  /** Gauge readings for /metrics. */
+  gauges(): {
+    agents(): { ready: number; total: number; capacity: number; allocated: number };
+    sandboxesByPhase(): Record<string, number>;
+  } {
+    return {
+      agents: () => {
+        let ready = 0, capacity = 0, allocated = 0;
+        const all = this.#registry.getAllAgents();
+        for (const a of all) {
+          if (a.ready) ready++;
+          capacity += a.capacity;
+          allocated += a.allocated;
+        }
+        return { ready, total: all.length, capacity, allocated };
+      },
+      sandboxesByPhase: () => {
+        const out: Record<string, number> = {};
+        for (const e of this.#entries.values()) out[e.phase] = (out[e.phase] ?? 0) + 1;
+        return out;
+      },
+    };
+  }
+
+  /** Flushes the store and closes agent channels. */
+  async close(): Promise<void> {
+    await this.flush();
+    this.#closed = true;
+    for (const id of [...this.#channels.keys()]) this.#dropChannel(id);
+  }
+}
+
+/** Whether a sandbox in this phase has a container on its agent (and so holds a slot). */
+function occupiesSlot(phase: Phase): boolean {
+  return phase === "Creating" || phase === "Running" || phase === "Exited" || phase === "Terminating";
+}

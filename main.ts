@@ -1,0 +1,384 @@
+/**
+ * `fsb`: the one program. Each command loads only what it needs, so the
+ * client stays quick to start.
+ *
+ * @module
+ */
+import { type FlagSpec, type ParsedFlags, parseFlags } from "./cli/flags.ts";
+import { parseDuration } from "./cli/parse_duration.ts";
+import { UsageError } from "./cli/usage_error.ts";
+import type { Logger } from "pino";
+
+/** The version printed by `fsb version`. */
+export const VERSION = "0.1.0";
+
+const USAGE = `Usage: fsb <command> [flags]
+
+Commands:
+  up                  controller and a local agent in one process (zero setup)
+  controller serve    the FastPath API, registry, store and lifecycle loop
+  agent run           an agent: registers with a controller and runs sandboxes
+  sandbox ...         create|get|list|delete|update|reset|logs sandboxes
+  image import FILE   import an OCI archive into the agent's containerd
+  version             print the version
+  help                print this help
+
+Run "fsb <command> --help" for a command's flags.`;
+
+const SHORT_USAGE = `Usage: fsb <up|controller serve|agent run|sandbox|image import|version|help> [flags]`;
+
+const UP_USAGE =
+  `Usage: fsb up [--listen ADDR] [--metrics-listen ADDR] [--agent-listen ADDR] [--data-dir DIR] [--runtime process|containerd] [--containerd-socket PATH] [--pool P] [-n NS] [--capacity N] [--mode fast|strong] [-v N]`;
+const SERVE_USAGE =
+  `Usage: fsb controller serve [--listen ADDR] [--metrics-listen ADDR] [--store sqlite:PATH|etcd://H:P,...] [--data-dir DIR] [--mode fast|strong] [--agent-timeout DURATION] [--delete-grace DURATION] [-v N]`;
+const AGENT_USAGE =
+  `Usage: fsb agent run --controller ADDR [--listen ADDR] [--advertise HOST] [--id ID] [--pool P] [-n NS] [--capacity N] [--runtime process|containerd] [--containerd-socket PATH] [--data-dir DIR] [--image REF]... [-v N]`;
+const IMAGE_USAGE = `Usage: fsb image import FILE.tar [--containerd-socket PATH] [-v N]`;
+
+const DEFAULT_SOCKET = "/run/containerd/containerd.sock";
+
+/** Where a command writes, and what it may read of its environment. */
+interface Io {
+  stdout(s: string): void;
+  stderr(s: string): void;
+}
+
+const io: Io = {
+  stdout: (s) => Deno.stdout.writeSync(new TextEncoder().encode(s)),
+  stderr: (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)),
+};
+
+function home(): string {
+  return Deno.env.get("HOME") ?? Deno.cwd();
+}
+
+/** pino on stderr: `-v` 0 info, 2 timing breakdowns, 4 debug, 5+ trace. */
+async function createLogger(verbose: number): Promise<Logger<"timing">> {
+  const { pino } = await import("pino");
+  const level = verbose >= 5 ? "trace" : verbose >= 4 ? "debug" : verbose >= 2 ? "timing" : "info";
+  return pino(
+    { level, customLevels: { timing: 25 }, base: { pid: Deno.pid } },
+    pino.destination({ fd: 2, sync: false }),
+  );
+}
+
+function parse<const S extends FlagSpec>(args: string[], spec: S, usage: string): ParsedFlags<S> {
+  try {
+    return parseFlags(args, spec);
+  } catch (err) {
+    if (err instanceof UsageError) throw new UsageError(err.message, { usage });
+    throw err;
+  }
+}
+
+function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[], usage: string): T {
+  if ((allowed as readonly string[]).includes(value)) return value as T;
+  throw new UsageError(`Flag --${flag} must be one of ${allowed.join(", ")}, got "${value}"`, { usage });
+}
+
+function count(flag: string, value: string, usage: string): number {
+  if (!/^\d+$/.test(value)) throw new UsageError(`Flag --${flag} needs a whole number, got "${value}"`, { usage });
+  return Number(value);
+}
+
+function duration(flag: string, value: string, usage: string): number {
+  try {
+    return parseDuration(value);
+  } catch (err) {
+    throw new UsageError(`Flag --${flag}: ${(err as Error).message}`, { usage });
+  }
+}
+
+/** Resolves on the first SIGINT or SIGTERM. */
+function untilSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (sig: Deno.Signal) => () => resolve(sig);
+    Deno.addSignalListener("SIGINT", on("SIGINT"));
+    Deno.addSignalListener("SIGTERM", on("SIGTERM"));
+  });
+}
+
+async function metricsRegistry() {
+  const client = (await import("prom-client")).default;
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+  return registry;
+}
+
+const SERVE_FLAGS = {
+  listen: { type: "string" },
+  "metrics-listen": { type: "string" },
+  store: { type: "string" },
+  "data-dir": { type: "string" },
+  mode: { type: "string" },
+  "agent-timeout": { type: "string" },
+  "delete-grace": { type: "string" },
+} as const;
+
+async function controllerServe(args: string[]): Promise<number> {
+  const f = parse(args, SERVE_FLAGS, SERVE_USAGE);
+  if (f.help) return help(SERVE_USAGE);
+  if (f.positionals.length > 0) throw new UsageError(`Unexpected argument "${f.positionals[0]}"`, { usage: SERVE_USAGE });
+  const mode = oneOf("mode", f.values.mode ?? "fast", ["fast", "strong"], SERVE_USAGE);
+  const agentTimeoutMs = duration("agent-timeout", f.values["agent-timeout"] ?? "10s", SERVE_USAGE);
+  const deleteGraceMs = duration("delete-grace", f.values["delete-grace"] ?? "10s", SERVE_USAGE);
+  const logger = await createLogger(f.verbose);
+  const { startController } = await import("./controller/mod.ts");
+  const dataDir = f.values["data-dir"] ?? `${home()}/.fsb/controller`;
+  const handle = await startController({
+    listen: f.values.listen ?? "0.0.0.0:9090",
+    metricsListen: f.values["metrics-listen"] ?? "0.0.0.0:9091",
+    store: f.values.store ?? "sqlite:",
+    dataDir,
+    mode,
+    agentTimeoutMs,
+    deleteGraceMs,
+    logger,
+    metricsRegistry: await metricsRegistry(),
+  });
+  io.stdout(`fsb controller listening on ${handle.address} (metrics on ${handle.metricsAddress})\n`);
+  const sig = await untilSignal();
+  logger.info({ signal: sig }, "shutting down");
+  await handle.close();
+  return 0;
+}
+
+const AGENT_FLAGS = {
+  controller: { type: "string" },
+  listen: { type: "string" },
+  advertise: { type: "string" },
+  id: { type: "string" },
+  pool: { type: "string" },
+  namespace: { type: "string", short: "n" },
+  capacity: { type: "string" },
+  runtime: { type: "string" },
+  "containerd-socket": { type: "string" },
+  "data-dir": { type: "string" },
+  image: { type: "string", multiple: true },
+} as const;
+
+async function createRuntime(
+  kind: "process" | "containerd",
+  opts: { dataDir: string; socket: string; images: string[]; logger: Logger<"timing"> },
+) {
+  if (kind === "process") {
+    const { ProcessRuntime } = await import("./agent/process_runtime.ts");
+    return new ProcessRuntime({ stateDir: `${opts.dataDir}/process`, images: opts.images });
+  }
+  const { ContainerdRuntime } = await import("./agent/containerd/mod.ts");
+  return new ContainerdRuntime({
+    socket: opts.socket,
+    stateDir: `${opts.dataDir}/containerd`,
+    logger: opts.logger,
+  });
+}
+
+/** Whether a containerd answers on `socket`. */
+async function containerdAnswers(socket: string): Promise<boolean> {
+  try {
+    await Deno.stat(socket);
+  } catch {
+    return false;
+  }
+  const { ContainerdRuntime } = await import("./agent/containerd/mod.ts");
+  const rt = new ContainerdRuntime({ socket, stateDir: Deno.makeTempDirSync() });
+  try {
+    return await rt.ready();
+  } finally {
+    await rt.close();
+  }
+}
+
+async function agentRun(args: string[]): Promise<number> {
+  const f = parse(args, AGENT_FLAGS, AGENT_USAGE);
+  if (f.help) return help(AGENT_USAGE);
+  if (f.positionals.length > 0) throw new UsageError(`Unexpected argument "${f.positionals[0]}"`, { usage: AGENT_USAGE });
+  if (f.values.controller === undefined) throw new UsageError("Flag --controller is required", { usage: AGENT_USAGE });
+  const runtimeKind = oneOf("runtime", f.values.runtime ?? "containerd", ["process", "containerd"], AGENT_USAGE);
+  const capacity = count("capacity", f.values.capacity ?? "5", AGENT_USAGE);
+  const logger = await createLogger(f.verbose);
+  const dataDir = f.values["data-dir"] ?? `${home()}/.fsb/agent`;
+  const runtime = await createRuntime(runtimeKind, {
+    dataDir,
+    socket: f.values["containerd-socket"] ?? DEFAULT_SOCKET,
+    images: f.values.image,
+    logger,
+  });
+  const { AgentServer } = await import("./agent/mod.ts");
+  const agent = new AgentServer({
+    controller: f.values.controller,
+    listen: f.values.listen ?? "0.0.0.0:5758",
+    advertise: f.values.advertise,
+    id: f.values.id ?? Deno.hostname(),
+    pool: f.values.pool ?? "default-pool",
+    namespace: f.values.namespace ?? "default",
+    capacity,
+    runtime,
+    dataDir,
+    logger,
+    metricsRegistry: await metricsRegistry(),
+  });
+  await agent.start();
+  io.stdout(`fsb agent ${f.values.id ?? Deno.hostname()} listening on ${agent.address} (runtime ${runtime.name})\n`);
+  const sig = await untilSignal();
+  logger.info({ signal: sig }, "shutting down");
+  await agent.close();
+  return 0;
+}
+
+const UP_FLAGS = {
+  listen: { type: "string" },
+  "metrics-listen": { type: "string" },
+  "agent-listen": { type: "string" },
+  "data-dir": { type: "string" },
+  runtime: { type: "string" },
+  "containerd-socket": { type: "string" },
+  pool: { type: "string" },
+  namespace: { type: "string", short: "n" },
+  capacity: { type: "string" },
+  mode: { type: "string" },
+  image: { type: "string", multiple: true },
+} as const;
+
+async function up(args: string[]): Promise<number> {
+  const f = parse(args, UP_FLAGS, UP_USAGE);
+  if (f.help) return help(UP_USAGE);
+  if (f.positionals.length > 0) throw new UsageError(`Unexpected argument "${f.positionals[0]}"`, { usage: UP_USAGE });
+  const mode = oneOf("mode", f.values.mode ?? "fast", ["fast", "strong"], UP_USAGE);
+  const capacity = count("capacity", f.values.capacity ?? "5", UP_USAGE);
+  const socket = f.values["containerd-socket"] ?? DEFAULT_SOCKET;
+  let runtimeKind: "process" | "containerd";
+  let why: string;
+  if (f.values.runtime !== undefined) {
+    runtimeKind = oneOf("runtime", f.values.runtime, ["process", "containerd"], UP_USAGE);
+    why = "as asked";
+  } else if (await containerdAnswers(socket)) {
+    runtimeKind = "containerd";
+    why = `containerd answers on ${socket}`;
+  } else {
+    runtimeKind = "process";
+    why = `no containerd answers on ${socket}; sandboxes are plain host processes, isolated from nothing`;
+  }
+  const logger = await createLogger(f.verbose);
+  const dataDir = f.values["data-dir"] ?? `${home()}/.fsb`;
+  const registry = await metricsRegistry();
+  const { startController } = await import("./controller/mod.ts");
+  const { AgentServer } = await import("./agent/mod.ts");
+  const handle = await startController({
+    listen: f.values.listen ?? "127.0.0.1:9090",
+    metricsListen: f.values["metrics-listen"] ?? "127.0.0.1:9091",
+    store: "sqlite:",
+    dataDir: `${dataDir}/controller`,
+    mode,
+    agentTimeoutMs: 10_000,
+    logger,
+    metricsRegistry: registry,
+  });
+  const runtime = await createRuntime(runtimeKind, {
+    dataDir: `${dataDir}/agent`,
+    socket,
+    images: f.values.image.length > 0 ? f.values.image : ["busybox"],
+    logger,
+  });
+  const agent = new AgentServer({
+    controller: handle.address.replace(/^0\.0\.0\.0:/, "127.0.0.1:"),
+    listen: f.values["agent-listen"] ?? "127.0.0.1:5758",
+    advertise: "127.0.0.1",
+    id: `local-${Deno.hostname()}`,
+    pool: f.values.pool ?? "default-pool",
+    namespace: f.values.namespace ?? "default",
+    capacity,
+    runtime,
+    dataDir: `${dataDir}/agent`,
+    logger,
+    metricsRegistry: registry,
+  });
+  await agent.start();
+  io.stdout(
+    `fsb up: controller on ${handle.address}, metrics on http://${handle.metricsAddress}/metrics, ` +
+      `agent on ${agent.address}\n` +
+      `runtime: ${runtimeKind} (${why}); data in ${dataDir}\n` +
+      `try: fsb sandbox create demo --image busybox -- sh -c 'echo hello; sleep 60'\n`,
+  );
+  const sig = await untilSignal();
+  logger.info({ signal: sig }, "shutting down");
+  await agent.close();
+  await handle.close();
+  return 0;
+}
+
+async function imageImport(args: string[]): Promise<number> {
+  const f = parse(args, { "containerd-socket": { type: "string" } } as const, IMAGE_USAGE);
+  if (f.help) return help(IMAGE_USAGE);
+  if (f.positionals.length !== 1) throw new UsageError("Expected one FILE.tar", { usage: IMAGE_USAGE });
+  const { importImage } = await import("./agent/containerd/mod.ts");
+  const names = await importImage(f.positionals[0], {
+    socket: f.values["containerd-socket"] ?? DEFAULT_SOCKET,
+    namespace: "fsb",
+  });
+  for (const name of names) io.stdout(`imported ${name}\n`);
+  return 0;
+}
+
+function help(text: string): number {
+  io.stdout(`${text}\n`);
+  return 0;
+}
+
+/** Runs `fsb` with `args`; resolves to the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const [command, sub, ...rest] = args;
+  try {
+    switch (command) {
+      case "sandbox": {
+        const { sandboxCommand } = await import("./cli/mod.ts");
+        return await sandboxCommand(args.slice(1), {
+          stdout: io.stdout,
+          stdoutBytes: async (b: Uint8Array) => {
+            await Deno.stdout.write(b);
+          },
+          stderr: io.stderr,
+          env: Deno.env.toObject(),
+          cwd: Deno.cwd(),
+          home: home(),
+        });
+      }
+      case "controller":
+        if (sub === "serve") return await controllerServe(rest);
+        if (sub === "-h" || sub === "--help") return help(SERVE_USAGE);
+        throw new UsageError(`Unknown command "controller ${sub ?? ""}"`, { usage: SERVE_USAGE });
+      case "agent":
+        if (sub === "run") return await agentRun(rest);
+        if (sub === "-h" || sub === "--help") return help(AGENT_USAGE);
+        throw new UsageError(`Unknown command "agent ${sub ?? ""}"`, { usage: AGENT_USAGE });
+      case "up":
+        return await up(args.slice(1));
+      case "image":
+        if (sub === "import") return await imageImport(rest);
+        if (sub === "-h" || sub === "--help") return help(IMAGE_USAGE);
+        throw new UsageError(`Unknown command "image ${sub ?? ""}"`, { usage: IMAGE_USAGE });
+      case "version":
+      case "--version":
+        io.stdout(`fsb ${VERSION} (deno ${Deno.version.deno})\n`);
+        return 0;
+      case "help":
+      case "-h":
+      case "--help":
+      case undefined:
+        return help(USAGE);
+      default:
+        throw new UsageError(`Unknown command "${command}"`, { usage: SHORT_USAGE });
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr(`fsb: ${err.message}\n${err.usage ?? SHORT_USAGE}\n`);
+      return 2;
+    }
+    io.stderr(`fsb: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
