@@ -25,7 +25,8 @@ Commands:
 
 Run "fsb <command> --help" for a command's flags.`;
 
-const SHORT_USAGE = `Usage: fsb <up|controller serve|agent run|sandbox|image import|version|help> [flags]`;
+const SHORT_USAGE =
+  `Usage: fsb <up|controller serve|agent run|sandbox|image import|version|help> [flags]`;
 
 const UP_USAGE =
   `Usage: fsb up [--listen ADDR] [--metrics-listen ADDR] [--agent-listen ADDR] [--data-dir DIR] [--runtime process|containerd] [--containerd-socket PATH] [--pool P] [-n NS] [--capacity N] [--mode fast|strong] [-v N]`;
@@ -71,13 +72,22 @@ function parse<const S extends FlagSpec>(args: string[], spec: S, usage: string)
   }
 }
 
-function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[], usage: string): T {
+function oneOf<T extends string>(
+  flag: string,
+  value: string,
+  allowed: readonly T[],
+  usage: string,
+): T {
   if ((allowed as readonly string[]).includes(value)) return value as T;
-  throw new UsageError(`Flag --${flag} must be one of ${allowed.join(", ")}, got "${value}"`, { usage });
+  throw new UsageError(`Flag --${flag} must be one of ${allowed.join(", ")}, got "${value}"`, {
+    usage,
+  });
 }
 
 function count(flag: string, value: string, usage: string): number {
-  if (!/^\d+$/.test(value)) throw new UsageError(`Flag --${flag} needs a whole number, got "${value}"`, { usage });
+  if (!/^\d+$/.test(value)) {
+    throw new UsageError(`Flag --${flag} needs a whole number, got "${value}"`, { usage });
+  }
   return Number(value);
 }
 
@@ -118,7 +128,9 @@ const SERVE_FLAGS = {
 async function controllerServe(args: string[]): Promise<number> {
   const f = parse(args, SERVE_FLAGS, SERVE_USAGE);
   if (f.help) return help(SERVE_USAGE);
-  if (f.positionals.length > 0) throw new UsageError(`Unexpected argument "${f.positionals[0]}"`, { usage: SERVE_USAGE });
+  if (f.positionals.length > 0) {
+    throw new UsageError(`Unexpected argument "${f.positionals[0]}"`, { usage: SERVE_USAGE });
+  }
   const mode = oneOf("mode", f.values.mode ?? "fast", ["fast", "strong"], SERVE_USAGE);
   const agentTimeoutMs = duration("agent-timeout", f.values["agent-timeout"] ?? "10s", SERVE_USAGE);
   const deleteGraceMs = duration("delete-grace", f.values["delete-grace"] ?? "10s", SERVE_USAGE);
@@ -136,7 +148,9 @@ async function controllerServe(args: string[]): Promise<number> {
     logger,
     metricsRegistry: await metricsRegistry(),
   });
-  io.stdout(`fsb controller listening on ${handle.address} (metrics on ${handle.metricsAddress})\n`);
+  io.stdout(
+    `fsb controller listening on ${handle.address} (metrics on ${handle.metricsAddress})\n`,
+  );
   const sig = await untilSignal();
   logger.info({ signal: sig }, "shutting down");
   await handle.close();
@@ -192,9 +206,18 @@ async function containerdAnswers(socket: string): Promise<boolean> {
 async function agentRun(args: string[]): Promise<number> {
   const f = parse(args, AGENT_FLAGS, AGENT_USAGE);
   if (f.help) return help(AGENT_USAGE);
-  if (f.positionals.length > 0) throw new UsageError(`Unexpected argument "${f.positionals[0]}"`, { usage: AGENT_USAGE });
-  if (f.values.controller === undefined) throw new UsageError("Flag --controller is required", { usage: AGENT_USAGE });
-  const runtimeKind = oneOf("runtime", f.values.runtime ?? "containerd", ["process", "containerd"], AGENT_USAGE);
+  if (f.positionals.length > 0) {
+    throw new UsageError(`Unexpected argument "${f.positionals[0]}"`, { usage: AGENT_USAGE });
+  }
+  if (f.values.controller === undefined) {
+    throw new UsageError("Flag --controller is required", { usage: AGENT_USAGE });
+  }
+  const runtimeKind = oneOf(
+    "runtime",
+    f.values.runtime ?? "containerd",
+    ["process", "containerd"],
+    AGENT_USAGE,
+  );
   const capacity = count("capacity", f.values.capacity ?? "5", AGENT_USAGE);
   const logger = await createLogger(f.verbose);
   const dataDir = f.values["data-dir"] ?? `${home()}/.fsb/agent`;
@@ -219,7 +242,11 @@ async function agentRun(args: string[]): Promise<number> {
     metricsRegistry: await metricsRegistry(),
   });
   await agent.start();
-  io.stdout(`fsb agent ${f.values.id ?? Deno.hostname()} listening on ${agent.address} (runtime ${runtime.name})\n`);
+  io.stdout(
+    `fsb agent ${
+      f.values.id ?? Deno.hostname()
+    } listening on ${agent.address} (runtime ${runtime.name})\n`,
+  );
   const sig = await untilSignal();
   logger.info({ signal: sig }, "shutting down");
   await agent.close();
@@ -243,7 +270,9 @@ const UP_FLAGS = {
 async function up(args: string[]): Promise<number> {
   const f = parse(args, UP_FLAGS, UP_USAGE);
   if (f.help) return help(UP_USAGE);
-  if (f.positionals.length > 0) throw new UsageError(`Unexpected argument "${f.positionals[0]}"`, { usage: UP_USAGE });
+  if (f.positionals.length > 0) {
+    throw new UsageError(`Unexpected argument "${f.positionals[0]}"`, { usage: UP_USAGE });
+  }
   const mode = oneOf("mode", f.values.mode ?? "fast", ["fast", "strong"], UP_USAGE);
   const capacity = count("capacity", f.values.capacity ?? "5", UP_USAGE);
   const socket = f.values["containerd-socket"] ?? DEFAULT_SOCKET;
@@ -257,7 +286,8 @@ async function up(args: string[]): Promise<number> {
     why = `containerd answers on ${socket}`;
   } else {
     runtimeKind = "process";
-    why = `no containerd answers on ${socket}; sandboxes are plain host processes, isolated from nothing`;
+    why =
+      `no containerd answers on ${socket}; sandboxes are plain host processes, isolated from nothing`;
   }
   const logger = await createLogger(f.verbose);
   const dataDir = f.values["data-dir"] ?? `${home()}/.fsb`;
@@ -310,7 +340,9 @@ async function up(args: string[]): Promise<number> {
 async function imageImport(args: string[]): Promise<number> {
   const f = parse(args, { "containerd-socket": { type: "string" } } as const, IMAGE_USAGE);
   if (f.help) return help(IMAGE_USAGE);
-  if (f.positionals.length !== 1) throw new UsageError("Expected one FILE.tar", { usage: IMAGE_USAGE });
+  if (f.positionals.length !== 1) {
+    throw new UsageError("Expected one FILE.tar", { usage: IMAGE_USAGE });
+  }
   const { importImage } = await import("./agent/containerd/mod.ts");
   const names = await importImage(f.positionals[0], {
     socket: f.values["containerd-socket"] ?? DEFAULT_SOCKET,

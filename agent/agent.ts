@@ -10,8 +10,8 @@ import type { Logger } from "pino";
 import client from "prom-client";
 import {
   Agent as AgentService,
-  type AgentReport,
   AgentRegistry,
+  type AgentReport,
   type SandboxSpec,
   type SandboxStatus,
 } from "../proto/gen/fsb/agent/v1/agent_pb.ts";
@@ -46,7 +46,9 @@ function ms(start: number): number {
 
 /** The first non-internal IPv4 address, else loopback. */
 function defaultAdvertiseHost(listenHost: string): string {
-  if (listenHost !== "" && listenHost !== "0.0.0.0" && listenHost !== "::" && listenHost !== "[::]") {
+  if (
+    listenHost !== "" && listenHost !== "0.0.0.0" && listenHost !== "::" && listenHost !== "[::]"
+  ) {
     return listenHost;
   }
   try {
@@ -122,7 +124,10 @@ export class AgentServer {
     this.#address = `${this.#advertiseHost}:${port}`;
     const ready = await this.#runtime.ready();
     if (!ready) {
-      this.#log.warn({ runtime: this.#runtime.name }, "runtime is not ready; reporting this agent as not ready");
+      this.#log.warn(
+        { runtime: this.#runtime.name },
+        "runtime is not ready; reporting this agent as not ready",
+      );
     }
     this.#log.info(
       { id: this.#opts.id, address: this.#address, runtime: this.#runtime.name, ready },
@@ -158,7 +163,10 @@ export class AgentServer {
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
       if (msg !== this.#lastError) {
-        this.#log.warn({ controller: this.#opts.controller, err: msg }, "cannot reach controller; retrying");
+        this.#log.warn(
+          { controller: this.#opts.controller, err: msg },
+          "cannot reach controller; retrying",
+        );
         this.#lastError = msg;
       }
       this.#schedule(Math.min(this.#heartbeatMs, 1_000));
@@ -211,12 +219,16 @@ export class AgentServer {
       result = await this.#runtime.create(spec, { logPath });
     } catch (err) {
       if (!(err instanceof Error && "status" in err) && !(await this.#runtime.ready())) {
-        throw new UnavailableError(`Runtime ${this.#runtime.name} on agent "${this.#opts.id}" is not ready: ${err}`);
+        throw new UnavailableError(
+          `Runtime ${this.#runtime.name} on agent "${this.#opts.id}" is not ready: ${err}`,
+        );
       }
       throw err;
     }
     const stageMs: Record<string, number> = { ...result.stageMs, agent_total: ms(t0) };
-    for (const [stage, value] of Object.entries(stageMs)) this.#stage.observe({ stage }, value / 1000);
+    for (const [stage, value] of Object.entries(stageMs)) {
+      this.#stage.observe({ stage }, value / 1000);
+    }
     if (this.#log.isLevelEnabled("timing")) {
       this.#log.timing({ sandbox: spec.sandboxId, ms: stageMs }, "agent create timing");
     }
@@ -233,7 +245,11 @@ export class AgentServer {
     return existed;
   }
 
-  async *#logs(id: string, follow: boolean, signal: AbortSignal): AsyncGenerator<{ data: Uint8Array }> {
+  async *#logs(
+    id: string,
+    follow: boolean,
+    signal: AbortSignal,
+  ): AsyncGenerator<{ data: Uint8Array }> {
     for await (const data of this.#runtime.logs(id, { follow, signal })) yield { data };
   }
 

@@ -78,7 +78,10 @@ export function checkLabels(labels: Readonly<Record<string, string>>): void {
     const prefix = slash >= 0 ? key.slice(0, slash) : "";
     const name = slash >= 0 ? key.slice(slash + 1) : key;
     if (slash >= 0 && (prefix.length > 253 || !DNS_SUBDOMAIN.test(prefix))) {
-      throw new InvalidArgumentError(field, "key prefix must be a DNS subdomain (e.g. example.com)");
+      throw new InvalidArgumentError(
+        field,
+        "key prefix must be a DNS subdomain (e.g. example.com)",
+      );
     }
     if (name.length === 0 || name.length > 63 || !LABEL_NAME.test(name)) {
       throw new InvalidArgumentError(
@@ -100,7 +103,10 @@ function checkExpire(field: string, expireTime: number, nowSec: number): void {
     throw new InvalidArgumentError(field, `must be unix seconds or 0 for never, got ${expireTime}`);
   }
   if (expireTime !== 0 && expireTime <= nowSec) {
-    throw new InvalidArgumentError(field, `must be in the future (now is ${nowSec}), got ${expireTime}`);
+    throw new InvalidArgumentError(
+      field,
+      `must be in the future (now is ${nowSec}), got ${expireTime}`,
+    );
   }
 }
 
@@ -140,7 +146,10 @@ export function validateCreate(
   checkDnsLabel("pool", pool);
   if (req.image === "") throw new InvalidArgumentError("image", "is required");
   if (req.image.length > 512 || !IMAGE_REF.test(req.image)) {
-    throw new InvalidArgumentError("image", `must be an image reference like busybox:1.36, got "${req.image}"`);
+    throw new InvalidArgumentError(
+      "image",
+      `must be an image reference like busybox:1.36, got "${req.image}"`,
+    );
   }
   for (let i = 0; i < req.command.length; i++) checkNoNul(`command[${i}]`, req.command[i]);
   for (let i = 0; i < req.args.length; i++) checkNoNul(`args[${i}]`, req.args[i]);
@@ -151,7 +160,10 @@ export function validateCreate(
     checkNoNul(`envs["${key}"]`, value);
   }
   if (req.workingDir !== "" && !req.workingDir.startsWith("/")) {
-    throw new InvalidArgumentError("working_dir", `must be an absolute path, got "${req.workingDir}"`);
+    throw new InvalidArgumentError(
+      "working_dir",
+      `must be an absolute path, got "${req.workingDir}"`,
+    );
   }
   checkNoNul("working_dir", req.workingDir);
   checkPorts(req.exposedPorts);
@@ -212,7 +224,9 @@ export function validateUpdate(req: UpdateSandboxRequest, opts: { nowMs: number 
   const namespace = req.namespace === "" ? DEFAULT_NAMESPACE : req.namespace;
   checkDnsLabel("namespace", namespace);
   const expireTime = req.expireTime === undefined ? undefined : Number(req.expireTime);
-  if (expireTime !== undefined) checkExpire("expire_time", expireTime, Math.floor(opts.nowMs / 1000));
+  if (expireTime !== undefined) {
+    checkExpire("expire_time", expireTime, Math.floor(opts.nowMs / 1000));
+  }
   const failurePolicy = failurePolicyName(req.failurePolicy, "failure_policy");
   checkLabels(req.labels);
   return {
@@ -226,7 +240,9 @@ export function validateUpdate(req: UpdateSandboxRequest, opts: { nowMs: number 
 }
 
 /** Validates the (namespace, name) of get, delete and logs. */
-export function validateName(req: { name: string; namespace: string }): { name: string; namespace: string } {
+export function validateName(
+  req: { name: string; namespace: string },
+): { name: string; namespace: string } {
   if (req.name === "") throw new InvalidArgumentError("name", "is required");
   checkDnsLabel("name", req.name);
   const namespace = req.namespace === "" ? DEFAULT_NAMESPACE : req.namespace;

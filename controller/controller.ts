@@ -7,8 +7,8 @@
 import { create, fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import {
-  AlreadyExistsError,
   type AgentInfo,
+  AlreadyExistsError,
   InvalidArgumentError,
   NotFoundError,
   Registry,
@@ -117,7 +117,10 @@ export class Controller {
   readonly #registry = new Registry();
   readonly #entries = new Map<string, Entry>();
   readonly #byAgent = new Map<string, Set<Entry>>();
-  readonly #channels = new Map<string, { address: string; channel: RpcChannel; client: ServiceClient<typeof AgentService.method> }>();
+  readonly #channels = new Map<
+    string,
+    { address: string; channel: RpcChannel; client: ServiceClient<typeof AgentService.method> }
+  >();
   /** Ids of sandboxes the controller gave up on; an agent reporting one is told to delete it. */
   readonly #tombstones = new Set<string>();
   readonly #dirty = new Set<string>();
@@ -190,7 +193,10 @@ export class Controller {
     let mode: "fast" | "strong" = this.#defaultMode;
     let ok = false;
     try {
-      const valid = validateCreate(req, { nowMs: this.#clock.now(), defaultMode: this.#defaultMode });
+      const valid = validateCreate(req, {
+        nowMs: this.#clock.now(),
+        defaultMode: this.#defaultMode,
+      });
       mode = valid.mode;
       const info = await this.#create(valid.spec, valid.mode, t0);
       ok = true;
@@ -251,7 +257,11 @@ export class Controller {
       return this.#info(entry);
     } catch (err) {
       this.#entries.delete(key);
-      if (persisted) await this.#store.delete(key).catch((e: unknown) => this.#log.error({ err: e, key }, "store delete failed"));
+      if (persisted) {
+        await this.#store.delete(key).catch((e: unknown) =>
+          this.#log.error({ err: e, key }, "store delete failed")
+        );
+      }
       throw err;
     } finally {
       entry.busy = undefined;
@@ -291,7 +301,10 @@ export class Controller {
     } catch (err) {
       this.#unplace(entry);
       this.#forget(agent.id, spec.sandboxId);
-      if (err instanceof RpcError && (err.code === Code.UNAVAILABLE || err.code === Code.DEADLINE_EXCEEDED)) {
+      if (
+        err instanceof RpcError &&
+        (err.code === Code.UNAVAILABLE || err.code === Code.DEADLINE_EXCEEDED)
+      ) {
         throw new RpcError(
           err.code,
           `Cannot create sandbox "${spec.namespace}/${spec.name}" on agent "${agent.id}": ${err.message}`,
@@ -415,7 +428,12 @@ export class Controller {
     }
     for (const status of reported.values()) this.#foreign(agent, status);
     this.#log.info(
-      { agent: agent.id, address: agent.address, sandboxes: report.sandboxes.length, ready: agent.ready },
+      {
+        agent: agent.id,
+        address: agent.address,
+        sandboxes: report.sandboxes.length,
+        ready: agent.ready,
+      },
       "agent registered",
     );
     return { heartbeatIntervalMs: this.#heartbeatMs };
@@ -429,7 +447,10 @@ export class Controller {
       const spec = status.spec;
       if (spec === undefined) continue;
       const entry = this.#entries.get(keyOf(spec.namespace, spec.name));
-      if (entry !== undefined && entry.spec.sandboxId === spec.sandboxId && entry.agentId === agent.id && entry.placed) {
+      if (
+        entry !== undefined && entry.spec.sandboxId === spec.sandboxId &&
+        entry.agentId === agent.id && entry.placed
+      ) {
         if (!entry.busy) this.#applyStatus(entry, status);
       } else {
         this.#foreign(agent, status);
@@ -444,7 +465,8 @@ export class Controller {
     const reg = {
       id: report.agentId,
       address: report.address,
-      advertiseHost: report.advertiseHost || report.address.slice(0, report.address.lastIndexOf(":")),
+      advertiseHost: report.advertiseHost ||
+        report.address.slice(0, report.address.lastIndexOf(":")),
       pool: report.pool,
       namespace: report.namespace,
       capacity: report.capacity,
@@ -464,7 +486,9 @@ export class Controller {
   /** Takes an agent's view of a sandbox the controller has it placed on. */
   #applyStatus(entry: Entry, status: SandboxStatus): void {
     const phase = status.phase as Phase;
-    if (phase !== entry.phase && (phase === "Running" || phase === "Exited" || phase === "Failed")) {
+    if (
+      phase !== entry.phase && (phase === "Running" || phase === "Exited" || phase === "Failed")
+    ) {
       entry.phase = phase;
       entry.message = status.message;
       this.#markDirty(entry.key);
@@ -484,7 +508,10 @@ export class Controller {
     if (entry !== undefined && entry.busy) return;
     if (entry !== undefined && entry.spec.sandboxId !== id && entry.placed) {
       // The name is held by a newer sandbox; this one is a leftover (e.g. of a reset).
-      this.#log.warn({ agent: agent.id, sandbox: key, id }, "removing a superseded sandbox from its agent");
+      this.#log.warn(
+        { agent: agent.id, sandbox: key, id },
+        "removing a superseded sandbox from its agent",
+      );
       this.#forget(agent.id, id);
       return;
     }
@@ -535,10 +562,15 @@ export class Controller {
     const work: Promise<unknown>[] = [];
     for (const entry of this.#entries.values()) {
       if (entry.busy) continue;
-      if (entry.spec.expireTime > 0n && Number(entry.spec.expireTime) <= nowSec && entry.phase !== "Expired") {
-        work.push(this.#exclusive(entry, () => this.#expire(entry)).catch((err) => {
-          this.#log.error({ err, sandbox: entry.key }, "expiry failed; will retry");
-        }));
+      if (
+        entry.spec.expireTime > 0n && Number(entry.spec.expireTime) <= nowSec &&
+        entry.phase !== "Expired"
+      ) {
+        work.push(
+          this.#exclusive(entry, () => this.#expire(entry)).catch((err) => {
+            this.#log.error({ err, sandbox: entry.key }, "expiry failed; will retry");
+          }),
+        );
         continue;
       }
       if (recovering) continue;
@@ -550,9 +582,11 @@ export class Controller {
       } else if (entry.agentId !== "" && !entry.placed && occupiesSlot(entry.phase)) {
         this.#lose(entry, `agent "${entry.agentId}" did not come back after a controller restart`);
       } else if (entry.phase === "Lost" && entry.spec.failurePolicy === "AUTO_RECREATE") {
-        work.push(this.#exclusive(entry, () => this.#recreate(entry, "auto-recreate")).catch((err) => {
-          this.#log.warn({ err: String(err), sandbox: entry.key }, "recreate failed; will retry");
-        }));
+        work.push(
+          this.#exclusive(entry, () => this.#recreate(entry, "auto-recreate")).catch((err) => {
+            this.#log.warn({ err: String(err), sandbox: entry.key }, "recreate failed; will retry");
+          }),
+        );
       }
     }
     await Promise.all(work);
@@ -677,7 +711,9 @@ export class Controller {
     if (agent === undefined) return;
     this.#client(agent).deleteSandbox({ sandboxId: id, graceMs: this.#graceMs }, {
       timeoutMs: this.#graceMs + 15_000,
-    }).catch((err) => this.#log.warn({ err: String(err), agent: agentId, id }, "background delete failed"));
+    }).catch((err) =>
+      this.#log.warn({ err: String(err), agent: agentId, id }, "background delete failed")
+    );
   }
 
   #client(agent: AgentInfo): ServiceClient<typeof AgentService.method> {
@@ -749,7 +785,9 @@ export class Controller {
         const entry = this.#entries.get(key);
         try {
           if (entry === undefined) await this.#store.delete(key);
-          else if (!entry.busy || entry.phase !== "Pending") await this.#store.put(key, this.#record(entry));
+          else if (!entry.busy || entry.phase !== "Pending") {
+            await this.#store.put(key, this.#record(entry));
+          }
         } catch (err) {
           this.#log.error({ err, key }, "store write failed; will retry");
           this.#dirty.add(key);
@@ -766,7 +804,9 @@ export class Controller {
       this.#flushTimer = undefined;
     }
     while (this.#flushing !== undefined || this.#dirty.size > 0) {
-      if (this.#flushing === undefined) this.#flushing = this.#flush().finally(() => this.#flushing = undefined);
+      if (this.#flushing === undefined) {
+        this.#flushing = this.#flush().finally(() => this.#flushing = undefined);
+      }
       await this.#flushing;
     }
   }
@@ -805,5 +845,6 @@ export class Controller {
 
 /** Whether a sandbox in this phase has a container on its agent (and so holds a slot). */
 function occupiesSlot(phase: Phase): boolean {
-  return phase === "Creating" || phase === "Running" || phase === "Exited" || phase === "Terminating";
+  return phase === "Creating" || phase === "Running" || phase === "Exited" ||
+    phase === "Terminating";
 }

@@ -86,7 +86,10 @@ export async function startController(opts: StartControllerOptions): Promise<Con
     controller.tick().catch((err) => opts.logger.error({ err }, "lifecycle tick failed"))
       .finally(() => ticking = false);
   }, opts.tickMs ?? 500);
-  opts.logger.info({ address, metrics: http?.address ?? "", mode: opts.mode, store: opts.store }, "controller serving");
+  opts.logger.info(
+    { address, metrics: http?.address ?? "", mode: opts.mode, store: opts.store },
+    "controller serving",
+  );
   return {
     controller,
     address,

@@ -6,6 +6,7 @@
  */
 import { Buffer } from "node:buffer";
 import * as grpc from "@grpc/grpc-js";
+import { createServer, type Server as NetServer, type Socket } from "node:net";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
@@ -109,8 +110,10 @@ export interface CallOptions {
 
 /** A typed client: unary methods resolve to the response, server streams are async iterables. */
 export type ServiceClient<S extends GenServiceMethods> = {
-  [K in keyof S]: S[K]["methodKind"] extends "unary"
-    ? (req: MessageInitShape<S[K]["input"]>, opts?: CallOptions) => Promise<MessageShape<S[K]["output"]>>
+  [K in keyof S]: S[K]["methodKind"] extends "unary" ? (
+      req: MessageInitShape<S[K]["input"]>,
+      opts?: CallOptions,
+    ) => Promise<MessageShape<S[K]["output"]>>
     : S[K]["methodKind"] extends "server_streaming" ? (
         req: MessageInitShape<S[K]["input"]>,
         opts?: CallOptions,
@@ -160,10 +163,22 @@ export interface RpcServerOptions {
   onInternalError?: (err: unknown, method: string) => void;
 }
 
-/** A gRPC server hosting typed services. */
+/**
+ * A gRPC server hosting typed services.
+ *
+ * It owns its listening sockets (grpc-js only sees connections injected into
+ * it) so that closing never sends an HTTP/2 GOAWAY: Deno 2.9's node:http2
+ * client aborts the whole process in nghttp2 when a GOAWAY reaches an idle
+ * session (denoland/deno#36788), and every fsb server's peers are Deno
+ * processes. Close waits for calls in flight, then drops the connections.
+ */
 export class RpcServer {
   #server: grpc.Server;
   #opts: RpcServerOptions;
+  #net: NetServer | undefined;
+  #sockets = new Set<Socket>();
+  #inFlight = 0;
+  #idle: (() => void) | undefined;
 
   /** Creates an idle server; add services, then {@linkcode RpcServer.listen}. */
   constructor(opts: RpcServerOptions = {}) {
@@ -204,6 +219,14 @@ export class RpcServer {
     if (code === Code.INTERNAL || code === Code.UNKNOWN) this.#opts.onInternalError?.(err, path);
   }
 
+  #enter(): void {
+    this.#inFlight++;
+  }
+
+  #leave(): void {
+    if (--this.#inFlight === 0) this.#idle?.();
+  }
+
   #unaryHandler(path: string, fn: UnaryFn): grpc.handleUnaryCall<unknown, unknown> {
     return (call, callback) => {
       const ctl = new AbortController();
@@ -218,9 +241,14 @@ export class RpcServer {
         return;
       }
       if (result instanceof Promise) {
+        this.#enter();
         result.then(
-          (value) => callback(null, value),
+          (value) => {
+            this.#leave();
+            callback(null, value);
+          },
           (err) => {
+            this.#leave();
             this.#report(err, path);
             callback(toServiceError(err));
           },
@@ -236,6 +264,7 @@ export class RpcServer {
       const ctl = new AbortController();
       call.on("cancelled", () => ctl.abort(new RpcError(Code.CANCELLED, "call cancelled")));
       const ctx: CallContext = { signal: ctl.signal, metadata: metadataRecord(call.metadata) };
+      this.#enter();
       try {
         for await (const item of fn(call.request, ctx)) {
           if (ctl.signal.aborted) break;
@@ -251,6 +280,8 @@ export class RpcServer {
         if (ctl.signal.aborted) return;
         this.#report(err, path);
         call.destroy(toServiceError(err));
+      } finally {
+        this.#leave();
       }
     };
   }
@@ -260,28 +291,59 @@ export class RpcServer {
    * and starts serving. Resolves to the bound address.
    */
   listen(address: string): Promise<string> {
+    const injector = this.#server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    const net = createServer((socket) => {
+      this.#sockets.add(socket);
+      socket.on("close", () => this.#sockets.delete(socket));
+      socket.on("error", () => socket.destroy());
+      injector.injectConnection(socket);
+    });
+    this.#net = net;
     return new Promise((resolve, reject) => {
-      this.#server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
-        if (err) return reject(new Error(`Cannot listen on ${address}: ${err.message}`));
-        if (address.startsWith("unix:")) return resolve(address);
-        const host = address.slice(0, address.lastIndexOf(":"));
-        resolve(`${host}:${port}`);
+      net.once("error", (err) => reject(new Error(`Cannot listen on ${address}: ${err.message}`)));
+      if (address.startsWith("unix:")) {
+        const path = address.replace(/^unix:(\/\/)?/, "");
+        net.listen(path, () => resolve(address));
+        return;
+      }
+      const i = address.lastIndexOf(":");
+      let host = address.slice(0, i);
+      if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
+      const port = Number(address.slice(i + 1));
+      if (!Number.isInteger(port) || port < 0 || port > 65535) {
+        reject(
+          new Error(`Cannot listen on ${address}: expected HOST:PORT with a port in 0..65535`),
+        );
+        return;
+      }
+      net.listen({ host: host === "" ? "0.0.0.0" : host, port }, () => {
+        const bound = net.address();
+        const boundPort = typeof bound === "object" && bound !== null ? bound.port : port;
+        resolve(`${address.slice(0, i)}:${boundPort}`);
       });
     });
   }
 
-  /** Stops accepting calls, waits up to `graceMs` for running ones, then cuts the rest. */
-  close(graceMs = 0): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#server.forceShutdown();
-        resolve();
-      }, graceMs);
-      this.#server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
+  /** Stops accepting connections, waits up to `graceMs` for calls in flight, then drops every connection. */
+  async close(graceMs = 0): Promise<void> {
+    const net = this.#net;
+    this.#net = undefined;
+    const closed = net === undefined
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => net.close(() => resolve()));
+    if (this.#inFlight > 0 && graceMs > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.#idle = () => {
+          clearTimeout(timer);
+          resolve();
+        };
       });
-    });
+    }
+    for (const socket of this.#sockets) socket.destroy();
+    this.#sockets.clear();
+    await closed;
+    this.#server.forceShutdown();
   }
 }
 
@@ -328,8 +390,9 @@ export class RpcChannel {
   ready(timeoutMs: number): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#client.waitForReady(Date.now() + timeoutMs, (err) => {
-        if (err) reject(new RpcError(Code.UNAVAILABLE, `Cannot reach ${this.address}: ${err.message}`));
-        else resolve();
+        if (err) {
+          reject(new RpcError(Code.UNAVAILABLE, `Cannot reach ${this.address}: ${err.message}`));
+        } else resolve();
       });
     });
   }

@@ -1,0 +1,203 @@
+/**
+ * A real controller and real agents in this process, talking real gRPC over
+ * loopback, with process-runtime sandboxes. Time is a manual clock that tests
+ * advance; the lifecycle loop runs when a test calls `tick()`.
+ *
+ * @module
+ */
+import { pino } from "pino";
+import client from "prom-client";
+import { type ControllerHandle, startController } from "../../controller/mod.ts";
+import { AgentServer, type Runtime } from "../../agent/mod.ts";
+import { ProcessRuntime } from "../../agent/process_runtime.ts";
+import { FastPath } from "../../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
+import { RpcChannel, type ServiceClient } from "../../proto/grpc.ts";
+
+/** A clock that moves only when told to. */
+export class ManualClock {
+  #now: number;
+
+  /** Starts at `start` milliseconds (default: the real time now). */
+  constructor(start = Date.now()) {
+    this.#now = start;
+  }
+
+  /** The current time in milliseconds. */
+  now(): number {
+    return this.#now;
+  }
+
+  /** Moves time forward by `ms`. */
+  advance(ms: number): void {
+    this.#now += ms;
+  }
+}
+
+/** What an agent in the cluster is made of. */
+export interface AgentSpec {
+  id: string;
+  pool?: string;
+  namespace?: string;
+  capacity?: number;
+  /** Images the process runtime claims to have. */
+  images?: string[];
+  /** Use this runtime instead of a ProcessRuntime. */
+  runtime?: Runtime;
+}
+
+/** A running agent in the cluster. */
+export interface TestAgent {
+  readonly id: string;
+  readonly server: AgentServer;
+  readonly runtime: Runtime;
+  readonly dataDir: string;
+}
+
+/** Options for {@linkcode startCluster}. */
+export interface ClusterOptions {
+  agents?: AgentSpec[];
+  mode?: "fast" | "strong";
+  agentTimeoutMs?: number;
+  deleteGraceMs?: number;
+  /** Reuse a data directory (restart tests). */
+  dataDir?: string;
+}
+
+/** A controller, its agents and a FastPath client. */
+export class Cluster {
+  readonly clock: ManualClock;
+  readonly dataDir: string;
+  readonly controller: ControllerHandle;
+  readonly client: ServiceClient<typeof FastPath.method>;
+  readonly agents = new Map<string, TestAgent>();
+  readonly #channel: RpcChannel;
+  readonly #opts: ClusterOptions;
+  readonly #stopped: TestAgent[] = [];
+
+  /** Use {@linkcode startCluster}. */
+  constructor(
+    opts: ClusterOptions,
+    parts: { clock: ManualClock; dataDir: string; controller: ControllerHandle },
+  ) {
+    this.#opts = opts;
+    this.clock = parts.clock;
+    this.dataDir = parts.dataDir;
+    this.controller = parts.controller;
+    this.#channel = new RpcChannel(parts.controller.address, { timeoutMs: 30_000 });
+    this.client = this.#channel.client(FastPath);
+  }
+
+  /** Starts an agent and waits until the controller has registered it. */
+  async addAgent(spec: AgentSpec): Promise<TestAgent> {
+    const dataDir = `${this.dataDir}/agents/${spec.id}`;
+    const runtime = spec.runtime ??
+      new ProcessRuntime({ stateDir: `${dataDir}/process`, images: spec.images ?? ["busybox"] });
+    const server = new AgentServer({
+      controller: this.controller.address,
+      listen: "127.0.0.1:0",
+      advertise: "127.0.0.1",
+      id: spec.id,
+      pool: spec.pool ?? "default-pool",
+      namespace: spec.namespace ?? "default",
+      capacity: spec.capacity ?? 5,
+      runtime,
+      dataDir,
+      logger: silentLogger(),
+      metricsRegistry: new client.Registry(),
+      heartbeatMs: 60_000,
+    });
+    await server.start();
+    const agent = { id: spec.id, server, runtime, dataDir };
+    this.agents.set(spec.id, agent);
+    await waitFor(() => this.controller.controller.registry.getAgentById(spec.id) !== undefined);
+    return agent;
+  }
+
+  /** Sends one heartbeat for each running agent now (the agents' own timers are slow on purpose). */
+  async heartbeatAll(): Promise<void> {
+    for (const agent of this.agents.values()) {
+      this.controller.controller.heartbeat(await agent.server.report());
+    }
+  }
+
+  /** Stops an agent's server (its sandboxes keep running) and forgets it. */
+  async stopAgent(id: string): Promise<TestAgent> {
+    const agent = this.agents.get(id)!;
+    await agent.server.close();
+    this.agents.delete(id);
+    this.#stopped.push(agent);
+    return agent;
+  }
+
+  /** Runs one lifecycle pass on the controller. */
+  tick(): Promise<void> {
+    return this.controller.controller.tick();
+  }
+
+  /** Stops everything: agents, the controller, and every sandbox process. */
+  async close(opts: { keepSandboxes?: boolean } = {}): Promise<void> {
+    this.#channel.close();
+    for (const agent of this.agents.values()) {
+      if (!opts.keepSandboxes) {
+        for (const s of await agent.runtime.list()) await agent.runtime.delete(s.spec.sandboxId, 0);
+      }
+      await agent.server.close();
+    }
+    this.agents.clear();
+    if (!opts.keepSandboxes) {
+      for (const agent of this.#stopped) {
+        for (const s of await agent.runtime.list()) await agent.runtime.delete(s.spec.sandboxId, 0);
+      }
+    }
+    await this.controller.close();
+  }
+}
+
+/** A pino logger that writes nothing. */
+export function silentLogger(): ReturnType<typeof pino<"timing">> {
+  return pino<"timing">({ level: "silent", customLevels: { timing: 25 } });
+}
+
+/** Polls `cond` every 10 ms until it holds, or fails after `timeoutMs`. */
+export async function waitFor(
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Starts a controller on a free port with a fresh (or given) data dir, then its agents. */
+export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
+  const clock = new ManualClock();
+  const dataDir = opts.dataDir ?? await Deno.makeTempDir({ prefix: "fsb-cluster-" });
+  const controller = await startController({
+    listen: "127.0.0.1:0",
+    metricsListen: "127.0.0.1:0",
+    store: "sqlite:",
+    dataDir: `${dataDir}/controller`,
+    mode: opts.mode ?? "fast",
+    agentTimeoutMs: opts.agentTimeoutMs ?? 10_000,
+    deleteGraceMs: opts.deleteGraceMs ?? 2_000,
+    logger: silentLogger(),
+    metricsRegistry: new client.Registry(),
+    tickMs: 3_600_000,
+    clock,
+  });
+  const cluster = new Cluster(opts, { clock, dataDir, controller });
+  for (const spec of opts.agents ?? [{ id: "agent-1" }]) await cluster.addAgent(spec);
+  return cluster;
+}
+
+/** Whether a process with this pid exists. */
+export function processAlive(pid: number): boolean {
+  try {
+    Deno.kill(pid, "SIGCONT");
+    return true;
+  } catch {
+    return false;
+  }
+}
