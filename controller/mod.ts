@@ -33,6 +33,8 @@ export interface StartControllerOptions {
   /** How often the lifecycle loop runs. Default 500 ms. */
   tickMs?: number;
   deleteGraceMs?: number;
+  /** Deadline for an agent's create. Default 30 s. */
+  agentCreateTimeoutMs?: number;
   clock?: Clock;
 }
 
@@ -62,6 +64,7 @@ export async function startController(opts: StartControllerOptions): Promise<Con
     defaultMode: opts.mode,
     agentTimeoutMs: opts.agentTimeoutMs,
     deleteGraceMs: opts.deleteGraceMs,
+    agentCreateTimeoutMs: opts.agentCreateTimeoutMs,
     clock: opts.clock,
   });
   await controller.load();

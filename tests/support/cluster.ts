@@ -59,6 +59,8 @@ export interface ClusterOptions {
   mode?: "fast" | "strong";
   agentTimeoutMs?: number;
   deleteGraceMs?: number;
+  /** Deadline for an agent's create. */
+  agentCreateTimeoutMs?: number;
   /** Reuse a data directory (restart tests). */
   dataDir?: string;
 }
@@ -182,6 +184,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     mode: opts.mode ?? "fast",
     agentTimeoutMs: opts.agentTimeoutMs ?? 10_000,
     deleteGraceMs: opts.deleteGraceMs ?? 2_000,
+    agentCreateTimeoutMs: opts.agentCreateTimeoutMs,
     logger: silentLogger(),
     metricsRegistry: new client.Registry(),
     tickMs: 3_600_000,
