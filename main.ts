@@ -363,17 +363,8 @@ export async function main(args: string[]): Promise<number> {
   try {
     switch (command) {
       case "sandbox": {
-        const { sandboxCommand } = await import("./cli/mod.ts");
-        return await sandboxCommand(args.slice(1), {
-          stdout: io.stdout,
-          stdoutBytes: async (b: Uint8Array) => {
-            await Deno.stdout.write(b);
-          },
-          stderr: io.stderr,
-          env: Deno.env.toObject(),
-          cwd: Deno.cwd(),
-          home: home(),
-        });
+        const { sandboxCommand, denoCliIo } = await import("./cli/mod.ts");
+        return await sandboxCommand(args.slice(1), denoCliIo());
       }
       case "controller":
         if (sub === "serve") return await controllerServe(rest);

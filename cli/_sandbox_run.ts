@@ -1,0 +1,189 @@
+/**
+ * The calling half of `fsb sandbox`: makes the FastPath call a plan describes
+ * and prints the answer. Loaded on demand by `sandbox_command.ts`, because it
+ * pulls in the gRPC stack.
+ *
+ * @module
+ */
+import { Code, RpcChannel, RpcError } from "../proto/grpc.ts";
+import { FastPath, type SandboxInfo } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
+import type { ResolvedEndpoint } from "./endpoint.ts";
+import type { CallingPlan, OutputFormat } from "./parse_sandbox_args.ts";
+import type { CliIo } from "./sandbox_command.ts";
+import { sandboxJson } from "./sandbox_json.ts";
+import { sandboxTable } from "./sandbox_table.ts";
+
+// Create waits for the agent to start the process; delete waits out the
+// container's stop grace (10 s by default); reset does both.
+const TIMEOUT_MS = {
+  create: 60_000,
+  get: 10_000,
+  list: 10_000,
+  delete: 30_000,
+  update: 10_000,
+  reset: 90_000,
+  logs: 60_000,
+} as const;
+
+// Long enough to connect over any sane network, short enough not to hold up an
+// error that is already known.
+const PROBE_MS = 300;
+
+/** Runs `plan` against the controller at `endpoint`; resolves to the exit status. */
+export async function runSandboxPlan(
+  plan: CallingPlan,
+  endpoint: ResolvedEndpoint,
+  io: CliIo,
+): Promise<number> {
+  const channel = new RpcChannel(endpoint.address);
+  let probe: Promise<boolean> | undefined;
+  const reachable = () => probe ??= channel.ready(PROBE_MS).then(() => true, () => false);
+  const describe = (err: unknown) => describeError(err, reachable, endpoint);
+  try {
+    return await run(plan, channel, describe, io);
+  } catch (err) {
+    io.stderr(await describe(err));
+    return 1;
+  } finally {
+    channel.close();
+  }
+}
+
+async function run(
+  plan: CallingPlan,
+  channel: RpcChannel,
+  describe: (err: unknown) => Promise<string>,
+  io: CliIo,
+): Promise<number> {
+  const client = channel.client(FastPath);
+  const opts = { timeoutMs: TIMEOUT_MS[plan.kind], signal: io.signal };
+  const started = performance.now();
+  switch (plan.kind) {
+    case "create":
+      return printOne(await client.createSandbox(plan.request, opts), "CreateSandbox", plan.output);
+    case "get":
+      return printOne(await client.getSandbox(plan.request, opts), "GetSandbox", plan.output);
+    case "update":
+    case "reset":
+      return printOne(await client.updateSandbox(plan.request, opts), "UpdateSandbox", plan.output);
+    case "list": {
+      const { sandboxes } = await client.listSandboxes(plan.request, opts);
+      timing(plan.verbose, "ListSandboxes");
+      if (plan.output === "json") io.stdout(sandboxJson(sandboxes));
+      else if (sandboxes.length > 0) io.stdout(sandboxTable(sandboxes, nowSec(io)));
+      else if (plan.request.allNamespaces) io.stderr("No sandboxes in any namespace\n");
+      else io.stderr(`No sandboxes in namespace "${plan.request.namespace || "default"}"\n`);
+      return 0;
+    }
+    case "delete": {
+      const results = await Promise.allSettled(
+        plan.requests.map((req) => client.deleteSandbox(req, opts)),
+      );
+      timing(plan.verbose, "DeleteSandbox");
+      const deleted: SandboxInfo[] = [];
+      const errors = new Set<string>();
+      for (const [i, result] of results.entries()) {
+        if (result.status === "rejected") {
+          errors.add(await describe(result.reason));
+          continue;
+        }
+        deleted.push(result.value);
+        if (plan.output === "table") {
+          const req = plan.requests[i];
+          const namespace = result.value.namespace || req.namespace || "default";
+          io.stdout(`Deleted sandbox "${namespace}/${result.value.name || req.name}"\n`);
+        }
+      }
+      if (plan.output === "json") io.stdout(sandboxJson(deleted));
+      for (const line of errors) io.stderr(line);
+      return errors.size === 0 ? 0 : 1;
+    }
+    case "logs":
+      return await streamLogs(plan, channel, io);
+  }
+
+  function printOne(info: SandboxInfo, method: string, output: OutputFormat): number {
+    timing(plan.verbose, method);
+    io.stdout(output === "json" ? sandboxJson(info) : sandboxTable([info], nowSec(io)));
+    return 0;
+  }
+
+  function timing(verbose: number, method: string): void {
+    if (verbose < 2) return;
+    const now = performance.now();
+    io.stderr(
+      `fsb: ${method} took ${(now - started).toFixed(1)} ms, ${
+        now.toFixed(1)
+      } ms since process start\n`,
+    );
+  }
+}
+
+async function streamLogs(
+  plan: Extract<CallingPlan, { kind: "logs" }>,
+  channel: RpcChannel,
+  io: CliIo,
+): Promise<number> {
+  // A followed log has no deadline: it ends with the sandbox or with io.signal.
+  const stream = channel.client(FastPath).streamLogs(plan.request, {
+    timeoutMs: plan.request.follow ? undefined : TIMEOUT_MS.logs,
+    signal: io.signal,
+  });
+  for await (const chunk of stream) {
+    if (chunk.data.length === 0) continue;
+    try {
+      const written = io.stdoutBytes(chunk.data);
+      if (written !== undefined) await written;
+    } catch (err) {
+      // The reader went away (`fsb sandbox logs x | head`): that is how such a pipe ends.
+      if (err instanceof Deno.errors.BrokenPipe) return 0;
+      io.stderr(`fsb: Cannot write logs: ${(err as Error).message}\n`);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+function nowSec(io: CliIo): number {
+  return Math.floor((io.now ?? Date.now)() / 1000);
+}
+
+/**
+ * The stderr line for a failed call. UNAVAILABLE and DEADLINE_EXCEEDED can come
+ * from the controller (an agent it cannot reach) or from our own connection;
+ * `reachable`, a quick connect probe made only when needed, tells which, so
+ * that the message names the endpoint only when the endpoint is what failed.
+ */
+async function describeError(
+  err: unknown,
+  reachable: () => Promise<boolean>,
+  endpoint: ResolvedEndpoint,
+): Promise<string> {
+  if (!(err instanceof RpcError)) return `fsb: ${err instanceof Error ? err.message : err}\n`;
+  if (err.code === Code.UNAVAILABLE || err.code === Code.DEADLINE_EXCEEDED) {
+    if (LOCAL_FAILURE.test(err.message) || !(await reachable())) {
+      return `fsb: ${err.codeName}: Cannot reach the controller at ${endpoint.address} (${
+        origin(endpoint)
+      }): ${transportDetail(err.message)}\n`;
+    }
+  }
+  return `fsb: ${err.codeName}: ${err.message}\n`;
+}
+
+function origin(endpoint: ResolvedEndpoint): string {
+  return endpoint.source === "default"
+    ? "the default endpoint; set --endpoint or FSB_ENDPOINT"
+    : `from ${endpoint.source}`;
+}
+
+// How grpc-js words a connection it could not make; these need no probe.
+const LOCAL_FAILURE = /^(?:No connection established|Name resolution failed)/;
+
+// grpc-js wraps the socket error as "No connection established. Last error:
+// Error: connect ECONNREFUSED 127.0.0.1:9. Resolution note: "; keep the socket error.
+function transportDetail(message: string): string {
+  const match =
+    /^No connection established\. Last error: (?:Error: )?(.*?)(?:\. Resolution note: ?)?$/s
+      .exec(message);
+  return match === null ? message : match[1];
+}

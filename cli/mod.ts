@@ -1,0 +1,27 @@
+/**
+ * The fsb command-line client and the flag parsing every fsb command shares.
+ * Importing this module is cheap: the gRPC stack is loaded only when a
+ * `sandbox` command actually calls the controller.
+ *
+ * @module
+ */
+export { type CliIo, sandboxCommand } from "./sandbox_command.ts";
+export { denoCliIo, type DenoCliIoOptions } from "./deno_cli_io.ts";
+export {
+  type FlagDef,
+  type FlagSpec,
+  type FlagValues,
+  type ParsedFlags,
+  parseFlags,
+} from "./flags.ts";
+export { UsageError, type UsageErrorOptions } from "./usage_error.ts";
+export { parseDuration, type ParseDurationOptions } from "./parse_duration.ts";
+export { parseExpire, type ParseExpireOptions } from "./parse_expire.ts";
+export { parseKeyValue, type ParseKeyValueOptions } from "./parse_key_value.ts";
+export {
+  DEFAULT_ENDPOINT,
+  type EndpointSources,
+  type ResolvedEndpoint,
+  resolveEndpoint,
+} from "./endpoint.ts";
+export { type SandboxSubcommand, sandboxUsage } from "./sandbox_usage.ts";

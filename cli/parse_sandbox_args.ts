@@ -1,0 +1,346 @@
+/**
+ * Turns `fsb sandbox ...` arguments into a plan: which FastPath call to make
+ * with which request, and how to print the answer. Pure and light (protobuf-es
+ * is imported for types only) so that usage errors and help cost no start-up.
+ *
+ * @module
+ */
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type {
+  ConsistencyMode,
+  CreateSandboxRequestSchema,
+  DeleteSandboxRequestSchema,
+  FailurePolicy,
+  GetSandboxRequestSchema,
+  ListSandboxesRequestSchema,
+  StreamLogsRequestSchema,
+  UpdateSandboxRequestSchema,
+} from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
+import { type FlagSpec, parseFlags } from "./flags.ts";
+import { parseExpire } from "./parse_expire.ts";
+import { parseKeyValue } from "./parse_key_value.ts";
+import { type SandboxSubcommand, sandboxUsage } from "./sandbox_usage.ts";
+import { UsageError } from "./usage_error.ts";
+
+/** How a sandbox is printed. */
+export type OutputFormat = "table" | "json";
+
+/** What every call needs besides its request. */
+export interface CallPlan {
+  /** The `--endpoint` value, if given. */
+  readonly endpoint: string | undefined;
+  /** The `-v` level. */
+  readonly verbose: number;
+}
+
+/** A parsed `fsb sandbox` command line. `reset` is an UpdateSandbox call with `reset` set. */
+export type SandboxPlan =
+  | { readonly kind: "help"; readonly text: string }
+  | CallPlan & {
+    readonly kind: "create";
+    readonly request: MessageInitShape<typeof CreateSandboxRequestSchema>;
+    readonly output: OutputFormat;
+  }
+  | CallPlan & {
+    readonly kind: "get";
+    readonly request: MessageInitShape<typeof GetSandboxRequestSchema>;
+    readonly output: OutputFormat;
+  }
+  | CallPlan & {
+    readonly kind: "list";
+    readonly request: MessageInitShape<typeof ListSandboxesRequestSchema>;
+    readonly output: OutputFormat;
+  }
+  | CallPlan & {
+    readonly kind: "delete";
+    readonly requests: MessageInitShape<typeof DeleteSandboxRequestSchema>[];
+    readonly output: OutputFormat;
+  }
+  | CallPlan & {
+    readonly kind: "update" | "reset";
+    readonly request: MessageInitShape<typeof UpdateSandboxRequestSchema>;
+    readonly output: OutputFormat;
+  }
+  | CallPlan & {
+    readonly kind: "logs";
+    readonly request: MessageInitShape<typeof StreamLogsRequestSchema>;
+  };
+
+/** A plan that makes a call (anything but help). */
+export type CallingPlan = Exclude<SandboxPlan, { kind: "help" }>;
+
+/** Options for {@linkcode parseSandboxArgs}. */
+export interface ParseSandboxArgsOptions {
+  /** The current unix time in seconds, for `--expire DURATION`. */
+  readonly nowSec: number;
+}
+
+// The numbers of fsb.fastpath.v1.ConsistencyMode and FailurePolicy, written out
+// because a value import of the generated enums would load protobuf-es here.
+// tests/cli/parse_sandbox_args_test.ts holds them to the generated enums.
+const MODES: Readonly<Record<string, ConsistencyMode>> = {
+  fast: 1 as ConsistencyMode,
+  strong: 2 as ConsistencyMode,
+};
+const POLICIES: Readonly<Record<string, FailurePolicy>> = {
+  manual: 1 as FailurePolicy,
+  "auto-recreate": 2 as FailurePolicy,
+};
+
+const ALIASES: Readonly<Record<string, SandboxSubcommand>> = {
+  create: "create",
+  get: "get",
+  list: "list",
+  ls: "list",
+  delete: "delete",
+  rm: "delete",
+  update: "update",
+  reset: "reset",
+  logs: "logs",
+};
+
+const COMMON = {
+  namespace: { type: "string", short: "n" },
+  endpoint: { type: "string" },
+} as const satisfies FlagSpec;
+
+const OUTPUT = { output: { type: "string", short: "o" } } as const satisfies FlagSpec;
+
+const CHANGES = {
+  expire: { type: "string" },
+  "failure-policy": { type: "string" },
+  label: { type: "string", multiple: true },
+} as const satisfies FlagSpec;
+
+const SPECS = {
+  create: {
+    ...COMMON,
+    ...OUTPUT,
+    ...CHANGES,
+    image: { type: "string" },
+    pool: { type: "string" },
+    port: { type: "string", multiple: true },
+    env: { type: "string", multiple: true },
+    workdir: { type: "string" },
+    mode: { type: "string" },
+  },
+  get: { ...COMMON, ...OUTPUT },
+  list: { ...COMMON, ...OUTPUT, "all-namespaces": { type: "boolean", short: "A" } },
+  delete: { ...COMMON, ...OUTPUT },
+  update: { ...COMMON, ...OUTPUT, ...CHANGES },
+  reset: { ...COMMON, ...OUTPUT },
+  logs: { ...COMMON, follow: { type: "boolean", short: "f" } },
+} as const satisfies Record<SandboxSubcommand, FlagSpec>;
+
+/** The first line of a help text: the one-line usage. */
+export function oneLineUsage(text: string): string {
+  const nl = text.indexOf("\n");
+  return nl < 0 ? text : text.slice(0, nl);
+}
+
+/**
+ * Parses the arguments that follow `fsb sandbox`. Only syntax is checked
+ * (shared/DESIGN.md section 10): unknown flags, missing values and arguments,
+ * ports that are not numbers, words outside an enum's vocabulary. Ranges, names
+ * and times are the controller's to judge.
+ *
+ * @throws {UsageError} carrying the one-line usage of the (sub)command.
+ */
+export function parseSandboxArgs(
+  args: readonly string[],
+  opts: ParseSandboxArgsOptions,
+): SandboxPlan {
+  const word = args[0];
+  if (word === undefined) {
+    throw new UsageError("Missing command", { usage: oneLineUsage(sandboxUsage.sandbox) });
+  }
+  if (word === "-h" || word === "--help" || word === "help") {
+    return { kind: "help", text: sandboxUsage.sandbox };
+  }
+  const sub = Object.hasOwn(ALIASES, word) ? ALIASES[word] : undefined;
+  if (sub === undefined) {
+    throw new UsageError(`Unknown command "${word}"`, {
+      usage: oneLineUsage(sandboxUsage.sandbox),
+    });
+  }
+  try {
+    return parseSubcommand(sub, args.slice(1), opts.nowSec);
+  } catch (err) {
+    if (err instanceof UsageError && err.usage === undefined) {
+      throw new UsageError(err.message, { usage: oneLineUsage(sandboxUsage[sub]) });
+    }
+    throw err;
+  }
+}
+
+function parseSubcommand(
+  sub: SandboxSubcommand,
+  args: readonly string[],
+  nowSec: number,
+): SandboxPlan {
+  switch (sub) {
+    case "create":
+      return parseCreate(args, nowSec);
+    case "get": {
+      const f = parseFlags(args, SPECS.get);
+      if (f.help) return help(sub);
+      const name = oneName(f.positionals, f.passthrough);
+      return {
+        kind: sub,
+        ...call(f),
+        request: { name, namespace: f.values.namespace ?? "" },
+        output: outputFormat(f.values.output),
+      };
+    }
+    case "list": {
+      const f = parseFlags(args, SPECS.list);
+      if (f.help) return help(sub);
+      noNames(f.positionals, f.passthrough);
+      return {
+        kind: sub,
+        ...call(f),
+        request: {
+          namespace: f.values.namespace ?? "",
+          allNamespaces: f.values["all-namespaces"],
+        },
+        output: outputFormat(f.values.output),
+      };
+    }
+    case "delete": {
+      const f = parseFlags(args, SPECS.delete);
+      if (f.help) return help(sub);
+      const names = f.positionals.concat(f.passthrough);
+      if (names.length === 0) throw new UsageError("Missing NAME");
+      const namespace = f.values.namespace ?? "";
+      return {
+        kind: sub,
+        ...call(f),
+        requests: names.map((name) => ({ name, namespace })),
+        output: outputFormat(f.values.output),
+      };
+    }
+    case "update": {
+      const f = parseFlags(args, SPECS.update);
+      if (f.help) return help(sub);
+      const name = oneName(f.positionals, f.passthrough);
+      const { expire } = f.values;
+      return {
+        kind: sub,
+        ...call(f),
+        request: {
+          name,
+          namespace: f.values.namespace ?? "",
+          // Absent leaves the expiry alone; 0 clears it.
+          expireTime: expire === undefined ? undefined : BigInt(parseExpire(expire, nowSec)),
+          failurePolicy: failurePolicy(f.values["failure-policy"]),
+          labels: keyValues(f.values.label, "--label"),
+        },
+        output: outputFormat(f.values.output),
+      };
+    }
+    case "reset": {
+      const f = parseFlags(args, SPECS.reset);
+      if (f.help) return help(sub);
+      const name = oneName(f.positionals, f.passthrough);
+      return {
+        kind: sub,
+        ...call(f),
+        request: { name, namespace: f.values.namespace ?? "", reset: true },
+        output: outputFormat(f.values.output),
+      };
+    }
+    case "logs": {
+      const f = parseFlags(args, SPECS.logs);
+      if (f.help) return help(sub);
+      const name = oneName(f.positionals, f.passthrough);
+      return {
+        kind: sub,
+        ...call(f),
+        request: { name, namespace: f.values.namespace ?? "", follow: f.values.follow },
+      };
+    }
+  }
+}
+
+function parseCreate(args: readonly string[], nowSec: number): SandboxPlan {
+  const f = parseFlags(args, SPECS.create);
+  if (f.help) return help("create");
+  if (f.positionals.length > 1) throw new UsageError(`Unexpected argument "${f.positionals[1]}"`);
+  const { image, expire, mode } = f.values;
+  if (image === undefined) throw new UsageError("Missing --image");
+  if (mode !== undefined && !Object.hasOwn(MODES, mode)) {
+    throw new UsageError(`Flag --mode must be fast or strong, got "${mode}"`);
+  }
+  return {
+    kind: "create",
+    ...call(f),
+    request: {
+      name: f.positionals[0] ?? "",
+      namespace: f.values.namespace ?? "",
+      image,
+      pool: f.values.pool ?? "",
+      // The controller runs command and args as one argv, so the whole tail
+      // after "--" goes to command and args stays empty.
+      command: f.passthrough,
+      envs: keyValues(f.values.env, "--env"),
+      workingDir: f.values.workdir ?? "",
+      exposedPorts: f.values.port.map(port),
+      consistencyMode: mode === undefined ? undefined : MODES[mode],
+      expireTime: expire === undefined ? undefined : BigInt(parseExpire(expire, nowSec)),
+      failurePolicy: failurePolicy(f.values["failure-policy"]),
+      labels: keyValues(f.values.label, "--label"),
+    },
+    output: outputFormat(f.values.output),
+  };
+}
+
+function help(sub: SandboxSubcommand): SandboxPlan {
+  return { kind: "help", text: sandboxUsage[sub] };
+}
+
+function call(f: { values: { endpoint: string | undefined }; verbose: number }): CallPlan {
+  return { endpoint: f.values.endpoint, verbose: f.verbose };
+}
+
+function oneName(positionals: readonly string[], passthrough: readonly string[]): string {
+  const names = passthrough.length === 0 ? positionals : positionals.concat(passthrough);
+  if (names.length === 0) throw new UsageError("Missing NAME");
+  if (names.length > 1) throw new UsageError(`Unexpected argument "${names[1]}"`);
+  return names[0];
+}
+
+function noNames(positionals: readonly string[], passthrough: readonly string[]): void {
+  const extra = positionals[0] ?? passthrough[0];
+  if (extra !== undefined) throw new UsageError(`Unexpected argument "${extra}"`);
+}
+
+function outputFormat(value: string | undefined): OutputFormat {
+  if (value === undefined || value === "table") return "table";
+  if (value === "json") return "json";
+  throw new UsageError(`Flag --output must be table or json, got "${value}"`);
+}
+
+function failurePolicy(value: string | undefined): FailurePolicy | undefined {
+  if (value === undefined) return undefined;
+  if (Object.hasOwn(POLICIES, value)) return POLICIES[value];
+  throw new UsageError(`Flag --failure-policy must be manual or auto-recreate, got "${value}"`);
+}
+
+// Syntax only: any whole number that fits the wire's uint32 passes, so that
+// 0 and 70000 reach the controller and get its INVALID_ARGUMENT.
+function port(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 0xffff_ffff) {
+    throw new UsageError(`Flag --port needs a number, got "${value}"`);
+  }
+  return n;
+}
+
+function keyValues(values: readonly string[], flag: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const value of values) {
+    const [key, val] = parseKeyValue(value, { flag });
+    out[key] = val;
+  }
+  return out;
+}

@@ -1,0 +1,107 @@
+/**
+ * Help texts of `fsb sandbox` and its subcommands. The first line of each is
+ * the one-line usage printed after a usage error.
+ *
+ * @module
+ */
+
+/** The subcommands of `fsb sandbox`, by canonical name. */
+export type SandboxSubcommand = "create" | "get" | "list" | "delete" | "update" | "reset" | "logs";
+
+const COMMON = `  -n, --namespace NS     namespace (default "default")
+      --endpoint H:P     controller address (else $FSB_ENDPOINT, ./.fsb/config.json,
+                         ~/.fsb/config.json, 127.0.0.1:9090)
+  -v, --verbose N        2 prints client timings, 4 debug
+  -h, --help             show this help`;
+
+const OUTPUT = `  -o, --output FORMAT    table (default) or json (proto3 JSON of SandboxInfo)`;
+
+/** Help text per subcommand, plus `sandbox` for the command group itself. */
+export const sandboxUsage: Readonly<Record<SandboxSubcommand | "sandbox", string>> = {
+  sandbox: `Usage: fsb sandbox <create|get|list|delete|update|reset|logs> [flags]
+
+Commands:
+  create [NAME] --image IMG [-- CMD ARGS...]   create a sandbox and print it
+  get NAME                                     print one sandbox
+  list, ls                                     print the sandboxes of a namespace
+  delete, rm NAME...                           stop and remove sandboxes
+  update NAME                                  change expiry, failure policy, labels
+  reset NAME                                   recreate a sandbox on a fresh placement
+  logs NAME [-f]                               print a sandbox's stdout and stderr
+
+Run "fsb sandbox <command> -h" for a command's flags.
+Exit status: 0 ok, 1 the request failed, 2 bad usage.
+`,
+  create: `Usage: fsb sandbox create [NAME] --image IMG [flags] [-- CMD ARGS...]
+
+Creates a sandbox and prints it once it runs. Without NAME the controller picks
+one (sb-...). The words after -- are the process's whole argv: all of them go
+into the request's "command", and "args" stays empty.
+
+Flags:
+      --image IMG        image to run (required)
+      --pool P           agent pool (default "default-pool")
+      --port N           host port the sandbox listens on; repeatable
+      --env K=V          environment variable; repeatable
+      --workdir DIR      working directory
+      --mode MODE        fast or strong (default: the controller's)
+      --expire WHEN      duration from now (90s, 1h30m), unix seconds, or 0 for never
+      --failure-policy P manual (default) or auto-recreate
+      --label K=V        label; repeatable
+${OUTPUT}
+${COMMON}
+`,
+  get: `Usage: fsb sandbox get NAME [flags]
+
+Prints one sandbox.
+
+Flags:
+${OUTPUT}
+${COMMON}
+`,
+  list: `Usage: fsb sandbox list [flags]
+
+Prints the sandboxes of a namespace (alias: ls); -o json prints an array.
+
+Flags:
+  -A, --all-namespaces   every namespace
+${OUTPUT}
+${COMMON}
+`,
+  delete: `Usage: fsb sandbox delete NAME... [flags]
+
+Stops and removes sandboxes (alias: rm); -o json prints an array of what was deleted.
+
+Flags:
+${OUTPUT}
+${COMMON}
+`,
+  update:
+    `Usage: fsb sandbox update NAME [--expire WHEN] [--failure-policy P] [--label K=V]... [flags]
+
+Changes a sandbox's expiry, failure policy or labels (labels are upserted).
+
+Flags:
+      --expire WHEN      duration from now (90s, 1h30m), unix seconds, or 0 for never
+      --failure-policy P manual or auto-recreate
+      --label K=V        label; repeatable
+${OUTPUT}
+${COMMON}
+`,
+  reset: `Usage: fsb sandbox reset NAME [flags]
+
+Deletes the sandbox's container and creates it again on a fresh placement.
+
+Flags:
+${OUTPUT}
+${COMMON}
+`,
+  logs: `Usage: fsb sandbox logs NAME [-f] [flags]
+
+Writes the sandbox's stdout and stderr bytes as they were written.
+
+Flags:
+  -f, --follow           keep writing new output until the sandbox ends or Ctrl-C
+${COMMON}
+`,
+};

@@ -1,0 +1,169 @@
+import assert from "node:assert/strict";
+import { waitFor } from "../support/cluster.ts";
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const decoder = new TextDecoder();
+
+/** Runs `fsb ARGS` as its own process, the way a user does. */
+async function fsb(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { FSB_ENDPOINT: "", NO_COLOR: "1" },
+  }).output();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/** `fsb up` on free ports with the process runtime; resolves once it printed where it listens. */
+async function startUp(dataDir: string) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      MAIN,
+      "up",
+      "--runtime",
+      "process",
+      "--listen",
+      "127.0.0.1:0",
+      "--metrics-listen",
+      "127.0.0.1:0",
+      "--agent-listen",
+      "127.0.0.1:0",
+      "--data-dir",
+      dataDir,
+    ],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.getReader();
+  let text = "";
+  while (!text.includes("try:")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`fsb up exited early: ${text}`);
+    text += decoder.decode(value);
+  }
+  // Keep draining so the child never blocks on a full pipe.
+  (async () => {
+    while (!(await reader.read()).done) { /* discard */ }
+  })();
+  const endpoint = /controller on (\S+),/.exec(text)![1];
+  const metrics = /metrics on (http:\/\/\S+),/.exec(text)![1];
+  return { child, endpoint, metrics, banner: text };
+}
+
+Deno.test("the quick start works: up, create, logs, list, delete, metrics", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "fsb-e2e-" });
+  const up = await startUp(dataDir);
+  try {
+    assert.match(up.banner, /runtime: process/);
+    assert.match(up.banner, /try: fsb sandbox create demo --image busybox/);
+    const ep = ["--endpoint", up.endpoint];
+    // The agent registers right after the banner; retry the create until it has.
+    let created = { code: -1, stdout: "", stderr: "" };
+    await waitFor(async () => {
+      created = await fsb([
+        "sandbox",
+        "create",
+        "demo",
+        "--image",
+        "busybox",
+        ...ep,
+        "--",
+        "sh",
+        "-c",
+        "echo hello; sleep 60",
+      ]);
+      return created.code === 0;
+    }, 20_000);
+    assert.match(created.stdout, /demo\s+default\s+Running/);
+
+    await waitFor(async () => (await fsb(["sandbox", "logs", "demo", ...ep])).stdout === "hello\n");
+
+    const list = await fsb(["sandbox", "list", "-o", "json", ...ep]);
+    assert.equal(list.code, 0, list.stderr);
+    const items = JSON.parse(list.stdout);
+    assert.ok(Array.isArray(items));
+    assert.equal(items.length, 1);
+    assert.equal(items[0].name, "demo");
+    assert.equal(items[0].phase, "Running");
+    assert.match(items[0].sandboxId, /^[0-9a-f]{32}$/);
+
+    const get = await fsb(["sandbox", "get", "demo", "-o", "json", ...ep]);
+    assert.equal(JSON.parse(get.stdout).sandboxId, items[0].sandboxId);
+
+    const bad = await fsb([
+      "sandbox",
+      "create",
+      "bad",
+      "--image",
+      "busybox",
+      "--port",
+      "70000",
+      ...ep,
+    ]);
+    assert.equal(bad.code, 1);
+    assert.equal(
+      bad.stderr,
+      "fsb: INVALID_ARGUMENT: Invalid exposed_ports[0]: must be within 1..65535, got 70000\n",
+    );
+    const syntax = await fsb([
+      "sandbox",
+      "create",
+      "bad",
+      "--image",
+      "busybox",
+      "--port",
+      "http",
+      ...ep,
+    ]);
+    assert.equal(syntax.code, 2);
+
+    const metrics = await (await fetch(`${up.metrics}`)).text();
+    assert.match(
+      metrics,
+      /fastpath_create_sandbox_duration_seconds_bucket\{le="0.005",mode="fast",success="true"\}/,
+    );
+    assert.match(
+      metrics,
+      /fastpath_create_sandbox_duration_seconds_count\{mode="fast",success="true"\} 1/,
+    );
+
+    const del = await fsb(["sandbox", "delete", "demo", ...ep]);
+    assert.equal(del.code, 0, del.stderr);
+    const gone = await fsb(["sandbox", "get", "demo", ...ep]);
+    assert.equal(gone.code, 1);
+    assert.equal(gone.stderr, 'fsb: NOT_FOUND: Sandbox "default/demo" not found\n');
+  } finally {
+    up.child.kill("SIGTERM");
+    const status = await up.child.status;
+    await Deno.remove(dataDir, { recursive: true });
+    assert.equal(status.code, 0, "fsb up exits cleanly on SIGTERM");
+  }
+});
+
+Deno.test("fsb --help lists the commands and an unknown command exits 2", async () => {
+  const help = await fsb(["--help"]);
+  assert.equal(help.code, 0);
+  for (const cmd of ["up", "controller serve", "agent run", "sandbox", "image import", "version"]) {
+    assert.ok(help.stdout.includes(cmd), `help lists ${cmd}`);
+  }
+  const bad = await fsb(["nonsense"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^fsb: Unknown command "nonsense"\nUsage: fsb /);
+  for (
+    const args of [["up", "--bogus"], ["controller", "serve", "--bogus"], [
+      "agent",
+      "run",
+      "--bogus",
+    ]]
+  ) {
+    const r = await fsb(args);
+    assert.equal(r.code, 2, args.join(" "));
+    assert.match(r.stderr, /Unknown flag --bogus/);
+  }
+  const noController = await fsb(["agent", "run"]);
+  assert.equal(noController.code, 2);
+  assert.match(noController.stderr, /Flag --controller is required/);
+});

@@ -1,0 +1,83 @@
+import assert from "node:assert/strict";
+import { create } from "@bufbuild/protobuf";
+import { FailurePolicy, SandboxInfoSchema } from "../../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
+import { sandboxJson } from "../../cli/sandbox_json.ts";
+
+const FULL = create(SandboxInfoSchema, {
+  sandboxId: "0123456789abcdef0123456789abcdef",
+  name: "demo",
+  namespace: "default",
+  phase: "Running",
+  agent: "agent-1",
+  endpoints: ["10.0.0.5:8080"],
+  image: "docker.io/library/busybox:latest",
+  pool: "default-pool",
+  command: ["sh", "-c", "echo hi"],
+  createdAt: 1_700_000_000n,
+  expireTime: 1_700_003_600n,
+  failurePolicy: FailurePolicy.AUTO_RECREATE,
+  labels: { team: "ci" },
+  envs: { A: "1" },
+  workingDir: "/tmp",
+  exposedPorts: [8080],
+});
+
+Deno.test("sandboxJson() prints the proto3 JSON mapping with lowerCamelCase names", () => {
+  assert.deepEqual(JSON.parse(sandboxJson(FULL)), {
+    sandboxId: "0123456789abcdef0123456789abcdef",
+    name: "demo",
+    namespace: "default",
+    phase: "Running",
+    agent: "agent-1",
+    endpoints: ["10.0.0.5:8080"],
+    image: "docker.io/library/busybox:latest",
+    pool: "default-pool",
+    command: ["sh", "-c", "echo hi"],
+    args: [],
+    createdAt: "1700000000",
+    expireTime: "1700003600",
+    failurePolicy: "FAILURE_POLICY_AUTO_RECREATE",
+    labels: { team: "ci" },
+    message: "",
+    envs: { A: "1" },
+    workingDir: "/tmp",
+    exposedPorts: [8080],
+  });
+});
+
+Deno.test("sandboxJson() keeps fields that hold their default, so scripts always find them", () => {
+  assert.deepEqual(JSON.parse(sandboxJson(create(SandboxInfoSchema, { name: "x" }))), {
+    sandboxId: "",
+    name: "x",
+    namespace: "",
+    phase: "",
+    agent: "",
+    endpoints: [],
+    image: "",
+    pool: "",
+    command: [],
+    args: [],
+    createdAt: "0",
+    expireTime: "0",
+    failurePolicy: "FAILURE_POLICY_UNSPECIFIED",
+    labels: {},
+    message: "",
+    envs: {},
+    workingDir: "",
+    exposedPorts: [],
+  });
+});
+
+Deno.test("sandboxJson() prints a list as an array, an empty one included", () => {
+  const other = create(SandboxInfoSchema, { name: "other" });
+  const parsed = JSON.parse(sandboxJson([FULL, other]));
+  assert.ok(Array.isArray(parsed));
+  assert.deepEqual(parsed.map((s: { name: string }) => s.name), ["demo", "other"]);
+  assert.equal(sandboxJson([]), "[]\n");
+});
+
+Deno.test("sandboxJson() indents by two spaces and ends with a newline", () => {
+  const text = sandboxJson(FULL);
+  assert.ok(text.startsWith('{\n  "sandboxId": "0123456789abcdef0123456789abcdef",\n'));
+  assert.ok(text.endsWith("\n}\n"));
+});
