@@ -95,9 +95,13 @@ interface Entry {
   placed: boolean;
   /** A create, delete or reset in progress; others wait for it. */
   busy: Promise<void> | undefined;
+  /** Clock time before which a failed auto-recreate is not tried again. */
+  retryAt: number;
 }
 
 const TOMBSTONE_LIMIT = 10_000;
+/** How long a failed auto-recreate waits before the next try. */
+const RECREATE_BACKOFF_MS = 5_000;
 const SANDBOX_PREFIX = "sandboxes/";
 
 function keyOf(namespace: string, name: string): string {
@@ -123,9 +127,11 @@ export class Controller {
   >();
   /** Ids of sandboxes the controller gave up on; an agent reporting one is told to delete it. */
   readonly #tombstones = new Set<string>();
+  /** Keys whose latest state is not yet written (write-behind). */
   readonly #dirty = new Set<string>();
-  #flushing: Promise<void> | undefined;
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The last store write queued per key: writes of one key never overtake each other. */
+  readonly #writes = new Map<string, Promise<void>>();
   readonly #store: Store<SandboxRecord>;
   readonly #log: Logger<"timing">;
   readonly #metrics: ControllerMetrics;
@@ -177,6 +183,7 @@ export class Controller {
         message: value.message,
         placed: false,
         busy: undefined,
+        retryAt: 0,
       };
       this.#entries.set(key, entry);
       if (entry.agentId !== "" && occupiesSlot(entry.phase)) this.#index(entry);
@@ -229,6 +236,7 @@ export class Controller {
       message: "",
       placed: false,
       busy: undefined,
+      retryAt: 0,
     };
     this.#entries.set(key, entry);
     let done!: () => void;
@@ -236,13 +244,13 @@ export class Controller {
     let persisted = false;
     try {
       if (mode === "strong") {
-        await this.#store.put(key, this.#record(entry));
+        await this.#persist(key);
         persisted = true;
       }
       const stages = await this.#place(entry);
       if (mode === "strong") {
         const tStore = performance.now();
-        await this.#store.put(key, this.#record(entry));
+        await this.#persist(key);
         stages.store = ms(tStore);
       } else {
         this.#markDirty(key);
@@ -258,7 +266,7 @@ export class Controller {
     } catch (err) {
       this.#entries.delete(key);
       if (persisted) {
-        await this.#store.delete(key).catch((e: unknown) =>
+        await this.#persist(key).catch((e: unknown) =>
           this.#log.error({ err: e, key }, "store delete failed")
         );
       }
@@ -345,7 +353,9 @@ export class Controller {
         const info = this.#info(entry);
         await this.#stop(entry, "Terminating");
         this.#entries.delete(entry.key);
-        this.#markDirty(entry.key);
+        this.#unindex(entry);
+        // Durable before the reply: a delete must not come back as Lost after a restart.
+        await this.#persist(entry.key);
         info.phase = "Terminating";
         return info;
       });
@@ -367,7 +377,7 @@ export class Controller {
       for (const [k, v] of Object.entries(valid.labels)) spec.labels[k] = v;
       entry.spec = spec;
       if (!valid.reset) {
-        this.#markDirty(entry.key);
+        await this.#persist(entry.key);
         return this.#info(entry);
       }
       return await this.#exclusive(entry, async () => {
@@ -525,6 +535,7 @@ export class Controller {
       message: "",
       placed: false,
       busy: undefined,
+      retryAt: 0,
     };
     if (entry !== undefined) {
       this.#unindex(entry);
@@ -766,35 +777,54 @@ export class Controller {
     });
   }
 
-  /** Write-behind: the latest state of each dirty key is written after the reply goes out. */
+  /**
+   * Write-behind: the key's latest state is written on a later turn of the
+   * event loop, after the reply has gone out. Writes that fail are retried.
+   */
   #markDirty(key: string): void {
     this.#dirty.add(key);
-    if (this.#flushing === undefined && this.#flushTimer === undefined && !this.#closed) {
+    if (this.#flushTimer === undefined && !this.#closed) {
       this.#flushTimer = setTimeout(() => {
         this.#flushTimer = undefined;
-        this.#flushing = this.#flush().finally(() => this.#flushing = undefined);
+        this.#writeDirty();
       }, 0);
     }
   }
 
-  async #flush(): Promise<void> {
-    while (this.#dirty.size > 0) {
-      const keys = [...this.#dirty];
-      this.#dirty.clear();
-      for (const key of keys) {
-        const entry = this.#entries.get(key);
-        try {
-          if (entry === undefined) await this.#store.delete(key);
-          else if (!entry.busy || entry.phase !== "Pending") {
-            await this.#store.put(key, this.#record(entry));
-          }
-        } catch (err) {
-          this.#log.error({ err, key }, "store write failed; will retry");
-          this.#dirty.add(key);
-          await new Promise((r) => setTimeout(r, 200));
-        }
-      }
+  #writeDirty(): void {
+    for (const key of this.#dirty) {
+      this.#write(key).catch((err) => {
+        this.#log.error({ err, key }, "store write failed; will retry");
+        setTimeout(() => this.#markDirty(key), 1_000);
+      });
     }
+    this.#dirty.clear();
+  }
+
+  /** Writes the key's current state now and waits for it (write-through). */
+  #persist(key: string): Promise<void> {
+    this.#dirty.delete(key);
+    return this.#write(key);
+  }
+
+  /**
+   * Queues a write of whatever the key holds when the write runs (the record,
+   * or its absence), behind earlier writes of the same key.
+   */
+  #write(key: string): Promise<void> {
+    const prev = this.#writes.get(key);
+    const run = async () => {
+      const entry = this.#entries.get(key);
+      if (entry === undefined) await this.#store.delete(key);
+      else await this.#store.put(key, this.#record(entry));
+    };
+    const next = prev === undefined ? run() : prev.then(run, run);
+    this.#writes.set(key, next);
+    const forget = () => {
+      if (this.#writes.get(key) === next) this.#writes.delete(key);
+    };
+    next.then(forget, forget);
+    return next;
   }
 
   /** Waits until every pending store write is done. */
@@ -803,12 +833,8 @@ export class Controller {
       clearTimeout(this.#flushTimer);
       this.#flushTimer = undefined;
     }
-    while (this.#flushing !== undefined || this.#dirty.size > 0) {
-      if (this.#flushing === undefined) {
-        this.#flushing = this.#flush().finally(() => this.#flushing = undefined);
-      }
-      await this.#flushing;
-    }
+    this.#writeDirty();
+    while (this.#writes.size > 0) await Promise.allSettled([...this.#writes.values()]);
   }
 
   /** Gauge readings for /metrics. */

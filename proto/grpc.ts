@@ -295,6 +295,7 @@ export class RpcServer {
     const net = createServer((socket) => {
       this.#sockets.add(socket);
       socket.on("close", () => this.#sockets.delete(socket));
+      socket.setNoDelay(true);
       socket.on("error", () => socket.destroy());
       injector.injectConnection(socket);
     });
