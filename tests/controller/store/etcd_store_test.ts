@@ -3,6 +3,7 @@ import { EtcdStore } from "../../../controller/store/etcd_store.ts";
 import { openStore, type Store } from "../../../controller/store/mod.ts";
 import { UnavailableError } from "../../../registry/errors.ts";
 import { startEtcd } from "../../support/etcd.ts";
+import { ignoreWithout } from "../../support/real_parts.ts";
 import { type Doc, storeContract, type StoreFixture } from "./store_contract.ts";
 
 let fixtures = 0;
@@ -29,7 +30,7 @@ function fixtureOn(endpoint: string): () => Promise<StoreFixture> {
   };
 }
 
-Deno.test("EtcdStore against a real etcd", async (t) => {
+Deno.test({ name: "EtcdStore against a real etcd", ignore: ignoreWithout("etcd") }, async (t) => {
   const etcd = await startEtcd();
   try {
     await t.step("meets the store contract", (t) => storeContract(t, fixtureOn(etcd.endpoint)));
@@ -84,7 +85,7 @@ Deno.test("EtcdStore against a real etcd", async (t) => {
   }
 });
 
-Deno.test("openStore() etcd:// rejects with UnavailableError when etcd does not answer", async () => {
+Deno.test({ name: "openStore() etcd:// rejects with UnavailableError when etcd does not answer", ignore: ignoreWithout("etcd") }, async () => {
   // A port that was free a moment ago: nothing listens there.
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;
