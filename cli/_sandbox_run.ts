@@ -1,11 +1,13 @@
 /**
  * The calling half of `fsb sandbox`: makes the FastPath call a plan describes
  * and prints the answer. Loaded on demand by `sandbox_command.ts`, because it
- * pulls in the gRPC stack.
+ * pulls in protobuf. Calls go over Deno's fetch (`proto/fetch_client.ts`),
+ * not grpc-js: that keeps about 100 ms off every command's start.
  *
  * @module
  */
-import { Code, RpcChannel, RpcError } from "../proto/grpc.ts";
+import { Code, RpcError, type ServiceClient } from "../proto/rpc.ts";
+import { FetchChannel } from "../proto/fetch_client.ts";
 import { FastPath, type SandboxInfo } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import type { ResolvedEndpoint } from "./endpoint.ts";
 import type { CallingPlan, OutputFormat } from "./parse_sandbox_args.ts";
@@ -35,7 +37,7 @@ export async function runSandboxPlan(
   endpoint: ResolvedEndpoint,
   io: CliIo,
 ): Promise<number> {
-  const channel = new RpcChannel(endpoint.address);
+  const channel = await openChannel(endpoint.address);
   let probe: Promise<boolean> | undefined;
   const reachable = () => probe ??= channel.ready(PROBE_MS).then(() => true, () => false);
   const describe = (err: unknown) => describeError(err, reachable, endpoint);
@@ -49,9 +51,23 @@ export async function runSandboxPlan(
   }
 }
 
+/** The part of a channel this module uses. */
+interface Channel {
+  client(service: typeof FastPath): ServiceClient<typeof FastPath.method>;
+  ready(timeoutMs: number): Promise<void>;
+  close(): void;
+}
+
+/** fetch for TCP endpoints; grpc-js only for `unix:` ones, which fetch cannot dial. */
+async function openChannel(address: string): Promise<Channel> {
+  if (!address.startsWith("unix:")) return new FetchChannel(address);
+  const { RpcChannel } = await import("../proto/grpc.ts");
+  return new RpcChannel(address);
+}
+
 async function run(
   plan: CallingPlan,
-  channel: RpcChannel,
+  channel: Channel,
   describe: (err: unknown) => Promise<string>,
   io: CliIo,
 ): Promise<number> {
@@ -121,7 +137,7 @@ async function run(
 
 async function streamLogs(
   plan: Extract<CallingPlan, { kind: "logs" }>,
-  channel: RpcChannel,
+  channel: Channel,
   io: CliIo,
 ): Promise<number> {
   // A followed log has no deadline: it ends with the sandbox or with io.signal.
@@ -176,12 +192,14 @@ function origin(endpoint: ResolvedEndpoint): string {
     : `from ${endpoint.source}`;
 }
 
-// How grpc-js words a connection it could not make; these need no probe.
-const LOCAL_FAILURE = /^(?:No connection established|Name resolution failed)/;
+// How the transports word a connection they could not make; these need no probe.
+const LOCAL_FAILURE = /^(?:No connection established|Name resolution failed|Cannot connect to )/;
 
 // grpc-js wraps the socket error as "No connection established. Last error:
 // Error: connect ECONNREFUSED 127.0.0.1:9. Resolution note: "; keep the socket error.
 function transportDetail(message: string): string {
+  const fetchFailure = /^Cannot connect to \S+: (.*)$/s.exec(message);
+  if (fetchFailure !== null) return fetchFailure[1];
   const match =
     /^No connection established\. Last error: (?:Error: )?(.*?)(?:\. Resolution note: ?)?$/s
       .exec(message);

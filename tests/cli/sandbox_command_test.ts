@@ -102,7 +102,7 @@ Deno.test("sandboxCommand() exits 1 naming the endpoint when nothing listens the
   assert.equal(
     c.stderr(),
     `fsb: UNAVAILABLE: Cannot reach the controller at 127.0.0.1:${port} (from --endpoint): ` +
-      `connect ECONNREFUSED 127.0.0.1:${port}\n`,
+      `Connection refused\n`,
   );
   assert.equal(c.stdout(), "");
 });

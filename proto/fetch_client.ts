@@ -1,0 +1,219 @@
+/**
+ * A light gRPC client over Deno's own `fetch` (HTTP/2 with prior knowledge),
+ * for short-lived processes such as the CLI: it loads neither `@grpc/grpc-js`
+ * nor `node:http2`, which together cost about 100 ms of start-up here.
+ *
+ * Limits, acceptable for the CLI: `fetch` hides HTTP trailers, so a status is
+ * seen only when the server answers "trailers-only" (which is how grpc-js
+ * reports a failed call that has sent nothing yet); a server stream that fails
+ * after sending messages just ends. TCP endpoints only (`HOST:PORT`).
+ *
+ * @module
+ */
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+import { type CallOptions, Code, RpcError, type ServiceClient } from "./rpc.ts";
+
+function frame(body: Uint8Array): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(5 + body.length);
+  new DataView(out.buffer).setUint32(1, body.length);
+  out.set(body, 5);
+  return out;
+}
+
+/** Splits gRPC length-prefixed messages out of a byte stream. */
+async function* messages(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
+  let buf: Uint8Array = new Uint8Array(0);
+  for await (const chunk of body) {
+    if (buf.length === 0) buf = chunk;
+    else {
+      const joined = new Uint8Array(buf.length + chunk.length);
+      joined.set(buf);
+      joined.set(chunk, buf.length);
+      buf = joined;
+    }
+    while (buf.length >= 5) {
+      if (buf[0] !== 0) {
+        throw new RpcError(Code.INTERNAL, "Compressed gRPC messages are not supported");
+      }
+      const len = new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getUint32(1);
+      if (buf.length < 5 + len) break;
+      yield buf.subarray(5, 5 + len);
+      buf = buf.subarray(5 + len);
+    }
+  }
+  if (buf.length > 0) throw new RpcError(Code.INTERNAL, "Truncated gRPC message in the response");
+}
+
+function statusOf(res: Response): RpcError | undefined {
+  const status = res.headers.get("grpc-status");
+  if (status !== null && status !== "0") {
+    const message = res.headers.get("grpc-message") ?? "";
+    let decoded = message;
+    try {
+      decoded = decodeURIComponent(message);
+    } catch {
+      // Not percent-encoded after all: show it as sent.
+    }
+    return new RpcError(Number(status), decoded);
+  }
+  if (res.status !== 200) {
+    return new RpcError(Code.UNKNOWN, `Unexpected HTTP status ${res.status} from a gRPC server`);
+  }
+  return undefined;
+}
+
+/** One HTTP/2 connection to a gRPC server, shared by the clients made from it. */
+export class FetchChannel {
+  readonly address: string;
+  readonly #http: Deno.HttpClient;
+  readonly #timeoutMs: number | undefined;
+  #connectError: string | undefined;
+
+  /** Prepares a channel to `address` (`HOST:PORT`); it connects on first use. */
+  constructor(address: string, opts: { timeoutMs?: number } = {}) {
+    if (address.startsWith("unix:")) {
+      throw new RpcError(Code.INVALID_ARGUMENT, `FetchChannel needs HOST:PORT, got ${address}`);
+    }
+    this.address = address;
+    this.#http = Deno.createHttpClient({ http1: false, http2: true });
+    this.#timeoutMs = opts.timeoutMs;
+  }
+
+  /** Resolves once a TCP connection can be made, or rejects with UNAVAILABLE after `timeoutMs`. */
+  async ready(timeoutMs: number): Promise<void> {
+    const i = this.address.lastIndexOf(":");
+    const hostname = this.address.slice(0, i).replace(/^\[|\]$/g, "");
+    const port = Number(this.address.slice(i + 1));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const conn = await Promise.race([
+        Deno.connect({ hostname, port }),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`no answer within ${timeoutMs} ms`)),
+            timeoutMs,
+          );
+        }),
+      ]);
+      conn.close();
+    } catch (err) {
+      throw new RpcError(
+        Code.UNAVAILABLE,
+        `Cannot connect to ${this.address}: ${(err as Error).message}`,
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** A typed client for `service` over this channel. */
+  client<S extends GenServiceMethods>(service: GenService<S>): ServiceClient<S> {
+    const out: Record<string, unknown> = {};
+    for (const method of service.methods) {
+      const url = `http://${this.address}/${service.typeName}/${method.name}`;
+      out[method.localName] = method.methodKind === "server_streaming"
+        ? (req: MessageInitShape<DescMessage>, opts?: CallOptions) =>
+          this.#stream(url, method.input, method.output, req, opts)
+        : (req: MessageInitShape<DescMessage>, opts?: CallOptions) =>
+          this.#unary(url, method.input, method.output, req, opts);
+    }
+    return out as ServiceClient<S>;
+  }
+
+  async #call(
+    url: string,
+    input: DescMessage,
+    req: MessageInitShape<DescMessage>,
+    opts: CallOptions | undefined,
+  ): Promise<Response> {
+    const timeoutMs = opts?.timeoutMs ?? this.#timeoutMs;
+    const signals: AbortSignal[] = [];
+    if (opts?.signal) signals.push(opts.signal);
+    if (timeoutMs !== undefined) signals.push(AbortSignal.timeout(timeoutMs));
+    const headers: Record<string, string> = { "content-type": "application/grpc", te: "trailers" };
+    if (timeoutMs !== undefined) headers["grpc-timeout"] = `${Math.max(1, Math.ceil(timeoutMs))}m`;
+    try {
+      const res = await fetch(url, {
+        method: "POST",
+        client: this.#http,
+        headers,
+        body: frame(toBinary(input, create(input, req))),
+        signal: signals.length === 0 ? undefined : AbortSignal.any(signals),
+      });
+      const err = statusOf(res);
+      if (err !== undefined) {
+        await res.body?.cancel();
+        throw err;
+      }
+      return res;
+    } catch (err) {
+      throw this.#transportError(err);
+    }
+  }
+
+  #transportError(err: unknown): RpcError {
+    if (err instanceof RpcError) return err;
+    if (err instanceof DOMException && err.name === "TimeoutError") {
+      return new RpcError(Code.DEADLINE_EXCEEDED, "Deadline exceeded");
+    }
+    if (err instanceof DOMException && err.name === "AbortError") {
+      return new RpcError(Code.CANCELLED, "Call cancelled");
+    }
+    // fetch says "fetch failed" and hides the socket error in `cause`, after the URL and layers.
+    const cause = err instanceof Error && err.cause instanceof Error
+      ? err.cause.message
+      : undefined;
+    const message = cause === undefined
+      ? (err instanceof Error ? err.message : String(err))
+      : cause.slice(cause.lastIndexOf(": ") + 2).replace(/ \(os error \d+\)$/, "");
+    // Calls queued on a connection that failed are "canceled"; they failed for the same reason.
+    if (/canceled/.test(message) && this.#connectError !== undefined) {
+      return new RpcError(Code.UNAVAILABLE, this.#connectError);
+    }
+    this.#connectError = `Cannot connect to ${this.address}: ${message}`;
+    return new RpcError(Code.UNAVAILABLE, this.#connectError);
+  }
+
+  async #unary(
+    url: string,
+    input: DescMessage,
+    output: DescMessage,
+    req: MessageInitShape<DescMessage>,
+    opts: CallOptions | undefined,
+  ): Promise<MessageShape<DescMessage>> {
+    const res = await this.#call(url, input, req, opts);
+    try {
+      for await (const msg of messages(res.body!)) return fromBinary(output, msg);
+    } catch (err) {
+      throw this.#transportError(err);
+    }
+    throw new RpcError(
+      Code.UNKNOWN,
+      "The server ended the call without a response or a visible status",
+    );
+  }
+
+  async *#stream(
+    url: string,
+    input: DescMessage,
+    output: DescMessage,
+    req: MessageInitShape<DescMessage>,
+    opts: CallOptions | undefined,
+  ): AsyncGenerator<MessageShape<DescMessage>> {
+    const res = await this.#call(url, input, req, opts);
+    try {
+      for await (const msg of messages(res.body!)) yield fromBinary(output, msg);
+    } catch (err) {
+      const e = this.#transportError(err);
+      if (e.code === Code.CANCELLED && opts?.signal?.aborted) return;
+      throw e;
+    }
+  }
+
+  /** Closes the connection. */
+  close(): void {
+    this.#http.close();
+  }
+}
