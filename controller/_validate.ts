@@ -4,7 +4,7 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import { InvalidArgumentError } from "../registry/mod.ts";
+import { InvalidArgumentError, validatePorts } from "../registry/mod.ts";
 import { type SandboxSpec, SandboxSpecSchema } from "../proto/gen/fsb/agent/v1/agent_pb.ts";
 import {
   ConsistencyMode,
@@ -53,21 +53,6 @@ export function checkDnsLabel(field: string, value: string): void {
 
 function checkNoNul(field: string, value: string): void {
   if (value.includes("\0")) throw new InvalidArgumentError(field, "must not contain NUL bytes");
-}
-
-/** Checks exposed ports: integers in 1..65535, none repeated. */
-export function checkPorts(ports: readonly number[]): void {
-  const seen = new Set<number>();
-  for (let i = 0; i < ports.length; i++) {
-    const port = ports[i];
-    if (!Number.isInteger(port) || port < 1 || port > 65535) {
-      throw new InvalidArgumentError(`exposed_ports[${i}]`, `must be within 1..65535, got ${port}`);
-    }
-    if (seen.has(port)) {
-      throw new InvalidArgumentError(`exposed_ports[${i}]`, `repeats port ${port}`);
-    }
-    seen.add(port);
-  }
 }
 
 /** Checks label keys and values the way Kubernetes does (optional DNS prefix, 63-character names). */
@@ -166,7 +151,7 @@ export function validateCreate(
     );
   }
   checkNoNul("working_dir", req.workingDir);
-  checkPorts(req.exposedPorts);
+  validatePorts(req.exposedPorts);
   let mode = opts.defaultMode;
   switch (req.consistencyMode) {
     case ConsistencyMode.UNSPECIFIED:

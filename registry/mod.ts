@@ -1,0 +1,19 @@
+/**
+ * The registry: agents, their capacity, and the placement of sandboxes on
+ * them (shared/DESIGN.md section 6). Pure and synchronous; every other part
+ * of fsb imports it from here.
+ *
+ * @module
+ */
+export { Registry } from "./registry.ts";
+export type { AgentInfo, AgentRegistration, AllocationRequest } from "./agent_info.ts";
+export { normalizeImage } from "./normalize_image.ts";
+export { validatePorts } from "./validate_ports.ts";
+export {
+  AlreadyExistsError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NoCapacityError,
+  NotFoundError,
+  UnavailableError,
+} from "./errors.ts";
