@@ -182,7 +182,9 @@ export function runtimeContract(name: string, setup: () => Promise<RuntimeFixtur
   });
 
   test("logs() returns stdout and stderr as written, in one stream", async (h) => {
-    const spec = h.spec(["sh", "-c", "echo hello; echo err >&2; sleep 30"]);
+    // The pause matters: containerd's shim copies each stream on its own goroutine, so only
+    // writes apart in time keep their order across the two streams.
+    const spec = h.spec(["sh", "-c", "echo hello; sleep 0.3; echo err >&2; sleep 30"]);
     await h.create(spec);
     await eventually(
       "both lines in the log",

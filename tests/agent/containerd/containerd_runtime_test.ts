@@ -22,6 +22,9 @@ import {
 import { buildBusyboxImage } from "../../support/busybox_image.ts";
 import { type ContainerdServer, startContainerd } from "../../support/containerd.ts";
 import { assertSameSpec, eventually } from "../runtime_contract.ts";
+import { ignoreWithout } from "../../support/real_parts.ts";
+
+const IGNORE = ignoreWithout("containerd", "root");
 
 const decoder = new TextDecoder();
 const BUSYBOX = "docker.io/library/busybox:latest";
@@ -135,7 +138,10 @@ async function shimCount(socket: string): Promise<number> {
   return n;
 }
 
-Deno.test("importImage() stores the image under its normalized name, unpacked, and can run again", async () => {
+Deno.test({
+  name: "importImage() stores the image under its normalized name, unpacked, and can run again",
+  ignore: IGNORE,
+}, async () => {
   await withScene(async ({ server, dir, client, runtime }) => {
     assert.deepEqual(await runtime.images(), [BUSYBOX]);
     const { image } = await client.images.get({ name: BUSYBOX });
@@ -171,7 +177,11 @@ Deno.test("importImage() stores the image under its normalized name, unpacked, a
   });
 });
 
-Deno.test("importImage() unpacks a two-layer image into a chain of snapshots that a sandbox sees whole", async () => {
+Deno.test({
+  name:
+    "importImage() unpacks a two-layer image into a chain of snapshots that a sandbox sees whole",
+  ignore: IGNORE,
+}, async () => {
   await withScene(async ({ server, dir, client, runtime, spec, logPath }) => {
     const tar = await buildBusyboxImage(join(dir, "two"), {
       ref: "example.com/two:1",
@@ -204,7 +214,10 @@ Deno.test("importImage() unpacks a two-layer image into a chain of snapshots tha
   });
 });
 
-Deno.test("create() unpacks an image whose layers are not snapshots, and reports the unpack stage", async () => {
+Deno.test({
+  name: "create() unpacks an image whose layers are not snapshots, and reports the unpack stage",
+  ignore: IGNORE,
+}, async () => {
   await withScene(async ({ client, runtime, spec, logPath }) => {
     // As after an import by a tool that does not unpack: the chain is gone.
     for await (const res of client.snapshots.list({ snapshotter: "overlayfs" })) {
@@ -228,7 +241,10 @@ Deno.test("create() unpacks an image whose layers are not snapshots, and reports
   });
 });
 
-Deno.test("ContainerdClient.writeBlob() writes a blob bigger than one message in resumed sessions", async () => {
+Deno.test({
+  name: "ContainerdClient.writeBlob() writes a blob bigger than one message in resumed sessions",
+  ignore: IGNORE,
+}, async () => {
   await withScene(async ({ client }) => {
     const bytes = new Uint8Array(9 * 1024 * 1024 + 123);
     for (let i = 0; i < bytes.length; i += 65536) {
@@ -259,7 +275,11 @@ Deno.test("ContainerdClient.writeBlob() writes a blob bigger than one message in
   });
 });
 
-Deno.test("create() runs a container on its own snapshot; delete() removes container, task, snapshot and log", async () => {
+Deno.test({
+  name:
+    "create() runs a container on its own snapshot; delete() removes container, task, snapshot and log",
+  ignore: IGNORE,
+}, async () => {
   await withScene(async ({ client, runtime, spec, logPath }) => {
     const s = spec(["sh", "-c"], {
       args: ["echo hi; sleep 30"],
@@ -301,7 +321,11 @@ Deno.test("create() runs a container on its own snapshot; delete() removes conta
   });
 });
 
-Deno.test("create() confines the container: default capabilities, no new privileges, a pids limit, host network and resolv.conf", async () => {
+Deno.test({
+  name:
+    "create() confines the container: default capabilities, no new privileges, a pids limit, host network and resolv.conf",
+  ignore: IGNORE,
+}, async () => {
   await withScene(async ({ runtime, spec, logPath }) => {
     const s = spec([
       "sh",
@@ -331,7 +355,10 @@ Deno.test("create() confines the container: default capabilities, no new privile
   });
 });
 
-Deno.test("create() applies the image's Cmd, Env and PATH, the request's envs and working dir", async () => {
+Deno.test({
+  name: "create() applies the image's Cmd, Env and PATH, the request's envs and working dir",
+  ignore: IGNORE,
+}, async () => {
   await withScene(async ({ runtime, spec, logPath }) => {
     // No command: the image's Cmd (sh) runs with the request's args replacing it.
     const s = spec([], {
@@ -351,7 +378,10 @@ Deno.test("create() applies the image's Cmd, Env and PATH, the request's envs an
   });
 });
 
-Deno.test("logs() keeps each stream's order, and the order across streams when writes are apart", async () => {
+Deno.test({
+  name: "logs() keeps each stream's order, and the order across streams when writes are apart",
+  ignore: IGNORE,
+}, async () => {
   await withScene(async ({ runtime, spec, logPath }) => {
     const burst = spec(["sh", "-c", "echo o1; echo e1 >&2; echo o2; echo e2 >&2; echo o3"]);
     const paced = spec(["sh", "-c", "echo a; sleep 0.2; echo b >&2; sleep 0.2; echo c"]);
@@ -372,7 +402,11 @@ Deno.test("logs() keeps each stream's order, and the order across streams when w
   });
 });
 
-Deno.test("a second ContainerdRuntime on the same socket lists the sandboxes with their specs, big ones too", async () => {
+Deno.test({
+  name:
+    "a second ContainerdRuntime on the same socket lists the sandboxes with their specs, big ones too",
+  ignore: IGNORE,
+}, async () => {
   await withScene(async ({ client, runtime, reopen, spec, logPath }) => {
     const small = spec(["sleep", "30"]);
     // Too big for a 4096-byte label: carried as a container extension instead.
@@ -398,7 +432,11 @@ Deno.test("a second ContainerdRuntime on the same socket lists the sandboxes wit
   });
 });
 
-Deno.test("a create that fails at task start throws FailedPreconditionError and leaves no container, task, snapshot or log", async () => {
+Deno.test({
+  name:
+    "a create that fails at task start throws FailedPreconditionError and leaves no container, task, snapshot or log",
+  ignore: IGNORE,
+}, async () => {
   await withScene(async ({ client, runtime, spec, logPath }) => {
     const s = spec(["/nonexistent"]);
     await assert.rejects(
@@ -418,25 +456,32 @@ Deno.test("a create that fails at task start throws FailedPreconditionError and 
   });
 });
 
-Deno.test("a create aborted between stages undoes what it did", async () => {
-  await withScene(async ({ client, reopen, spec, logPath }) => {
-    for (const at of ["snapshot_prepare", "task_create"]) {
-      const ctl = new AbortController();
-      const runtime = reopen({
-        onStage: (stage) => stage === at && ctl.abort(new Error(`stop after ${at}`)),
-      });
-      const s = spec(["sleep", "30"]);
-      await assert.rejects(
-        runtime.create(s, { logPath: logPath(s.sandboxId), signal: ctl.signal }),
-        new Error(`stop after ${at}`),
-      );
-      await assertNothingLeft(client, s.sandboxId);
-      assert.equal(fileExists(logPath(s.sandboxId)), false);
-    }
-  });
-});
+Deno.test(
+  { name: "a create aborted between stages undoes what it did", ignore: IGNORE },
+  async () => {
+    await withScene(async ({ client, reopen, spec, logPath }) => {
+      for (const at of ["snapshot_prepare", "task_create"]) {
+        const ctl = new AbortController();
+        const runtime = reopen({
+          onStage: (stage) => stage === at && ctl.abort(new Error(`stop after ${at}`)),
+        });
+        const s = spec(["sleep", "30"]);
+        await assert.rejects(
+          runtime.create(s, { logPath: logPath(s.sandboxId), signal: ctl.signal }),
+          new Error(`stop after ${at}`),
+        );
+        await assertNothingLeft(client, s.sandboxId);
+        assert.equal(fileExists(logPath(s.sandboxId)), false);
+      }
+    });
+  },
+);
 
-Deno.test("create() of an image the host lacks throws FailedPreconditionError naming it and leaves nothing", async () => {
+Deno.test({
+  name:
+    "create() of an image the host lacks throws FailedPreconditionError naming it and leaves nothing",
+  ignore: IGNORE,
+}, async () => {
   await withScene(async ({ client, runtime, spec, logPath }) => {
     const s = spec(["true"], { image: "ghcr.io/acme/absent:1" });
     await assert.rejects(
@@ -450,7 +495,10 @@ Deno.test("create() of an image the host lacks throws FailedPreconditionError na
   });
 });
 
-Deno.test("create() finds an image that containerd stores under another spelling", async () => {
+Deno.test({
+  name: "create() finds an image that containerd stores under another spelling",
+  ignore: IGNORE,
+}, async () => {
   await withScene(async ({ client, runtime, spec, logPath }) => {
     const { image } = await client.images.get({ name: BUSYBOX });
     await client.images.create({ image: { name: "busybox:1.36", target: image!.target } });
@@ -463,7 +511,10 @@ Deno.test("create() finds an image that containerd stores under another spelling
   });
 });
 
-Deno.test("with containerd not running, ready() is false and create() throws UnavailableError", async () => {
+Deno.test({
+  name: "with containerd not running, ready() is false and create() throws UnavailableError",
+  ignore: IGNORE,
+}, async () => {
   const dir = await Deno.makeTempDir({ prefix: "fsb_containerd_test_" });
   const socket = join(dir, "none.sock");
   const runtime = new ContainerdRuntime({
@@ -493,7 +544,10 @@ Deno.test("with containerd not running, ready() is false and create() throws Una
   }
 });
 
-Deno.test("delete() gives a sandbox that handles SIGTERM the chance to exit by itself", async () => {
+Deno.test({
+  name: "delete() gives a sandbox that handles SIGTERM the chance to exit by itself",
+  ignore: IGNORE,
+}, async () => {
   await withScene(async ({ runtime, spec, logPath }) => {
     const s = spec([
       "sh",
@@ -516,7 +570,10 @@ Deno.test("delete() gives a sandbox that handles SIGTERM the chance to exit by i
   });
 });
 
-Deno.test("sandboxes share one shim, and deleting the first leaves the others running and logging", async () => {
+Deno.test({
+  name: "sandboxes share one shim, and deleting the first leaves the others running and logging",
+  ignore: IGNORE,
+}, async () => {
   await withScene(async ({ server, client, runtime, spec, logPath }) => {
     const ticker = "while true; do echo tick; sleep 0.05; done";
     const [a, b] = [spec(["sh", "-c", ticker]), spec(["sh", "-c", ticker])];
@@ -546,30 +603,40 @@ Deno.test("sandboxes share one shim, and deleting the first leaves the others ru
   });
 });
 
-Deno.test("with shimGroup false, each sandbox gets its own shim", async () => {
-  await withScene(async ({ server, reopen, spec, logPath }) => {
-    const runtime = reopen({ shimGroup: false });
-    const [a, b] = [spec(["sleep", "30"]), spec(["sleep", "30"])];
-    for (const s of [a, b]) await runtime.create(s, { logPath: logPath(s.sandboxId) });
-    assert.equal(await shimCount(server.socket), 2);
-    for (const s of [a, b]) await runtime.delete(s.sandboxId, 0);
-  });
-});
+Deno.test(
+  { name: "with shimGroup false, each sandbox gets its own shim", ignore: IGNORE },
+  async () => {
+    await withScene(async ({ server, reopen, spec, logPath }) => {
+      const runtime = reopen({ shimGroup: false });
+      const [a, b] = [spec(["sleep", "30"]), spec(["sleep", "30"])];
+      for (const s of [a, b]) await runtime.create(s, { logPath: logPath(s.sandboxId) });
+      assert.equal(await shimCount(server.socket), 2);
+      for (const s of [a, b]) await runtime.delete(s.sandboxId, 0);
+    });
+  },
+);
 
-Deno.test("concurrent creates and deletes on a shared shim all succeed", async () => {
-  await withScene(async ({ client, runtime, spec, logPath }) => {
-    await Promise.all([0, 1, 2, 3].map(async () => {
-      for (let i = 0; i < 5; i++) {
-        const s = spec(["sleep", "30"]);
-        await runtime.create(s, { logPath: logPath(s.sandboxId) });
-        assert.equal(await runtime.delete(s.sandboxId, 0), true);
-      }
-    }));
-    assert.deepEqual((await client.containers.list({})).containers, []);
-  });
-});
+Deno.test(
+  { name: "concurrent creates and deletes on a shared shim all succeed", ignore: IGNORE },
+  async () => {
+    await withScene(async ({ client, runtime, spec, logPath }) => {
+      await Promise.all([0, 1, 2, 3].map(async () => {
+        for (let i = 0; i < 5; i++) {
+          const s = spec(["sleep", "30"]);
+          await runtime.create(s, { logPath: logPath(s.sandboxId) });
+          assert.equal(await runtime.delete(s.sandboxId, 0), true);
+        }
+      }));
+      assert.deepEqual((await client.containers.list({})).containers, []);
+    });
+  },
+);
 
-Deno.test("removeOrphans() removes containers without a readable spec once older than the grace window", async () => {
+Deno.test({
+  name:
+    "removeOrphans() removes containers without a readable spec once older than the grace window",
+  ignore: IGNORE,
+}, async () => {
   await withScene(async ({ client, reopen, spec, logPath }) => {
     let now = Date.now();
     const runtime = reopen({ now: () => now, orphanGraceMs: 60_000 });
@@ -600,7 +667,10 @@ Deno.test("removeOrphans() removes containers without a readable spec once older
   });
 });
 
-Deno.test("list() reports a container whose task is gone as Failed, and delete() still cleans it up", async () => {
+Deno.test({
+  name: "list() reports a container whose task is gone as Failed, and delete() still cleans it up",
+  ignore: IGNORE,
+}, async () => {
   await withScene(async ({ client, runtime, spec, logPath }) => {
     const s = spec(["sleep", "30"]);
     await runtime.create(s, { logPath: logPath(s.sandboxId) });
@@ -614,12 +684,15 @@ Deno.test("list() reports a container whose task is gone as Failed, and delete()
   });
 });
 
-Deno.test("logs() of a sandbox it does not hold throws NotFoundError", async () => {
-  await withScene(async ({ runtime }) => {
-    const id = "f".repeat(32);
-    await assert.rejects(
-      readLog(runtime, id),
-      new NotFoundError(`Cannot read logs of sandbox ${id} as it does not exist`),
-    );
-  });
-});
+Deno.test(
+  { name: "logs() of a sandbox it does not hold throws NotFoundError", ignore: IGNORE },
+  async () => {
+    await withScene(async ({ runtime }) => {
+      const id = "f".repeat(32);
+      await assert.rejects(
+        readLog(runtime, id),
+        new NotFoundError(`Cannot read logs of sandbox ${id} as it does not exist`),
+      );
+    });
+  },
+);

@@ -3,25 +3,16 @@ import { ContainerdRuntime, importImage } from "../../../agent/containerd/mod.ts
 import { buildBusyboxImage } from "../../support/busybox_image.ts";
 import { startContainerd } from "../../support/containerd.ts";
 import { runtimeContract } from "../runtime_contract.ts";
-
-/**
- * The one contract case containerd cannot meet: it expects stdout and stderr
- * written microseconds apart to land in the log in write order. The runc
- * shim gives the container one pipe per stream and copies each into the log
- * file on its own goroutine, so across streams the order is the scheduler's
- * (per stream it is kept; see "logs() keeps each stream's order" in
- * containerd_runtime_test.ts). Registered as ignored until the contract
- * allows for that; every other case runs.
- */
-const UNORDERED_CASE = "logs() returns stdout and stderr as written, in one stream";
+import { ignoreWithout } from "../../support/real_parts.ts";
 
 // runtimeContract() registers its cases with Deno.test(name, fn); for the
-// length of that call, registration goes through this wrapper instead.
+// length of that call, registration goes through this wrapper, which ignores
+// them where containerd cannot run (see tests/support/real_parts.ts).
 const deno = Deno as { test: typeof Deno.test };
 const register = deno.test;
+const ignore = ignoreWithout("containerd", "root");
 deno.test =
-  ((name: string, fn: () => Promise<void>) =>
-    register({ name, fn, ignore: name.endsWith(UNORDERED_CASE) })) as typeof Deno.test;
+  ((name: string, fn: () => Promise<void>) => register({ name, fn, ignore })) as typeof Deno.test;
 try {
   // Each case gets a containerd of its own (about 0.3 s to start and import),
   // so that no case can see another's containers and each cleans up whole.
