@@ -40,6 +40,9 @@ export interface AgentOptions {
   heartbeatMs?: number;
 }
 
+/** How often the runtime is asked to remove what it cannot account for. */
+const ORPHAN_SWEEP_MS = 60_000;
+
 function ms(start: number): number {
   return performance.now() - start;
 }
@@ -77,6 +80,7 @@ export class AgentServer {
   #registered = false;
   #closed = false;
   #lastError = "";
+  #nextOrphanSweep = 0;
 
   /** Creates an agent; {@linkcode AgentServer.start} serves and registers. */
   constructor(opts: AgentOptions) {
@@ -143,6 +147,7 @@ export class AgentServer {
 
   /** One registration or heartbeat round; failures are retried at the next beat. */
   async #beat(): Promise<void> {
+    this.#sweepOrphans();
     try {
       const report = await this.report();
       if (!this.#registered) {
@@ -173,6 +178,17 @@ export class AgentServer {
       return;
     }
     this.#schedule(this.#heartbeatMs);
+  }
+
+  #sweepOrphans(): void {
+    const sweep = this.#runtime.removeOrphans;
+    if (sweep === undefined || Date.now() < this.#nextOrphanSweep) return;
+    this.#nextOrphanSweep = Date.now() + ORPHAN_SWEEP_MS;
+    sweep.call(this.#runtime).then(
+      (ids) =>
+        ids.length > 0 && this.#log.warn({ ids }, "removed containers fsb cannot account for"),
+      (err) => this.#log.warn({ err: String(err) }, "orphan sweep failed"),
+    );
   }
 
   /** The report sent with Register and Heartbeat. */

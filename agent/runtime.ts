@@ -62,6 +62,12 @@ export interface Runtime {
   logs(id: string, opts: LogsOptions): AsyncIterable<Uint8Array>;
   /** Normalized references of the images present on the host. */
   images(): Promise<string[]>;
+  /**
+   * Removes what the runtime holds but cannot account for (no readable spec),
+   * once older than its grace window; resolves to the ids removed. Optional:
+   * the agent calls it on start and then every minute.
+   */
+  removeOrphans?(): Promise<string[]>;
   /** Releases connections; sandboxes keep running. */
   close(): Promise<void>;
 }

@@ -140,19 +140,29 @@ export class Cluster {
   async close(opts: { keepSandboxes?: boolean } = {}): Promise<void> {
     this.#channel.close();
     for (const agent of this.agents.values()) {
-      if (!opts.keepSandboxes) {
-        for (const s of await agent.runtime.list()) await agent.runtime.delete(s.spec.sandboxId, 0);
-      }
+      if (!opts.keepSandboxes) await removeAll(agent.runtime);
       await agent.server.close();
     }
     this.agents.clear();
     if (!opts.keepSandboxes) {
-      for (const agent of this.#stopped) {
-        for (const s of await agent.runtime.list()) await agent.runtime.delete(s.spec.sandboxId, 0);
-      }
+      for (const agent of this.#stopped) await removeAll(agent.runtime);
     }
     await this.controller.close();
   }
+}
+
+/**
+ * Deletes every sandbox a runtime holds. A runtime that cannot answer (closed,
+ * or its containerd is gone) has nothing this harness can still remove.
+ */
+async function removeAll(runtime: Runtime): Promise<void> {
+  let list;
+  try {
+    list = await runtime.list();
+  } catch {
+    return;
+  }
+  for (const s of list) await runtime.delete(s.spec.sandboxId, 0);
 }
 
 /** A pino logger that writes nothing. */
