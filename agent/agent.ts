@@ -116,7 +116,7 @@ export class AgentServer {
   async start(): Promise<void> {
     await mkdir(join(this.#opts.dataDir, "logs"), { recursive: true });
     this.#server.add(AgentService, {
-      createSandbox: (req) => this.#create(req.spec),
+      createSandbox: (req, ctx) => this.#create(req.spec, ctx.signal),
       deleteSandbox: async (req) => ({ existed: await this.#delete(req.sandboxId, req.graceMs) }),
       listSandboxes: async () => ({ sandboxes: await this.#list() }),
       streamLogs: (req, ctx) => this.#logs(req.sandboxId, req.follow, ctx.signal),
@@ -224,7 +224,7 @@ export class AgentServer {
     }));
   }
 
-  async #create(spec: SandboxSpec | undefined) {
+  async #create(spec: SandboxSpec | undefined, signal: AbortSignal) {
     const t0 = performance.now();
     if (spec === undefined || spec.sandboxId === "") {
       throw new InvalidArgumentError("spec.sandbox_id", "is required");
@@ -232,7 +232,7 @@ export class AgentServer {
     const logPath = join(this.#opts.dataDir, "logs", `${spec.sandboxId}.log`);
     let result;
     try {
-      result = await this.#runtime.create(spec, { logPath });
+      result = await this.#runtime.create(spec, { logPath, signal });
     } catch (err) {
       if (!(err instanceof Error && "status" in err) && !(await this.#runtime.ready())) {
         throw new UnavailableError(

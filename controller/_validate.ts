@@ -22,7 +22,14 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const IMAGE_REF = /^[A-Za-z0-9][A-Za-z0-9._\-/:@+]*$/;
+// The distribution reference grammar: [host[:port]/]path[:tag][@algorithm:hex].
+const REF_HOST =
+  "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?";
+const REF_PATH = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
+const IMAGE_REF = new RegExp(
+  `^(?:${REF_HOST}/)?${REF_PATH}(?:/${REF_PATH})*` +
+    "(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,})?$",
+);
 const HEX = "0123456789abcdef";
 const NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -83,16 +90,16 @@ export function checkLabels(labels: Readonly<Record<string, string>>): void {
   }
 }
 
-function checkExpire(field: string, expireTime: number, nowSec: number): void {
-  if (!Number.isSafeInteger(expireTime) || expireTime < 0) {
+/** Checks an int64 expiry on the wire value, then returns it as a number. */
+function checkExpire(field: string, expireTime: bigint, nowSec: number): number {
+  if (expireTime < 0n || expireTime > BigInt(Number.MAX_SAFE_INTEGER)) {
     throw new InvalidArgumentError(field, `must be unix seconds or 0 for never, got ${expireTime}`);
   }
-  if (expireTime !== 0 && expireTime <= nowSec) {
-    throw new InvalidArgumentError(
-      field,
-      `must be in the future (now is ${nowSec}), got ${expireTime}`,
-    );
+  const value = Number(expireTime);
+  if (value !== 0 && value <= nowSec) {
+    throw new InvalidArgumentError(field, `must be in the future (now is ${nowSec}), got ${value}`);
   }
+  return value;
 }
 
 /** The wire name of a failure policy as kept in specs, or undefined for "unset". */
@@ -169,8 +176,7 @@ export function validateCreate(
       );
   }
   const nowSec = Math.floor(opts.nowMs / 1000);
-  const expireTime = Number(req.expireTime);
-  checkExpire("expire_time", expireTime, nowSec);
+  const expireTime = checkExpire("expire_time", req.expireTime, nowSec);
   const failurePolicy = failurePolicyName(req.failurePolicy, "failure_policy") ?? "MANUAL";
   checkLabels(req.labels);
   const spec = create(SandboxSpecSchema, {
@@ -208,10 +214,9 @@ export function validateUpdate(req: UpdateSandboxRequest, opts: { nowMs: number 
   checkDnsLabel("name", req.name);
   const namespace = req.namespace === "" ? DEFAULT_NAMESPACE : req.namespace;
   checkDnsLabel("namespace", namespace);
-  const expireTime = req.expireTime === undefined ? undefined : Number(req.expireTime);
-  if (expireTime !== undefined) {
-    checkExpire("expire_time", expireTime, Math.floor(opts.nowMs / 1000));
-  }
+  const expireTime = req.expireTime === undefined
+    ? undefined
+    : checkExpire("expire_time", req.expireTime, Math.floor(opts.nowMs / 1000));
   const failurePolicy = failurePolicyName(req.failurePolicy, "failure_policy");
   checkLabels(req.labels);
   return {

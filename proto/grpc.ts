@@ -190,7 +190,8 @@ export class RpcServer {
       } catch (err) {
         if (ctl.signal.aborted) return;
         this.#report(err, path);
-        call.destroy(toServiceError(err));
+        // emit("error") sends the status; destroy() would cut the stream without one.
+        call.emit("error", toServiceError(err));
       } finally {
         this.#leave();
       }
@@ -207,6 +208,9 @@ export class RpcServer {
       this.#sockets.add(socket);
       socket.on("close", () => this.#sockets.delete(socket));
       socket.setNoDelay(true);
+      // A connection silent this long (no calls, no keepalive pings) is dropped,
+      // so half-open or stalled handshakes cannot pile up.
+      socket.setTimeout(IDLE_SOCKET_MS, () => socket.destroy());
       socket.on("error", () => socket.destroy());
       injector.injectConnection(socket);
     });
@@ -258,6 +262,9 @@ export class RpcServer {
     this.#server.forceShutdown();
   }
 }
+
+/** Our clients ping every 30 s, so only dead or stalled connections stay silent this long. */
+const IDLE_SOCKET_MS = 5 * 60_000;
 
 type UnaryFn = (req: unknown, ctx: CallContext) => unknown;
 type StreamFn = (req: unknown, ctx: CallContext) => AsyncIterable<unknown>;
@@ -383,5 +390,11 @@ export class RpcChannel {
 }
 
 function fromServiceError(err: grpc.ServiceError): RpcError {
-  return new RpcError(err.code ?? Code.UNKNOWN, err.details || err.message);
+  const details = err.details || err.message;
+  // A peer that vanished mid-call surfaces as a client-side RST_STREAM, which
+  // grpc-js reports as INTERNAL; to the caller it is an unreachable server.
+  if (err.code === Code.INTERNAL && /triggered by internal client error/.test(details)) {
+    return new RpcError(Code.UNAVAILABLE, details);
+  }
+  return new RpcError(err.code ?? Code.UNKNOWN, details);
 }

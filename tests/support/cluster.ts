@@ -148,6 +148,7 @@ export class Cluster {
       for (const agent of this.#stopped) await removeAll(agent.runtime);
     }
     await this.controller.close();
+    if (this.#opts.dataDir === undefined) await Deno.remove(this.dataDir, { recursive: true });
   }
 }
 
