@@ -592,9 +592,13 @@ export class Controller {
         this.#markDirty(entry.key);
       } else if (entry.agentId !== "" && !entry.placed && occupiesSlot(entry.phase)) {
         this.#lose(entry, `agent "${entry.agentId}" did not come back after a controller restart`);
-      } else if (entry.phase === "Lost" && entry.spec.failurePolicy === "AUTO_RECREATE") {
+      } else if (
+        entry.phase === "Lost" && entry.spec.failurePolicy === "AUTO_RECREATE" &&
+        now >= entry.retryAt
+      ) {
         work.push(
           this.#exclusive(entry, () => this.#recreate(entry, "auto-recreate")).catch((err) => {
+            entry.retryAt = now + RECREATE_BACKOFF_MS;
             this.#log.warn({ err: String(err), sandbox: entry.key }, "recreate failed; will retry");
           }),
         );

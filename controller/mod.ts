@@ -52,15 +52,14 @@ export interface ControllerHandle {
 /** Opens the store, loads sandboxes, and starts serving. */
 export async function startController(opts: StartControllerOptions): Promise<ControllerHandle> {
   const store = await openStore<SandboxRecord>(opts.store, { dataDir: opts.dataDir });
-  let controller!: Controller;
-  const metrics = createControllerMetrics(opts.metricsRegistry, {
-    agents: () => controller.gauges().agents(),
-    sandboxesByPhase: () => controller.gauges().sandboxesByPhase(),
-  });
-  controller = new Controller({
+  // The gauges read the controller only when scraped, after it exists.
+  const controller: Controller = new Controller({
     store,
     logger: opts.logger,
-    metrics,
+    metrics: createControllerMetrics(opts.metricsRegistry, {
+      agents: () => controller.gauges().agents(),
+      sandboxesByPhase: () => controller.gauges().sandboxesByPhase(),
+    }),
     defaultMode: opts.mode,
     agentTimeoutMs: opts.agentTimeoutMs,
     deleteGraceMs: opts.deleteGraceMs,

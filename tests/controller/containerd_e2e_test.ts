@@ -22,7 +22,7 @@ interface Scene {
 }
 
 /** A real containerd with busybox imported, and a cluster whose one agent runs on it. */
-async function withScene(fn: (s: Scene) => Promise<void>): Promise<void> {
+async function withScene(fn: (s: Scene) => void | Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "fsb_ctrd_e2e_" });
   const containerd = await startContainerd();
   const ctr = new ContainerdClient(containerd.socket);
@@ -110,7 +110,7 @@ Deno.test({
   name: "the agent reports containerd's images, so affinity works on real data",
   ignore,
 }, async () => {
-  await withScene(async ({ cluster }) => {
+  await withScene(({ cluster }) => {
     const agent = cluster.controller.controller.registry.getAgentById("ctrd")!;
     assert.ok(agent.images.has("docker.io/library/busybox:latest"), [...agent.images].join(","));
   });
