@@ -1,21 +1,24 @@
 /**
- * containerd create latency: `ctr run -d` of busybox against
- * `ContainerdRuntime.create` of the same image, on one containerd (started
- * by the test fixture, busybox built from the host's busybox-static and
- * imported), in one run, interleaved so that both see the same machine load.
+ * containerd create latency, in one run on one containerd (started by the
+ * test fixture, busybox built from the host's busybox-static and imported),
+ * interleaved so that every series sees the same machine load. Each series is
+ * N creates of `sleep 60`, all kept running until the end, as an agent keeps
+ * its sandboxes.
  *
- * Series (each N creates of `sleep 60`, all kept running until the end, as
- * an agent keeps its sandboxes):
+ * Series:
  * - `ctr run -d`: wall time of the whole `ctr` process, its own start included.
- * - `runtime (shared shim)`: ContainerdRuntime.create with its default shim group.
- * - `runtime (shim each)`: ContainerdRuntime.create with `shimGroup: false`.
- * Then each runtime's stage breakdown, p50 and p99.
+ * - `FastPath (SDK)`: CreateSandbox from an already-connected client to
+ *   `fsb controller serve` and `fsb agent run --runtime containerd`, each its
+ *   own process, as deployed.
+ * - `fsb sandbox create`: wall time of the whole client process against the
+ *   same controller, its start included (the shell path).
+ * - `runtime alone`: ContainerdRuntime.create in this process, no gRPC.
+ * Then the FastPath stage breakdown from the controller's `-v 2` timing log.
  *
  * Run: `deno run -A bench/containerd_bench.ts [--creates N] [--json]` (root,
  * with containerd, runc and busybox-static installed). A script rather than
  * Deno.bench: it reports p50/p99 of a fixed number of creates and their
- * ratio, which Deno.bench does not, and each create leaves a container that
- * must be cleaned up. Under `deno bench` this module does nothing.
+ * ratios, and each create leaves a container that must be cleaned up.
  *
  * @module
  */
@@ -23,24 +26,24 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { fromJson } from "@bufbuild/protobuf";
 import { SandboxSpecSchema } from "../proto/gen/fsb/agent/v1/agent_pb.ts";
+import { FastPath } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
+import { RpcChannel } from "../proto/grpc.ts";
 import { ContainerdClient, ContainerdRuntime, importImage } from "../agent/containerd/mod.ts";
 import { startContainerd } from "../tests/support/containerd.ts";
 import { buildBusyboxImage } from "../tests/support/busybox_image.ts";
+import {
+  collectTimings,
+  type CreateTiming,
+  freePort,
+  spawnFsb,
+  stop,
+  summary,
+  table,
+  timeFsb,
+} from "./_support.ts";
 
 const IMAGE = "docker.io/library/busybox:latest";
 const WARMUP = 3;
-
-/** Nearest-rank percentile of ascending `sorted`. */
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
-
-function summary(samples: readonly number[]): { p50: number; p99: number; mean: number } {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const mean = samples.reduce((a, b) => a + b, 0) / samples.length;
-  return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), mean };
-}
 
 function newId(): string {
   return crypto.randomUUID().replaceAll("-", "");
@@ -66,7 +69,7 @@ async function ctrRun(socket: string, id: string): Promise<number> {
 async function runtimeCreate(
   runtime: ContainerdRuntime,
   logDir: string,
-): Promise<{ id: string; ms: number; stageMs: Record<string, number> }> {
+): Promise<{ id: string; ms: number }> {
   const id = newId();
   const spec = fromJson(SandboxSpecSchema, {
     sandboxId: id,
@@ -77,8 +80,8 @@ async function runtimeCreate(
     command: ["sleep", "60"],
   });
   const start = performance.now();
-  const { stageMs } = await runtime.create(spec, { logPath: join(logDir, `${id}.log`) });
-  return { id, ms: performance.now() - start, stageMs };
+  await runtime.create(spec, { logPath: join(logDir, `${id}.log`) });
+  return { id, ms: performance.now() - start };
 }
 
 async function main(): Promise<void> {
@@ -92,51 +95,129 @@ async function main(): Promise<void> {
   const creates = Number(values.creates);
   const dir = await Deno.makeTempDir({ prefix: "fsb_containerd_bench_" });
   const server = await startContainerd();
-  const shared = new ContainerdRuntime({ socket: server.socket, stateDir: join(dir, "state") });
-  const single = new ContainerdRuntime({
-    socket: server.socket,
-    stateDir: join(dir, "state"),
-    shimGroup: false,
-  });
+  const runtime = new ContainerdRuntime({ socket: server.socket, stateDir: join(dir, "state") });
   const client = new ContainerdClient(server.socket);
+  const endpoint = `127.0.0.1:${await freePort()}`;
+  const timings = new Map<string, CreateTiming>();
   const ctrIds: string[] = [];
-  const ourIds: [ContainerdRuntime, string][] = [];
+  const ourIds: string[] = [];
+  const names: string[] = [];
+  let controller: Deno.ChildProcess | undefined;
+  let agent: Deno.ChildProcess | undefined;
+  let logDone: Promise<void> | undefined;
+  const channel = new RpcChannel(endpoint, { timeoutMs: 60_000 });
+  const fastpath = channel.client(FastPath);
   try {
     await importImage(await buildBusyboxImage(dir), { socket: server.socket });
+    controller = spawnFsb([
+      "controller",
+      "serve",
+      "--listen",
+      endpoint,
+      "--metrics-listen",
+      "127.0.0.1:0",
+      "--data-dir",
+      join(dir, "controller"),
+      "-v",
+      "2",
+    ], "piped");
+    logDone = collectTimings(controller.stderr, timings);
+    agent = spawnFsb([
+      "agent",
+      "run",
+      "--controller",
+      endpoint,
+      "--listen",
+      "127.0.0.1:0",
+      "--advertise",
+      "127.0.0.1",
+      "--id",
+      "bench",
+      "--capacity",
+      "1000",
+      "--runtime",
+      "containerd",
+      "--containerd-socket",
+      server.socket,
+      "--data-dir",
+      join(dir, "agent"),
+    ]);
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        await fastpath.createSandbox({ name: "probe", image: "busybox", command: ["sleep", "60"] });
+        names.push("probe");
+        break;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+
     const logDir = join(dir, "logs");
-    const series = { ctr: [] as number[], shared: [] as number[], single: [] as number[] };
-    const stages = {
-      shared: {} as Record<string, number[]>,
-      single: {} as Record<string, number[]>,
+    const series = {
+      ctr: [] as number[],
+      sdk: [] as number[],
+      shell: [] as number[],
+      runtime: [] as number[],
     };
+    const sdkNames: string[] = [];
     for (let i = 0; i < WARMUP + creates; i++) {
       const measured = i >= WARMUP;
       const ctrId = `ctr-${newId()}`;
       const ctrMs = await ctrRun(server.socket, ctrId);
       ctrIds.push(ctrId);
-      for (const [key, runtime] of [["shared", shared], ["single", single]] as const) {
-        const r = await runtimeCreate(runtime, logDir);
-        ourIds.push([runtime, r.id]);
-        if (!measured) continue;
-        series[key].push(r.ms);
-        for (const [stage, ms] of Object.entries(r.stageMs)) (stages[key][stage] ??= []).push(ms);
-      }
-      if (measured) series.ctr.push(ctrMs);
+
+      const sdkName = `sdk-${i}`;
+      const t = performance.now();
+      await fastpath.createSandbox({ name: sdkName, image: "busybox", command: ["sleep", "60"] });
+      const sdkMs = performance.now() - t;
+      names.push(sdkName);
+
+      const shellName = `shell-${i}`;
+      const shellMs = await timeFsb([
+        "sandbox",
+        "create",
+        shellName,
+        "--image",
+        "busybox",
+        "--endpoint",
+        endpoint,
+        "--",
+        "sleep",
+        "60",
+      ]);
+      names.push(shellName);
+
+      const r = await runtimeCreate(runtime, logDir);
+      ourIds.push(r.id);
+      if (!measured) continue;
+      series.ctr.push(ctrMs);
+      series.sdk.push(sdkMs);
+      series.shell.push(shellMs);
+      series.runtime.push(r.ms);
+      sdkNames.push(sdkName);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const stages: Record<string, number[]> = {};
+    for (const [i, name] of sdkNames.entries()) {
+      const timing = timings.get(`sandboxes/default/${name}`);
+      if (timing === undefined) continue;
+      for (const [stage, ms] of Object.entries(timing.ms)) (stages[stage] ??= []).push(ms);
+      (stages["client to controller and back"] ??= []).push(series.sdk[i] - timing.ms.total);
     }
 
     const ctr = summary(series.ctr);
     const rows = [
       { series: "ctr run -d", ...ctr },
-      { series: "runtime (shared shim)", ...summary(series.shared) },
-      { series: "runtime (shim each)", ...summary(series.single) },
+      { series: "FastPath CreateSandbox (SDK, connected)", ...summary(series.sdk) },
+      { series: "fsb sandbox create (whole process)", ...summary(series.shell) },
+      { series: "ContainerdRuntime.create alone", ...summary(series.runtime) },
     ];
-    const stageRows = Object.entries(stages).flatMap(([key, byStage]) =>
-      Object.entries(byStage).map(([stage, samples]) => ({
-        runtime: key,
-        stage,
-        ...summary(samples),
-      }))
-    );
+    const stageRows = Object.entries(stages).map(([stage, samples]) => ({
+      stage,
+      ...summary(samples),
+    }));
     const versions = {
       containerd: await version("containerd", ["--version"]),
       runc: await version("runc", ["--version"]),
@@ -146,24 +227,22 @@ async function main(): Promise<void> {
       console.log(JSON.stringify({ versions, rows, stageRows }, null, 2));
       return;
     }
-    const f = (n: number) => n.toFixed(1).padStart(7);
     console.log(
       `${versions.containerd}\n${versions.runc}\n${creates} creates per series (after ${WARMUP} warm-up)\n`,
     );
-    console.log("series                    p50 ms  p99 ms  mean ms  p50/ctr  p99/ctr");
-    for (const r of rows) {
-      console.log(
-        `${r.series.padEnd(24)}${f(r.p50)} ${f(r.p99)} ${f(r.mean)}  ${
-          (r.p50 / ctr.p50).toFixed(2).padStart(7)
-        }  ${(r.p99 / ctr.p99).toFixed(2).padStart(7)}`,
-      );
-    }
-    console.log("\nstage breakdown           p50 ms  p99 ms  mean ms");
-    for (const r of stageRows) {
-      console.log(`${`${r.runtime} ${r.stage}`.padEnd(24)}${f(r.p50)} ${f(r.p99)} ${f(r.mean)}`);
-    }
+    table(
+      ["series", "p50 ms", "p99 ms", "mean ms", "p50 / ctr", "p99 / ctr"],
+      rows.map((r) => [r.series, r.p50, r.p99, r.mean, r.p50 / ctr.p50, r.p99 / ctr.p99]),
+    );
+    console.log("\nFastPath stage breakdown (ms)");
+    table(["stage", "p50", "p99", "mean"], stageRows.map((r) => [r.stage, r.p50, r.p99, r.mean]));
   } finally {
-    for (const [runtime, id] of ourIds) await runtime.delete(id, 0).catch(() => {});
+    await Promise.all(names.map((name) => fastpath.deleteSandbox({ name }).catch(() => {})));
+    channel.close();
+    if (agent) await stop(agent);
+    if (controller) await stop(controller);
+    await logDone?.catch(() => {});
+    for (const id of ourIds) await runtime.delete(id, 0).catch(() => {});
     for (const id of ctrIds) {
       await client.tasks.kill({ containerId: id, signal: 9 }).catch(() => {});
       await client.tasks.wait({ containerId: id }).catch(() => {});
@@ -173,8 +252,7 @@ async function main(): Promise<void> {
     }
     client.close();
     await removeCtrFifos(ctrIds);
-    await shared.close();
-    await single.close();
+    await runtime.close();
     await server.stop();
     await Deno.remove(dir, { recursive: true });
   }
