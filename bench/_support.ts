@@ -32,10 +32,15 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** `fsb ARGS` as its own process, run by this Deno binary. */
+/**
+ * `fsb ARGS` as its own process, run by this Deno binary. Extra Deno flags
+ * for it (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`) come from the
+ * environment variable FSB_BENCH_DENO_FLAGS, for profiling a benchmark.
+ */
 export function spawnFsb(args: string[], stderr: "piped" | "null" = "null"): Deno.ChildProcess {
+  const extra = Deno.env.get("FSB_BENCH_DENO_FLAGS")?.split(" ").filter(Boolean) ?? [];
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
+    args: ["run", "-A", ...extra, MAIN, ...args],
     stdout: "null",
     stderr,
   }).spawn();

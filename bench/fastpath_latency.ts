@@ -89,6 +89,8 @@ async function main(): Promise<void> {
         const a = await client.createSandbox({ name: "probe-a", image: "busybox", command });
         const b = await client.createSandbox({ name: "probe-b", image: "busybox", command });
         if (a.agent !== b.agent) return;
+        // Only one agent had registered: free the name and try again.
+        await client.deleteSandbox({ name: "probe-b" });
       } catch {
         // Not up yet.
       }
