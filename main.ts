@@ -323,9 +323,11 @@ async function up(args: string[]): Promise<number> {
     logger,
     metricsRegistry: registry,
   });
+  const seeded = runtimeKind === "containerd" ? await seedBusybox(runtime, socket) : "";
   await agent.start();
   io.stdout(
-    `fsb up: controller on ${handle.address}, metrics on http://${handle.metricsAddress}/metrics, ` +
+    seeded +
+      `fsb up: controller on ${handle.address}, metrics on http://${handle.metricsAddress}/metrics, ` +
       `agent on ${agent.address}\n` +
       `runtime: ${runtimeKind} (${why}); data in ${dataDir}\n` +
       `try: fsb sandbox create demo --image busybox -- sh -c 'echo hello; sleep 60'\n`,
@@ -335,6 +337,31 @@ async function up(args: string[]): Promise<number> {
   await agent.close();
   await handle.close();
   return 0;
+}
+
+/**
+ * No registry is needed to try fsb: when containerd lacks busybox, `fsb up`
+ * builds the image from the host's static busybox and imports it.
+ */
+async function seedBusybox(
+  runtime: { images(): Promise<string[]> },
+  socket: string,
+): Promise<string> {
+  const busybox = "docker.io/library/busybox:latest";
+  if ((await runtime.images()).includes(busybox)) return "";
+  try {
+    await Deno.stat("/usr/bin/busybox");
+  } catch {
+    return `note: containerd has no busybox image and /usr/bin/busybox is missing; import one with fsb image import\n`;
+  }
+  const { buildBusyboxImage, importImage } = await import("./agent/containerd/mod.ts");
+  const dir = await Deno.makeTempDir({ prefix: "fsb-busybox-" });
+  try {
+    await importImage(await buildBusyboxImage(dir), { socket, namespace: "fsb" });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  return `imported ${busybox}, built from /usr/bin/busybox\n`;
 }
 
 async function imageImport(args: string[]): Promise<number> {

@@ -21,4 +21,5 @@ export {
   SPEC_EXTENSION,
 } from "./containerd_runtime.ts";
 export { importImage, type ImportImageOptions } from "./import_image.ts";
+export { buildBusyboxImage, type BusyboxImageOptions } from "./busybox_image.ts";
 export { DEFAULT_CAPABILITIES } from "./oci_spec.ts";

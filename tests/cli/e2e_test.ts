@@ -1,61 +1,10 @@
 import assert from "node:assert/strict";
 import { waitFor } from "../support/cluster.ts";
-
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
-const decoder = new TextDecoder();
-
-/** Runs `fsb ARGS` as its own process, the way a user does. */
-async function fsb(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { FSB_ENDPOINT: "", NO_COLOR: "1" },
-  }).output();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
-}
-
-/** `fsb up` on free ports with the process runtime; resolves once it printed where it listens. */
-async function startUp(dataDir: string) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      MAIN,
-      "up",
-      "--runtime",
-      "process",
-      "--listen",
-      "127.0.0.1:0",
-      "--metrics-listen",
-      "127.0.0.1:0",
-      "--agent-listen",
-      "127.0.0.1:0",
-      "--data-dir",
-      dataDir,
-    ],
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const reader = child.stdout.getReader();
-  let text = "";
-  while (!text.includes("try:")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`fsb up exited early: ${text}`);
-    text += decoder.decode(value);
-  }
-  // Keep draining so the child never blocks on a full pipe.
-  (async () => {
-    while (!(await reader.read()).done) { /* discard */ }
-  })();
-  const endpoint = /controller on (\S+),/.exec(text)![1];
-  const metrics = /metrics on (http:\/\/\S+),/.exec(text)![1];
-  return { child, endpoint, metrics, banner: text };
-}
+import { fsb, startUp } from "../support/fsb_process.ts";
 
 Deno.test("the quick start works: up, create, logs, list, delete, metrics", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "fsb-e2e-" });
-  const up = await startUp(dataDir);
+  const up = await startUp(dataDir, ["--runtime", "process"]);
   try {
     assert.match(up.banner, /runtime: process/);
     assert.match(up.banner, /try: fsb sandbox create demo --image busybox/);
