@@ -46,6 +46,55 @@ export function spawnFsb(args: string[], stderr: "piped" | "null" = "null"): Den
   }).spawn();
 }
 
+/**
+ * `fsb controller serve -v 2` on `endpoint`; its timing log lines land in
+ * `timings`. Resolves when the log ends (the process exited).
+ */
+export function spawnController(
+  endpoint: string,
+  dataDir: string,
+  timings: Map<string, CreateTiming>,
+): { child: Deno.ChildProcess; logDone: Promise<void> } {
+  const child = spawnFsb([
+    "controller",
+    "serve",
+    "--listen",
+    endpoint,
+    "--metrics-listen",
+    "127.0.0.1:0",
+    "--data-dir",
+    dataDir,
+    "-v",
+    "2",
+  ], "piped");
+  return { child, logDone: collectTimings(child.stderr, timings) };
+}
+
+/** `fsb agent run` on loopback with `runtime` (plus its flags) and a large capacity. */
+export function spawnAgent(
+  endpoint: string,
+  opts: { id: string; dataDir: string; runtime: string[]; capacity: number },
+): Deno.ChildProcess {
+  return spawnFsb([
+    "agent",
+    "run",
+    "--controller",
+    endpoint,
+    "--listen",
+    "127.0.0.1:0",
+    "--advertise",
+    "127.0.0.1",
+    "--id",
+    opts.id,
+    "--capacity",
+    String(opts.capacity),
+    "--runtime",
+    ...opts.runtime,
+    "--data-dir",
+    opts.dataDir,
+  ]);
+}
+
 /** Wall time of one whole `fsb ARGS` process, in milliseconds; throws if it fails. */
 export async function timeFsb(args: string[]): Promise<number> {
   const start = performance.now();

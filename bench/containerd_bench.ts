@@ -32,10 +32,10 @@ import { ContainerdClient, ContainerdRuntime, importImage } from "../agent/conta
 import { startContainerd } from "../tests/support/containerd.ts";
 import { buildBusyboxImage } from "../tests/support/busybox_image.ts";
 import {
-  collectTimings,
   type CreateTiming,
   freePort,
-  spawnFsb,
+  spawnAgent,
+  spawnController,
   stop,
   summary,
   table,
@@ -109,39 +109,13 @@ async function main(): Promise<void> {
   const fastpath = channel.client(FastPath);
   try {
     await importImage(await buildBusyboxImage(dir), { socket: server.socket });
-    controller = spawnFsb([
-      "controller",
-      "serve",
-      "--listen",
-      endpoint,
-      "--metrics-listen",
-      "127.0.0.1:0",
-      "--data-dir",
-      join(dir, "controller"),
-      "-v",
-      "2",
-    ], "piped");
-    logDone = collectTimings(controller.stderr, timings);
-    agent = spawnFsb([
-      "agent",
-      "run",
-      "--controller",
-      endpoint,
-      "--listen",
-      "127.0.0.1:0",
-      "--advertise",
-      "127.0.0.1",
-      "--id",
-      "bench",
-      "--capacity",
-      "1000",
-      "--runtime",
-      "containerd",
-      "--containerd-socket",
-      server.socket,
-      "--data-dir",
-      join(dir, "agent"),
-    ]);
+    ({ child: controller, logDone } = spawnController(endpoint, join(dir, "controller"), timings));
+    agent = spawnAgent(endpoint, {
+      id: "bench",
+      dataDir: join(dir, "agent"),
+      runtime: ["containerd", "--containerd-socket", server.socket],
+      capacity: 1000,
+    });
     const deadline = Date.now() + 30_000;
     for (;;) {
       try {

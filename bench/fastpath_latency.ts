@@ -14,11 +14,11 @@ import { parseArgs } from "node:util";
 import { FastPath } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import { RpcChannel } from "../proto/grpc.ts";
 import {
-  collectTimings,
   type CreateTiming,
   freePort,
   runtimeMs,
-  spawnFsb,
+  spawnAgent,
+  spawnController,
   stop,
   summary,
   table,
@@ -45,38 +45,13 @@ async function main(): Promise<void> {
   const dataDir = await Deno.makeTempDir({ prefix: "fsb-bench-" });
   const endpoint = `127.0.0.1:${await freePort()}`;
   const timings = new Map<string, CreateTiming>();
-  const controller = spawnFsb([
-    "controller",
-    "serve",
-    "--listen",
+  const { child: controller, logDone } = spawnController(
     endpoint,
-    "--metrics-listen",
-    "127.0.0.1:0",
-    "--data-dir",
     `${dataDir}/controller`,
-    "-v",
-    "2",
-  ], "piped");
-  const logDone = collectTimings(controller.stderr, timings);
+    timings,
+  );
   const agents = ["bench-a", "bench-b"].map((id) =>
-    spawnFsb([
-      "agent",
-      "run",
-      "--controller",
-      endpoint,
-      "--listen",
-      "127.0.0.1:0",
-      "--advertise",
-      "127.0.0.1",
-      "--id",
-      id,
-      "--capacity",
-      "5000",
-      "--runtime",
-      "process",
-      "--data-dir",
-      `${dataDir}/${id}`,
-    ])
+    spawnAgent(endpoint, { id, dataDir: `${dataDir}/${id}`, runtime: ["process"], capacity: 5000 })
   );
   const channel = new RpcChannel(endpoint, { timeoutMs: 30_000 });
   const client = channel.client(FastPath);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { ContainerdClient } from "../../agent/containerd/mod.ts";
 import { waitFor } from "../support/cluster.ts";
 import { startContainerd } from "../support/containerd.ts";
-import { fsb, startUp } from "../support/fsb_process.ts";
+import { createWhenReady, fsb, startUp } from "../support/fsb_process.ts";
 import { ignoreWithout } from "../support/real_parts.ts";
 
 Deno.test({
@@ -22,22 +22,7 @@ Deno.test({
     );
     assert.match(up.banner, /runtime: containerd \(containerd answers on /);
     const ep = ["--endpoint", up.endpoint];
-    let created = { code: -1, stdout: "", stderr: "" };
-    await waitFor(async () => {
-      created = await fsb([
-        "sandbox",
-        "create",
-        "demo",
-        "--image",
-        "busybox",
-        ...ep,
-        "--",
-        "sh",
-        "-c",
-        "echo hello; sleep 60",
-      ]);
-      return created.code === 0;
-    }, 20_000);
+    const created = await createWhenReady(up, "demo", ["sh", "-c", "echo hello; sleep 60"]);
     assert.match(created.stdout, /demo\s+default\s+Running/);
     const id =
       JSON.parse((await fsb(["sandbox", "get", "demo", "-o", "json", ...ep])).stdout).sandboxId;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { waitFor } from "../support/cluster.ts";
-import { fsb, startUp } from "../support/fsb_process.ts";
+import { createWhenReady, fsb, startUp } from "../support/fsb_process.ts";
 
 Deno.test("the quick start works: up, create, logs, list, delete, metrics", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "fsb-e2e-" });
@@ -9,23 +9,7 @@ Deno.test("the quick start works: up, create, logs, list, delete, metrics", asyn
     assert.match(up.banner, /runtime: process/);
     assert.match(up.banner, /try: fsb sandbox create demo --image busybox/);
     const ep = ["--endpoint", up.endpoint];
-    // The agent registers right after the banner; retry the create until it has.
-    let created = { code: -1, stdout: "", stderr: "" };
-    await waitFor(async () => {
-      created = await fsb([
-        "sandbox",
-        "create",
-        "demo",
-        "--image",
-        "busybox",
-        ...ep,
-        "--",
-        "sh",
-        "-c",
-        "echo hello; sleep 60",
-      ]);
-      return created.code === 0;
-    }, 20_000);
+    const created = await createWhenReady(up, "demo", ["sh", "-c", "echo hello; sleep 60"]);
     assert.match(created.stdout, /demo\s+default\s+Running/);
 
     await waitFor(async () => (await fsb(["sandbox", "logs", "demo", ...ep])).stdout === "hello\n");
@@ -69,6 +53,8 @@ Deno.test("the quick start works: up, create, logs, list, delete, metrics", asyn
     ]);
     assert.equal(syntax.code, 2);
 
+    const health = await fetch(up.metrics.replace(/\/metrics$/, "/healthz"));
+    assert.equal(await health.text(), "ok\n");
     const metrics = await (await fetch(`${up.metrics}`)).text();
     assert.match(
       metrics,

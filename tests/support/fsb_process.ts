@@ -66,3 +66,30 @@ export async function startUp(dataDir: string, extra: string[] = []): Promise<Up
   const metrics = /metrics on (http:\/\/\S+),/.exec(text)![1];
   return { child, endpoint, metrics, banner: text };
 }
+
+/**
+ * `fsb sandbox create NAME --image busybox -- COMMAND` against `up`, retried
+ * until it succeeds: the agent registers just after the banner is printed.
+ */
+export async function createWhenReady(
+  up: UpProcess,
+  name: string,
+  command: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const created = await fsb([
+      "sandbox",
+      "create",
+      name,
+      "--image",
+      "busybox",
+      "--endpoint",
+      up.endpoint,
+      "--",
+      ...command,
+    ]);
+    if (created.code === 0 || Date.now() > deadline) return created;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
