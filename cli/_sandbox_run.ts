@@ -1,14 +1,17 @@
 /**
  * The calling half of `fsb sandbox`: makes the FastPath call a plan describes
- * and prints the answer. Loaded on demand by `sandbox_command.ts`, because it
- * pulls in protobuf. Calls go over Deno's fetch (`proto/fetch_client.ts`),
- * not grpc-js: that keeps about 100 ms off every command's start.
+ * and prints the answer. Loaded on demand by `sandbox_command.ts`. Start-up is
+ * most of what a command costs, so this path loads as little as it can: calls
+ * go over Deno's fetch (`proto/fetch_client.ts`), not grpc-js (about 100 ms),
+ * with the hand-written codecs of `proto/fastpath_lite.ts`, not protobuf-es
+ * and the generated schemas (about 45 ms).
  *
  * @module
  */
-import { Code, RpcError, type ServiceClient } from "../proto/rpc.ts";
+import { Code, RpcError } from "../proto/rpc.ts";
 import { FetchChannel } from "../proto/fetch_client.ts";
-import { FastPath, type SandboxInfo } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
+import { FastPathLite, type FastPathLiteClient } from "../proto/fastpath_lite.ts";
+import type { SandboxInfo } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import type { ResolvedEndpoint } from "./endpoint.ts";
 import type { CallingPlan, OutputFormat } from "./parse_sandbox_args.ts";
 import type { CliIo } from "./sandbox_command.ts";
@@ -51,18 +54,36 @@ export async function runSandboxPlan(
   }
 }
 
-/** The part of a channel this module uses. */
+/** A FastPath client and the connection under it. */
 interface Channel {
-  client(service: typeof FastPath): ServiceClient<typeof FastPath.method>;
+  readonly client: FastPathLiteClient;
   ready(timeoutMs: number): Promise<void>;
   close(): void;
 }
 
-/** fetch for TCP endpoints; grpc-js only for `unix:` ones, which fetch cannot dial. */
+/**
+ * fetch for TCP endpoints; grpc-js, with the generated schemas, only for
+ * `unix:` ones, which fetch cannot dial.
+ */
 async function openChannel(address: string): Promise<Channel> {
-  if (!address.startsWith("unix:")) return new FetchChannel(address);
-  const { RpcChannel } = await import("../proto/grpc.ts");
-  return new RpcChannel(address);
+  if (!address.startsWith("unix:")) {
+    const channel = new FetchChannel(address);
+    return {
+      client: channel.client(FastPathLite),
+      ready: (timeoutMs) => channel.ready(timeoutMs),
+      close: () => channel.close(),
+    };
+  }
+  const [{ RpcChannel }, { FastPath }] = await Promise.all([
+    import("../proto/grpc.ts"),
+    import("../proto/gen/fsb/fastpath/v1/fastpath_pb.ts"),
+  ]);
+  const channel = new RpcChannel(address);
+  return {
+    client: channel.client(FastPath),
+    ready: (timeoutMs) => channel.ready(timeoutMs),
+    close: () => channel.close(),
+  };
 }
 
 async function run(
@@ -71,7 +92,7 @@ async function run(
   describe: (err: unknown) => Promise<string>,
   io: CliIo,
 ): Promise<number> {
-  const client = channel.client(FastPath);
+  const client = channel.client;
   const opts = { timeoutMs: TIMEOUT_MS[plan.kind], signal: io.signal };
   const started = performance.now();
   switch (plan.kind) {
@@ -141,7 +162,7 @@ async function streamLogs(
   io: CliIo,
 ): Promise<number> {
   // A followed log has no deadline: it ends with the sandbox or with io.signal.
-  const stream = channel.client(FastPath).streamLogs(plan.request, {
+  const stream = channel.client.streamLogs(plan.request, {
     timeoutMs: plan.request.follow ? undefined : TIMEOUT_MS.logs,
     signal: io.signal,
   });

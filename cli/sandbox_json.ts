@@ -3,9 +3,9 @@
  *
  * @module
  */
-import { toJson } from "@bufbuild/protobuf";
 import type { JsonValue } from "@bufbuild/protobuf";
-import { type SandboxInfo, SandboxInfoSchema } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
+import { sandboxInfoToJson } from "../proto/fastpath_lite.ts";
+import type { SandboxInfo } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 
 /**
  * Formats one sandbox as a JSON object, or several as a JSON array, indented,
@@ -14,17 +14,15 @@ import { type SandboxInfo, SandboxInfoSchema } from "../proto/gen/fsb/fastpath/v
  * (`"message": ""`, `"endpoints": []`), so that scripts never have to guess
  * whether an absent key means empty. As the proto3 JSON mapping requires,
  * 64-bit integers (`createdAt`, `expireTime`) are strings of decimal digits and
- * enums are their full names (`"FAILURE_POLICY_MANUAL"`).
+ * enums are their full names (`"FAILURE_POLICY_MANUAL"`). The text is the same,
+ * byte for byte, as protobuf-es's `toJson` with `alwaysEmitImplicit` would give,
+ * without loading protobuf-es.
  */
 export function sandboxJson(value: SandboxInfo | readonly SandboxInfo[]): string {
-  const json: JsonValue = isList(value) ? value.map(one) : one(value);
+  const json: JsonValue = isList(value) ? value.map(sandboxInfoToJson) : sandboxInfoToJson(value);
   return JSON.stringify(json, null, 2) + "\n";
 }
 
 function isList(value: SandboxInfo | readonly SandboxInfo[]): value is readonly SandboxInfo[] {
   return Array.isArray(value);
-}
-
-function one(info: SandboxInfo): JsonValue {
-  return toJson(SandboxInfoSchema, info, { alwaysEmitImplicit: true });
 }

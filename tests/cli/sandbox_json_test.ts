@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { create } from "@bufbuild/protobuf";
+import { create, toJson } from "@bufbuild/protobuf";
 import { FailurePolicy, SandboxInfoSchema } from "../../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import { sandboxJson } from "../../cli/sandbox_json.ts";
 
@@ -80,4 +80,24 @@ Deno.test("sandboxJson() indents by two spaces and ends with a newline", () => {
   const text = sandboxJson(FULL);
   assert.ok(text.startsWith('{\n  "sandboxId": "0123456789abcdef0123456789abcdef",\n'));
   assert.ok(text.endsWith("\n}\n"));
+});
+
+Deno.test("sandboxJson() prints what protobuf-es's toJson prints, byte for byte", () => {
+  const odd = create(SandboxInfoSchema, {
+    name: "ünïcødé-😀",
+    labels: { "": "empty key", "10": "ten", "2": "two", ["__proto__"]: "own key" },
+    createdAt: -(2n ** 63n),
+    expireTime: 2n ** 63n - 1n,
+    failurePolicy: 7 as FailurePolicy,
+    exposedPorts: [0, 4294967295],
+  });
+  const reference = (info: typeof FULL) =>
+    toJson(SandboxInfoSchema, info, { alwaysEmitImplicit: true });
+  for (const info of [FULL, odd, create(SandboxInfoSchema)]) {
+    assert.equal(sandboxJson(info), JSON.stringify(reference(info), null, 2) + "\n");
+  }
+  assert.equal(
+    sandboxJson([FULL, odd]),
+    JSON.stringify([FULL, odd].map(reference), null, 2) + "\n",
+  );
 });

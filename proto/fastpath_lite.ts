@@ -1,0 +1,471 @@
+/**
+ * The FastPath messages encoded and decoded by hand, on protobuf-es's wire
+ * primitives alone, for the CLI: loading protobuf-es's reflection and the
+ * generated schemas costs 25 to 45 ms of every `fsb sandbox` command's start,
+ * the wire primitives a few. Values have the very shapes of the generated
+ * types (imported as types only, so nothing of them loads at run time).
+ *
+ * This file restates `fsb/fastpath/v1/fastpath.proto` by hand. What keeps it
+ * honest is `tests/proto/fastpath_lite_test.ts`: it fails when the generated
+ * descriptor has a message, field, enum value or method that
+ * {@linkcode fastPathLiteSchema} does not list, and cross-checks every codec
+ * here against protobuf-es on seeded random messages. When the .proto changes,
+ * change this file until that test passes again.
+ *
+ * @module
+ */
+import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
+import type {
+  CreateSandboxRequestSchema,
+  DeleteSandboxRequestSchema,
+  FailurePolicy,
+  GetSandboxRequestSchema,
+  ListSandboxesRequestSchema,
+  ListSandboxesResponse,
+  LogChunk,
+  SandboxInfo,
+  StreamLogsRequestSchema,
+  UpdateSandboxRequestSchema,
+} from "./gen/fsb/fastpath/v1/fastpath_pb.ts";
+import type { LiteClient, LiteMethod, LiteService } from "./lite_service.ts";
+
+/** A CreateSandbox request as protobuf-es's `create()` accepts it: every field optional. */
+export type CreateSandboxRequestInit = MessageInitShape<typeof CreateSandboxRequestSchema>;
+/** A GetSandbox request, every field optional. */
+export type GetSandboxRequestInit = MessageInitShape<typeof GetSandboxRequestSchema>;
+/** A ListSandboxes request, every field optional. */
+export type ListSandboxesRequestInit = MessageInitShape<typeof ListSandboxesRequestSchema>;
+/** A DeleteSandbox request, every field optional. */
+export type DeleteSandboxRequestInit = MessageInitShape<typeof DeleteSandboxRequestSchema>;
+/** An UpdateSandbox request, every field optional; an absent `expireTime` is not sent. */
+export type UpdateSandboxRequestInit = MessageInitShape<typeof UpdateSandboxRequestSchema>;
+/** A StreamLogs request, every field optional. */
+export type StreamLogsRequestInit = MessageInitShape<typeof StreamLogsRequestSchema>;
+
+/**
+ * Everything of fastpath.proto this file knows, written as in the .proto
+ * (`repeated uint32 exposed_ports = 9`). Enum values are listed by number,
+ * from 0 without gaps; the JSON mapping takes their names from here.
+ */
+export const fastPathLiteSchema = {
+  messages: {
+    "fsb.fastpath.v1.CreateSandboxRequest": [
+      "string name = 1",
+      "string namespace = 2",
+      "string image = 3",
+      "string pool = 4",
+      "repeated string command = 5",
+      "repeated string args = 6",
+      "map<string, string> envs = 7",
+      "string working_dir = 8",
+      "repeated uint32 exposed_ports = 9",
+      "fsb.fastpath.v1.ConsistencyMode consistency_mode = 10",
+      "int64 expire_time = 11",
+      "fsb.fastpath.v1.FailurePolicy failure_policy = 12",
+      "map<string, string> labels = 13",
+    ],
+    "fsb.fastpath.v1.SandboxInfo": [
+      "string sandbox_id = 1",
+      "string name = 2",
+      "string namespace = 3",
+      "string phase = 4",
+      "string agent = 5",
+      "repeated string endpoints = 6",
+      "string image = 7",
+      "string pool = 8",
+      "repeated string command = 9",
+      "repeated string args = 10",
+      "int64 created_at = 11",
+      "int64 expire_time = 12",
+      "fsb.fastpath.v1.FailurePolicy failure_policy = 13",
+      "map<string, string> labels = 14",
+      "string message = 15",
+      "map<string, string> envs = 16",
+      "string working_dir = 17",
+      "repeated uint32 exposed_ports = 18",
+    ],
+    "fsb.fastpath.v1.GetSandboxRequest": ["string name = 1", "string namespace = 2"],
+    "fsb.fastpath.v1.ListSandboxesRequest": ["string namespace = 1", "bool all_namespaces = 2"],
+    "fsb.fastpath.v1.ListSandboxesResponse": ["repeated fsb.fastpath.v1.SandboxInfo sandboxes = 1"],
+    "fsb.fastpath.v1.DeleteSandboxRequest": ["string name = 1", "string namespace = 2"],
+    "fsb.fastpath.v1.UpdateSandboxRequest": [
+      "string name = 1",
+      "string namespace = 2",
+      "optional int64 expire_time = 3",
+      "fsb.fastpath.v1.FailurePolicy failure_policy = 4",
+      "map<string, string> labels = 5",
+      "bool reset = 6",
+    ],
+    "fsb.fastpath.v1.StreamLogsRequest": [
+      "string name = 1",
+      "string namespace = 2",
+      "bool follow = 3",
+    ],
+    "fsb.fastpath.v1.LogChunk": ["bytes data = 1"],
+  },
+  enums: {
+    "fsb.fastpath.v1.ConsistencyMode": [
+      "CONSISTENCY_MODE_UNSPECIFIED",
+      "CONSISTENCY_MODE_FAST",
+      "CONSISTENCY_MODE_STRONG",
+    ],
+    "fsb.fastpath.v1.FailurePolicy": [
+      "FAILURE_POLICY_UNSPECIFIED",
+      "FAILURE_POLICY_MANUAL",
+      "FAILURE_POLICY_AUTO_RECREATE",
+    ],
+  },
+} as const;
+
+const FAILURE_POLICY_NAMES: readonly string[] =
+  fastPathLiteSchema.enums["fsb.fastpath.v1.FailurePolicy"];
+
+// --- writing -------------------------------------------------------------
+// Like protobuf-es (and so byte for byte the same): fields in number order,
+// proto3 defaults left out, repeated uint32 packed, map entries as nested
+// messages with key 1 and value 2, both always written.
+
+function putString(w: BinaryWriter, no: number, value: string | undefined): void {
+  if (value !== undefined && value !== "") w.tag(no, WireType.LengthDelimited).string(value);
+}
+
+function putStrings(w: BinaryWriter, no: number, values: readonly string[] | undefined): void {
+  if (values === undefined) return;
+  for (const value of values) w.tag(no, WireType.LengthDelimited).string(value);
+}
+
+function putUint32s(w: BinaryWriter, no: number, values: readonly number[] | undefined): void {
+  if (values === undefined || values.length === 0) return;
+  w.tag(no, WireType.LengthDelimited).fork();
+  for (const value of values) w.uint32(value);
+  w.join();
+}
+
+function putInt64(w: BinaryWriter, no: number, value: bigint | undefined): void {
+  if (value !== undefined && value !== 0n) w.tag(no, WireType.Varint).int64(value);
+}
+
+function putEnum(w: BinaryWriter, no: number, value: number | undefined): void {
+  if (value !== undefined && value !== 0) w.tag(no, WireType.Varint).int32(value);
+}
+
+function putBool(w: BinaryWriter, no: number, value: boolean | undefined): void {
+  if (value === true) w.tag(no, WireType.Varint).bool(true);
+}
+
+function putMap(
+  w: BinaryWriter,
+  no: number,
+  map: Readonly<Record<string, string>> | undefined,
+): void {
+  if (map === undefined) return;
+  for (const key of Object.keys(map)) {
+    w.tag(no, WireType.LengthDelimited).fork();
+    w.tag(1, WireType.LengthDelimited).string(key);
+    w.tag(2, WireType.LengthDelimited).string(map[key]);
+    w.join();
+  }
+}
+
+/**
+ * Serializes a `fsb.fastpath.v1.CreateSandboxRequest`. Like every encoder
+ * here, throws when a value does not fit its wire type (a port outside uint32,
+ * an expiry outside int64).
+ */
+export function encodeCreateSandboxRequest(req: CreateSandboxRequestInit): Uint8Array {
+  const w = new BinaryWriter();
+  putString(w, 1, req.name);
+  putString(w, 2, req.namespace);
+  putString(w, 3, req.image);
+  putString(w, 4, req.pool);
+  putStrings(w, 5, req.command);
+  putStrings(w, 6, req.args);
+  putMap(w, 7, req.envs);
+  putString(w, 8, req.workingDir);
+  putUint32s(w, 9, req.exposedPorts);
+  putEnum(w, 10, req.consistencyMode);
+  putInt64(w, 11, req.expireTime);
+  putEnum(w, 12, req.failurePolicy);
+  putMap(w, 13, req.labels);
+  return w.finish();
+}
+
+/** Serializes a `fsb.fastpath.v1.GetSandboxRequest`. */
+export function encodeGetSandboxRequest(req: GetSandboxRequestInit): Uint8Array {
+  const w = new BinaryWriter();
+  putString(w, 1, req.name);
+  putString(w, 2, req.namespace);
+  return w.finish();
+}
+
+/** Serializes a `fsb.fastpath.v1.ListSandboxesRequest`. */
+export function encodeListSandboxesRequest(req: ListSandboxesRequestInit): Uint8Array {
+  const w = new BinaryWriter();
+  putString(w, 1, req.namespace);
+  putBool(w, 2, req.allNamespaces);
+  return w.finish();
+}
+
+/** Serializes a `fsb.fastpath.v1.DeleteSandboxRequest`. */
+export function encodeDeleteSandboxRequest(req: DeleteSandboxRequestInit): Uint8Array {
+  const w = new BinaryWriter();
+  putString(w, 1, req.name);
+  putString(w, 2, req.namespace);
+  return w.finish();
+}
+
+/** Serializes a `fsb.fastpath.v1.UpdateSandboxRequest`; `expireTime` is sent whenever present, 0 included. */
+export function encodeUpdateSandboxRequest(req: UpdateSandboxRequestInit): Uint8Array {
+  const w = new BinaryWriter();
+  putString(w, 1, req.name);
+  putString(w, 2, req.namespace);
+  if (req.expireTime !== undefined) w.tag(3, WireType.Varint).int64(req.expireTime);
+  putEnum(w, 4, req.failurePolicy);
+  putMap(w, 5, req.labels);
+  putBool(w, 6, req.reset);
+  return w.finish();
+}
+
+/** Serializes a `fsb.fastpath.v1.StreamLogsRequest`. */
+export function encodeStreamLogsRequest(req: StreamLogsRequestInit): Uint8Array {
+  const w = new BinaryWriter();
+  putString(w, 1, req.name);
+  putString(w, 2, req.namespace);
+  putBool(w, 3, req.follow);
+  return w.finish();
+}
+
+// --- reading -------------------------------------------------------------
+// Like protobuf-es's fromBinary: unknown fields are skipped (not kept), strings
+// must be valid UTF-8, repeated uint32 is accepted packed or not, a map entry
+// without key or value gets "" for it, and the last value of a field wins.
+
+function readUint32s(r: BinaryReader, wireType: WireType, into: number[]): void {
+  if (wireType !== WireType.LengthDelimited) {
+    into.push(r.uint32());
+    return;
+  }
+  const len = r.uint32();
+  const end = r.pos + len;
+  while (r.pos < end) into.push(r.uint32());
+}
+
+function readMapEntry(r: BinaryReader, into: Record<string, string>): void {
+  const len = r.uint32();
+  const end = r.pos + len;
+  let key = "";
+  let value = "";
+  while (r.pos < end) {
+    const [no, wireType] = r.tag();
+    if (no === 1) key = r.string(true);
+    else if (no === 2) value = r.string(true);
+    else r.skip(wireType, no);
+  }
+  // A "__proto__" key is an ordinary entry: Deno has no __proto__ accessor.
+  into[key] = value;
+}
+
+// Deno has BigInt, so the reader's int64 is always a bigint, never the string
+// fallback its type also allows.
+function readInt64(r: BinaryReader): bigint {
+  return r.int64() as bigint;
+}
+
+function readSandboxInfo(r: BinaryReader, end: number): SandboxInfo {
+  const info: SandboxInfo = {
+    $typeName: "fsb.fastpath.v1.SandboxInfo",
+    sandboxId: "",
+    name: "",
+    namespace: "",
+    phase: "",
+    agent: "",
+    endpoints: [],
+    image: "",
+    pool: "",
+    command: [],
+    args: [],
+    createdAt: 0n,
+    expireTime: 0n,
+    failurePolicy: 0 as FailurePolicy,
+    labels: {},
+    message: "",
+    envs: {},
+    workingDir: "",
+    exposedPorts: [],
+  };
+  while (r.pos < end) {
+    const [no, wireType] = r.tag();
+    switch (no) {
+      case 1:
+        info.sandboxId = r.string(true);
+        break;
+      case 2:
+        info.name = r.string(true);
+        break;
+      case 3:
+        info.namespace = r.string(true);
+        break;
+      case 4:
+        info.phase = r.string(true);
+        break;
+      case 5:
+        info.agent = r.string(true);
+        break;
+      case 6:
+        info.endpoints.push(r.string(true));
+        break;
+      case 7:
+        info.image = r.string(true);
+        break;
+      case 8:
+        info.pool = r.string(true);
+        break;
+      case 9:
+        info.command.push(r.string(true));
+        break;
+      case 10:
+        info.args.push(r.string(true));
+        break;
+      case 11:
+        info.createdAt = readInt64(r);
+        break;
+      case 12:
+        info.expireTime = readInt64(r);
+        break;
+      case 13:
+        info.failurePolicy = r.int32();
+        break;
+      case 14:
+        readMapEntry(r, info.labels);
+        break;
+      case 15:
+        info.message = r.string(true);
+        break;
+      case 16:
+        readMapEntry(r, info.envs);
+        break;
+      case 17:
+        info.workingDir = r.string(true);
+        break;
+      case 18:
+        readUint32s(r, wireType, info.exposedPorts);
+        break;
+      default:
+        r.skip(wireType, no);
+    }
+  }
+  return info;
+}
+
+/** Parses a `fsb.fastpath.v1.SandboxInfo`. Throws on malformed input. */
+export function decodeSandboxInfo(bytes: Uint8Array): SandboxInfo {
+  const r = new BinaryReader(bytes);
+  return readSandboxInfo(r, r.len);
+}
+
+/** Parses a `fsb.fastpath.v1.ListSandboxesResponse`. Throws on malformed input. */
+export function decodeListSandboxesResponse(bytes: Uint8Array): ListSandboxesResponse {
+  const r = new BinaryReader(bytes);
+  const res: ListSandboxesResponse = {
+    $typeName: "fsb.fastpath.v1.ListSandboxesResponse",
+    sandboxes: [],
+  };
+  while (r.pos < r.len) {
+    const [no, wireType] = r.tag();
+    if (no === 1) {
+      const len = r.uint32();
+      res.sandboxes.push(readSandboxInfo(r, r.pos + len));
+    } else {
+      r.skip(wireType, no);
+    }
+  }
+  return res;
+}
+
+/** Parses a `fsb.fastpath.v1.LogChunk`; `data` is a view into `bytes`, not a copy. */
+export function decodeLogChunk(bytes: Uint8Array): LogChunk {
+  const r = new BinaryReader(bytes);
+  const chunk: LogChunk = { $typeName: "fsb.fastpath.v1.LogChunk", data: new Uint8Array(0) };
+  while (r.pos < r.len) {
+    const [no, wireType] = r.tag();
+    if (no === 1) chunk.data = r.bytes();
+    else r.skip(wireType, no);
+  }
+  return chunk;
+}
+
+// --- JSON ------------------------------------------------------------------
+
+function jsonMap(map: Readonly<Record<string, string>>): JsonObject {
+  return { ...map };
+}
+
+/**
+ * The proto3 JSON mapping of a SandboxInfo with every field present, exactly
+ * as protobuf-es's `toJson(SandboxInfoSchema, info, { alwaysEmitImplicit: true })`
+ * builds it (same keys in the same order): lowerCamelCase names, 64-bit
+ * integers as decimal strings, enums by their full names (an unknown number
+ * stays a number).
+ */
+export function sandboxInfoToJson(info: SandboxInfo): JsonObject {
+  return {
+    sandboxId: info.sandboxId,
+    name: info.name,
+    namespace: info.namespace,
+    phase: info.phase,
+    agent: info.agent,
+    endpoints: info.endpoints.slice(),
+    image: info.image,
+    pool: info.pool,
+    command: info.command.slice(),
+    args: info.args.slice(),
+    createdAt: info.createdAt.toString(),
+    expireTime: info.expireTime.toString(),
+    failurePolicy: FAILURE_POLICY_NAMES[info.failurePolicy] ?? info.failurePolicy,
+    labels: jsonMap(info.labels),
+    message: info.message,
+    envs: jsonMap(info.envs),
+    workingDir: info.workingDir,
+    exposedPorts: info.exposedPorts.slice(),
+  };
+}
+
+// --- the service -------------------------------------------------------------
+
+function unary<I, O>(
+  name: string,
+  encode: (req: I) => Uint8Array,
+  decode: (bytes: Uint8Array) => O,
+): LiteMethod<I, O, "unary"> {
+  return { name, kind: "unary", encode, decode };
+}
+
+/**
+ * `fsb.fastpath.v1.FastPath` with the codecs of this file, for
+ * `FetchChannel.client()`: the same calls, requests and responses as the
+ * generated `FastPath`, without loading protobuf-es.
+ */
+export const FastPathLite = {
+  typeName: "fsb.fastpath.v1.FastPath",
+  methods: {
+    createSandbox: unary("CreateSandbox", encodeCreateSandboxRequest, decodeSandboxInfo),
+    getSandbox: unary("GetSandbox", encodeGetSandboxRequest, decodeSandboxInfo),
+    listSandboxes: unary(
+      "ListSandboxes",
+      encodeListSandboxesRequest,
+      decodeListSandboxesResponse,
+    ),
+    deleteSandbox: unary("DeleteSandbox", encodeDeleteSandboxRequest, decodeSandboxInfo),
+    updateSandbox: unary("UpdateSandbox", encodeUpdateSandboxRequest, decodeSandboxInfo),
+    streamLogs: {
+      name: "StreamLogs",
+      kind: "server_streaming",
+      encode: encodeStreamLogsRequest,
+      decode: decodeLogChunk,
+    } satisfies LiteMethod<StreamLogsRequestInit, LogChunk, "server_streaming">,
+  },
+} as const satisfies LiteService;
+
+/** A FastPath client made from {@linkcode FastPathLite}. */
+export type FastPathLiteClient = LiteClient<typeof FastPathLite>;
