@@ -125,13 +125,25 @@ async function find(runtime: ProcessRuntime, id: string) {
   return (await runtime.list()).find((s) => s.spec.sandboxId === id);
 }
 
+/** What sandboxes left under the state directory: its entries, but for the runtime's folder of records. */
 function stateEntries(stateDir: string): string[] {
-  try {
-    return [...Deno.readDirSync(stateDir)].map((e) => e.name);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return [];
-    throw err;
-  }
+  const found: string[] = [];
+  const walk = (dir: string, prefix: string) => {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(dir)];
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return;
+      throw err;
+    }
+    for (const entry of entries) {
+      const name = prefix + entry.name;
+      if (name !== "_records") found.push(name);
+      if (entry.isDirectory) walk(join(dir, entry.name), `${name}/`);
+    }
+  };
+  walk(stateDir, "");
+  return found.sort();
 }
 
 function exists(path: string): boolean {
@@ -227,6 +239,125 @@ Deno.test("ProcessRuntime.create() of a file that is not executable fails with F
   });
 });
 
+Deno.test("ProcessRuntime.create() looks a bare command up on the spec's PATH and runs it by its full path", async () => {
+  await withScene(async (s) => {
+    const bin = join(s.logDir, "bin");
+    await Deno.mkdir(bin);
+    // Earlier on PATH, but not executable: the lookup passes over it.
+    await Deno.writeTextFile(join(s.logDir, "fsb-hello"), "#!/bin/sh\necho wrong\n", {
+      mode: 0o644,
+    });
+    await Deno.writeTextFile(join(bin, "fsb-hello"), '#!/bin/sh\necho "$0 $1"\n', { mode: 0o755 });
+    const spec = s.spec(["fsb-hello", "hi"], { envs: { PATH: `${s.logDir}:${bin}` } });
+    await s.runtime.create(spec, { logPath: s.logPath(spec.sandboxId) });
+    assert.deepEqual(await logLines(s.runtime, spec.sandboxId, 1), [
+      `${join(bin, "fsb-hello")} hi`,
+    ]);
+  });
+});
+
+Deno.test("ProcessRuntime.create() runs a command given with a relative path from the working directory", async () => {
+  await withScene(async (s) => {
+    await Deno.writeTextFile(join(s.logDir, "run.sh"), "#!/bin/sh\necho ran\n", { mode: 0o755 });
+    const spec = s.spec(["./run.sh"], { workingDir: s.logDir });
+    await s.runtime.create(spec, { logPath: s.logPath(spec.sandboxId) });
+    assert.deepEqual(await logLines(s.runtime, spec.sandboxId, 1), ["ran"]);
+  });
+});
+
+Deno.test("ProcessRuntime.create() of a name that is no executable on PATH fails as not found", async () => {
+  await withScene(async (s) => {
+    await Deno.writeTextFile(join(s.logDir, "fsb-plain"), "not a program\n", { mode: 0o644 });
+    await Deno.mkdir(join(s.logDir, "fsb-dir"));
+    for (const command of ["fsb-plain", "fsb-dir"]) {
+      const spec = s.spec([command], { envs: { PATH: s.logDir } });
+      await assert.rejects(
+        s.runtime.create(spec, { logPath: s.logPath(spec.sandboxId) }),
+        (err: unknown) => {
+          assert.ok(err instanceof FailedPreconditionError);
+          assert.equal(
+            err.message,
+            `Cannot start sandbox ${spec.sandboxId} as command "${command}" was not found`,
+          );
+          return true;
+        },
+      );
+    }
+    assert.deepEqual(stateEntries(s.stateDir), []);
+  });
+});
+
+Deno.test("ProcessRuntime.create() of a directory as the command fails as not executable", async () => {
+  await withScene(async (s) => {
+    const spec = s.spec([s.logDir]);
+    await assert.rejects(
+      s.runtime.create(spec, { logPath: s.logPath(spec.sandboxId) }),
+      (err: unknown) => {
+        assert.ok(err instanceof FailedPreconditionError);
+        assert.equal(
+          err.message,
+          `Cannot start sandbox ${spec.sandboxId} as command "${s.logDir}" is not executable`,
+        );
+        return true;
+      },
+    );
+    assert.deepEqual(stateEntries(s.stateDir), []);
+  });
+});
+
+Deno.test("ProcessRuntime.create() in a working directory that is a file fails with FailedPreconditionError", async () => {
+  await withScene(async (s) => {
+    const workingDir = join(s.logDir, "file");
+    await Deno.writeTextFile(workingDir, "");
+    const spec = s.spec(["true"], { workingDir });
+    await assert.rejects(
+      s.runtime.create(spec, { logPath: s.logPath(spec.sandboxId) }),
+      (err: unknown) => {
+        assert.ok(err instanceof FailedPreconditionError);
+        assert.equal(
+          err.message,
+          `Cannot start sandbox ${spec.sandboxId} as working directory "${workingDir}" is not a directory`,
+        );
+        return true;
+      },
+    );
+    assert.deepEqual(stateEntries(s.stateDir), []);
+    assert.equal(exists(s.logPath(spec.sandboxId)), false);
+  });
+});
+
+Deno.test("ProcessRuntime.create() of a command line with a NUL byte fails with FailedPreconditionError", async () => {
+  await withScene(async (s) => {
+    for (const command of [["ec\0ho"], ["echo", "a\0b"]]) {
+      const spec = s.spec(command);
+      await assert.rejects(
+        s.runtime.create(spec, { logPath: s.logPath(spec.sandboxId) }),
+        (err: unknown) => {
+          assert.ok(err instanceof FailedPreconditionError);
+          assert.equal(
+            err.message,
+            `Cannot start sandbox ${spec.sandboxId} as its command line holds a NUL byte`,
+          );
+          return true;
+        },
+      );
+    }
+    assert.deepEqual(stateEntries(s.stateDir), []);
+  });
+});
+
+Deno.test("ProcessRuntime.create() makes the command leader of its own session and process group", async () => {
+  await withScene(async (s) => {
+    const spec = s.spec(["sh", "-c", "echo $$; exec sleep 30"]);
+    await s.runtime.create(spec, { logPath: s.logPath(spec.sandboxId) });
+    const [pid] = (await logLines(s.runtime, spec.sandboxId, 1)).map(Number);
+    s.killLater(pid);
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const [pgrp, session] = stat.slice(stat.lastIndexOf(")") + 2).split(" ").slice(2, 4);
+    assert.deepEqual([Number(pgrp), Number(session)], [pid, pid]);
+  });
+});
+
 Deno.test("ProcessRuntime.create() keeps a log file that existed before a failed create", async () => {
   await withScene(async (s) => {
     const spec = s.spec(["/nonexistent/fsb-cmd"]);
@@ -261,7 +392,7 @@ Deno.test("ProcessRuntime.create() passes only PATH, HOME and the spec's envs, i
     const result = await s.runtime.create(env, { logPath: s.logPath(env.sandboxId) });
     await s.runtime.create(pwd, { logPath: s.logPath(pwd.sandboxId) });
     assert.deepEqual(Object.keys(result.stageMs), ["runtime_start"]);
-    const home = join(s.stateDir, env.sandboxId, "home");
+    const home = join(s.stateDir, env.sandboxId);
     const lines = await logLines(s.runtime, env.sandboxId, 3);
     assert.deepEqual(lines.toSorted(), [
       "FOO=bar",
@@ -269,7 +400,7 @@ Deno.test("ProcessRuntime.create() passes only PATH, HOME and the spec's envs, i
       "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     ]);
     assert.deepEqual(await logLines(s.runtime, pwd.sandboxId, 1), [
-      join(s.stateDir, pwd.sandboxId, "home"),
+      join(s.stateDir, pwd.sandboxId),
     ]);
   });
 });
@@ -461,7 +592,7 @@ Deno.test("ProcessRuntime does not take a process that reused a sandbox's pid fo
     await s.runtime.close();
     Deno.kill(Number(pid), "SIGKILL");
     await eventually("it ended", () => !runs(Number(pid)));
-    const statePath = join(s.stateDir, spec.sandboxId, "state.json");
+    const statePath = join(s.stateDir, "_records", `${spec.sandboxId}.json`);
     const record = JSON.parse(await Deno.readTextFile(statePath));
     // Stands in for a new process that got the old pid: a session leader of
     // its own, so it even heads a process group with the recorded id. Start
@@ -525,5 +656,57 @@ Deno.test("ProcessRuntime.delete() during create() waits for it, then removes th
     assert.equal(await deleting, true);
     assert.deepEqual(await s.runtime.list(), []);
     assert.deepEqual(stateEntries(s.stateDir), []);
+  });
+});
+
+/** Pids of the processes whose command line holds `marker`. */
+function pidsWith(marker: string): number[] {
+  const pids: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^[0-9]+$/.test(entry.name)) continue;
+    try {
+      const cmdline = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
+      if (cmdline.includes(marker) && runs(Number(entry.name))) pids.push(Number(entry.name));
+    } catch {
+      // Ended while we looked.
+    }
+  }
+  return pids;
+}
+
+Deno.test("ProcessRuntime.delete() with no grace right after create() leaves no process behind", async () => {
+  await withScene(async (s) => {
+    // Deleted at once, a process may not yet lead its own group: it must be
+    // stopped all the same. The odd duration marks this test's processes.
+    const marker = `30.${Math.floor(Math.random() * 1e9)}`;
+    for (let i = 0; i < 20; i++) {
+      const spec = s.spec(["sleep", marker]);
+      await s.runtime.create(spec, { logPath: s.logPath(spec.sandboxId) });
+      assert.equal(await s.runtime.delete(spec.sandboxId, 0), true);
+    }
+    assert.deepEqual(pidsWith(marker), []);
+    assert.deepEqual(stateEntries(s.stateDir), []);
+  });
+});
+
+Deno.test("ProcessRuntime keeps the fields of an adopted record it does not know when it records the exit", async () => {
+  await withScene(async (s) => {
+    const spec = s.spec(["sh", "-c", "echo $$; exec sleep 30"]);
+    await s.runtime.create(spec, { logPath: s.logPath(spec.sandboxId) });
+    const [pid] = (await logLines(s.runtime, spec.sandboxId, 1)).map(Number);
+    await s.runtime.close();
+    // As a newer agent might have written it.
+    const statePath = join(s.stateDir, "_records", `${spec.sandboxId}.json`);
+    const record = JSON.parse(await Deno.readTextFile(statePath));
+    await Deno.writeTextFile(statePath, JSON.stringify({ ...record, future: { x: 1 } }));
+    Deno.kill(pid, "SIGKILL");
+    await eventually("it ended", () => !runs(pid));
+    const adopter = s.reopen();
+    assert.equal((await find(adopter, spec.sandboxId))?.phase, "Exited");
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(statePath)), {
+      ...record,
+      future: { x: 1 },
+      exit: "exited while the agent was down",
+    });
   });
 });

@@ -250,6 +250,14 @@ export function runtimeContract(name: string, setup: () => Promise<RuntimeFixtur
     assert.equal(await h.runtime.delete(spec.sandboxId, 5000), false);
   });
 
+  test("delete() with no grace right after create() stops and removes the sandbox", async (h) => {
+    const spec = h.spec(["sleep", "30"]);
+    await h.create(spec);
+    assert.equal(await h.runtime.delete(spec.sandboxId, 0), true);
+    assert.equal(await h.find(spec.sandboxId), undefined);
+    assert.equal(fileExists(h.logPath(spec.sandboxId)), false, "the log file is removed");
+  });
+
   test("delete() of an id it never had resolves false", async (h) => {
     assert.equal(await h.runtime.delete(newId(), 0), false);
   });
