@@ -3,4 +3,7 @@
  *
  * @module
  */
-export { type BusyboxImageOptions, buildBusyboxImage } from "../../agent/containerd/busybox_image.ts";
+export {
+  buildBusyboxImage,
+  type BusyboxImageOptions,
+} from "../../agent/containerd/busybox_image.ts";
