@@ -249,7 +249,8 @@ export class AgentServer {
       this.#log.timing({ sandbox: spec.sandboxId, ms: stageMs }, "agent create timing");
     }
     return {
-      status: { spec, phase: "Running", message: "" },
+      // The controller has the spec; echoing it back would only cost encoding on both ends.
+      status: { phase: "Running", message: "" },
       stageMs,
     };
   }
