@@ -89,6 +89,23 @@ async function withScene(fn: (s: Scene) => Promise<void>): Promise<void> {
   }
 }
 
+/** Asserts that creating `spec` fails with `cls` and exactly `message`, and resolves after. */
+async function rejectsCreate(
+  s: Scene,
+  spec: SandboxSpec,
+  cls: new (...args: never[]) => Error,
+  message: string,
+): Promise<void> {
+  await assert.rejects(
+    s.runtime.create(spec, { logPath: s.logPath(spec.sandboxId) }),
+    (err: unknown) => {
+      assert.ok(err instanceof cls, `expected ${cls.name}, got ${err}`);
+      assert.equal(err.message, message);
+      return true;
+    },
+  );
+}
+
 async function readLog(runtime: ProcessRuntime, id: string): Promise<string> {
   let text = "";
   for await (const chunk of runtime.logs(id, { follow: false })) text += decoder.decode(chunk);
@@ -184,16 +201,11 @@ Deno.test("ProcessRuntime.create() of a missing command fails with FailedPrecond
   await withScene(async (s) => {
     for (const command of ["/nonexistent/fsb-cmd", "fsb-no-such-command-on-path"]) {
       const spec = s.spec([command, "arg"]);
-      await assert.rejects(
-        s.runtime.create(spec, { logPath: s.logPath(spec.sandboxId) }),
-        (err: unknown) => {
-          assert.ok(err instanceof FailedPreconditionError);
-          assert.equal(
-            err.message,
-            `Cannot start sandbox ${spec.sandboxId} as command "${command}" was not found`,
-          );
-          return true;
-        },
+      await rejectsCreate(
+        s,
+        spec,
+        FailedPreconditionError,
+        `Cannot start sandbox ${spec.sandboxId} as command "${command}" was not found`,
       );
       assert.equal(exists(s.logPath(spec.sandboxId)), false);
     }
@@ -205,16 +217,11 @@ Deno.test("ProcessRuntime.create() in a missing working directory fails with Fai
   await withScene(async (s) => {
     const workingDir = join(s.logDir, "no-such-dir");
     const spec = s.spec(["true"], { workingDir });
-    await assert.rejects(
-      s.runtime.create(spec, { logPath: s.logPath(spec.sandboxId) }),
-      (err: unknown) => {
-        assert.ok(err instanceof FailedPreconditionError);
-        assert.equal(
-          err.message,
-          `Cannot start sandbox ${spec.sandboxId} as working directory "${workingDir}" does not exist`,
-        );
-        return true;
-      },
+    await rejectsCreate(
+      s,
+      spec,
+      FailedPreconditionError,
+      `Cannot start sandbox ${spec.sandboxId} as working directory "${workingDir}" does not exist`,
     );
     assert.deepEqual(stateEntries(s.stateDir), []);
   });
@@ -225,16 +232,11 @@ Deno.test("ProcessRuntime.create() of a file that is not executable fails with F
     const file = join(s.logDir, "plain.txt");
     await Deno.writeTextFile(file, "not a program\n", { mode: 0o644 });
     const spec = s.spec([file]);
-    await assert.rejects(
-      s.runtime.create(spec, { logPath: s.logPath(spec.sandboxId) }),
-      (err: unknown) => {
-        assert.ok(err instanceof FailedPreconditionError);
-        assert.equal(
-          err.message,
-          `Cannot start sandbox ${spec.sandboxId} as command "${file}" is not executable`,
-        );
-        return true;
-      },
+    await rejectsCreate(
+      s,
+      spec,
+      FailedPreconditionError,
+      `Cannot start sandbox ${spec.sandboxId} as command "${file}" is not executable`,
     );
   });
 });
@@ -271,16 +273,11 @@ Deno.test("ProcessRuntime.create() of a name that is no executable on PATH fails
     await Deno.mkdir(join(s.logDir, "fsb-dir"));
     for (const command of ["fsb-plain", "fsb-dir"]) {
       const spec = s.spec([command], { envs: { PATH: s.logDir } });
-      await assert.rejects(
-        s.runtime.create(spec, { logPath: s.logPath(spec.sandboxId) }),
-        (err: unknown) => {
-          assert.ok(err instanceof FailedPreconditionError);
-          assert.equal(
-            err.message,
-            `Cannot start sandbox ${spec.sandboxId} as command "${command}" was not found`,
-          );
-          return true;
-        },
+      await rejectsCreate(
+        s,
+        spec,
+        FailedPreconditionError,
+        `Cannot start sandbox ${spec.sandboxId} as command "${command}" was not found`,
       );
     }
     assert.deepEqual(stateEntries(s.stateDir), []);
@@ -290,16 +287,11 @@ Deno.test("ProcessRuntime.create() of a name that is no executable on PATH fails
 Deno.test("ProcessRuntime.create() of a directory as the command fails as not executable", async () => {
   await withScene(async (s) => {
     const spec = s.spec([s.logDir]);
-    await assert.rejects(
-      s.runtime.create(spec, { logPath: s.logPath(spec.sandboxId) }),
-      (err: unknown) => {
-        assert.ok(err instanceof FailedPreconditionError);
-        assert.equal(
-          err.message,
-          `Cannot start sandbox ${spec.sandboxId} as command "${s.logDir}" is not executable`,
-        );
-        return true;
-      },
+    await rejectsCreate(
+      s,
+      spec,
+      FailedPreconditionError,
+      `Cannot start sandbox ${spec.sandboxId} as command "${s.logDir}" is not executable`,
     );
     assert.deepEqual(stateEntries(s.stateDir), []);
   });
@@ -310,16 +302,11 @@ Deno.test("ProcessRuntime.create() in a working directory that is a file fails w
     const workingDir = join(s.logDir, "file");
     await Deno.writeTextFile(workingDir, "");
     const spec = s.spec(["true"], { workingDir });
-    await assert.rejects(
-      s.runtime.create(spec, { logPath: s.logPath(spec.sandboxId) }),
-      (err: unknown) => {
-        assert.ok(err instanceof FailedPreconditionError);
-        assert.equal(
-          err.message,
-          `Cannot start sandbox ${spec.sandboxId} as working directory "${workingDir}" is not a directory`,
-        );
-        return true;
-      },
+    await rejectsCreate(
+      s,
+      spec,
+      FailedPreconditionError,
+      `Cannot start sandbox ${spec.sandboxId} as working directory "${workingDir}" is not a directory`,
     );
     assert.deepEqual(stateEntries(s.stateDir), []);
     assert.equal(exists(s.logPath(spec.sandboxId)), false);
@@ -330,16 +317,11 @@ Deno.test("ProcessRuntime.create() of a command line with a NUL byte fails with 
   await withScene(async (s) => {
     for (const command of [["ec\0ho"], ["echo", "a\0b"]]) {
       const spec = s.spec(command);
-      await assert.rejects(
-        s.runtime.create(spec, { logPath: s.logPath(spec.sandboxId) }),
-        (err: unknown) => {
-          assert.ok(err instanceof FailedPreconditionError);
-          assert.equal(
-            err.message,
-            `Cannot start sandbox ${spec.sandboxId} as its command line holds a NUL byte`,
-          );
-          return true;
-        },
+      await rejectsCreate(
+        s,
+        spec,
+        FailedPreconditionError,
+        `Cannot start sandbox ${spec.sandboxId} as its command line holds a NUL byte`,
       );
     }
     assert.deepEqual(stateEntries(s.stateDir), []);
