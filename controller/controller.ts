@@ -417,6 +417,9 @@ export class Controller {
    */
   register(report: AgentReport): { heartbeatIntervalMs: number } {
     const agent = this.#upsertAgent(report, true);
+    // A registering agent is a new process: a channel to its predecessor may still hold a dead
+    // connection, and its first call would fail before grpc-js noticed.
+    this.#dropChannel(agent.id);
     const reported = new Map<string, SandboxStatus>();
     for (const s of report.sandboxes) if (s.spec) reported.set(s.spec.sandboxId, s);
     // The registry forgot this agent's slots in #upsertAgent; every entry earns its slot back below.
