@@ -81,6 +81,8 @@ export class AgentServer {
   #closed = false;
   #lastError = "";
   #nextOrphanSweep = 0;
+  /** The last registration went out without the runtime's inventory. */
+  #partial = false;
 
   /** Creates an agent; {@linkcode AgentServer.start} serves and registers. */
   constructor(opts: AgentOptions) {
@@ -150,12 +152,18 @@ export class AgentServer {
     this.#sweepOrphans();
     try {
       const report = await this.report();
+      // A registration made without the inventory is redone, in full, once the runtime can list.
+      if (this.#registered && this.#partial && !report.inventoryUnknown) this.#registered = false;
       if (!this.#registered) {
         const res = await this.#registry.register(report);
         if (res.heartbeatIntervalMs > 0) this.#heartbeatMs = res.heartbeatIntervalMs;
         this.#registered = true;
+        this.#partial = report.inventoryUnknown;
         this.#lastError = "";
-        this.#log.info({ controller: this.#opts.controller }, "registered with controller");
+        this.#log.info(
+          { controller: this.#opts.controller, inventoryUnknown: report.inventoryUnknown },
+          "registered with controller",
+        );
       } else {
         const res = await this.#registry.heartbeat(report);
         this.#lastError = "";
@@ -196,7 +204,7 @@ export class AgentServer {
     const [ready, images, sandboxes] = await Promise.all([
       this.#runtime.ready(),
       this.#runtime.images().catch(() => [] as string[]),
-      this.#list().catch(() => [] as SandboxStatus[]),
+      this.#list().catch(() => undefined),
     ]);
     return {
       $typeName: "fsb.agent.v1.AgentReport",
@@ -206,9 +214,10 @@ export class AgentServer {
       pool: this.#opts.pool,
       namespace: this.#opts.namespace,
       capacity: this.#opts.capacity,
-      allocated: sandboxes.length,
+      allocated: sandboxes?.length ?? 0,
       images,
-      sandboxes,
+      sandboxes: sandboxes ?? [],
+      inventoryUnknown: sandboxes === undefined,
       ready,
       runtime: this.#runtime.name,
     };

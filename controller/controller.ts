@@ -12,6 +12,7 @@ import {
   InvalidArgumentError,
   NotFoundError,
   Registry,
+  UnavailableError,
 } from "../registry/mod.ts";
 import {
   Agent as AgentService,
@@ -130,6 +131,7 @@ export class Controller {
   /** Keys whose latest state is not yet written (write-behind). */
   readonly #dirty = new Set<string>();
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #retryTimers = new Set<ReturnType<typeof setTimeout>>();
   /** The last store write queued per key: writes of one key never overtake each other. */
   readonly #writes = new Map<string, Promise<void>>();
   readonly #store: Store<SandboxRecord>;
@@ -264,11 +266,18 @@ export class Controller {
       }
       return this.#info(entry);
     } catch (err) {
+      if (entry.placed) {
+        // Placed but not acknowledged (the Running write failed): undo the placement too.
+        const agentId = entry.agentId;
+        this.#unplace(entry);
+        this.#forget(agentId, entry.spec.sandboxId);
+      }
       this.#entries.delete(key);
       if (persisted) {
-        await this.#persist(key).catch((e: unknown) =>
-          this.#log.error({ err: e, key }, "store delete failed")
-        );
+        await this.#persist(key).catch((e: unknown) => {
+          this.#log.error({ err: e, key }, "store delete failed; will retry");
+          this.#markDirty(key);
+        });
       }
       throw err;
     } finally {
@@ -292,13 +301,13 @@ export class Controller {
       ports: spec.exposedPorts,
     });
     const allocateMs = ms(tAlloc);
-    const client = this.#client(agent);
     entry.agentId = agent.id;
     entry.placed = true;
     this.#index(entry);
     if (entry.phase !== "Pending") entry.phase = "Creating";
     const tRpc = performance.now();
     try {
+      const client = this.#client(agent);
       const res = await client.createSandbox({ spec }, { timeoutMs: this.#createTimeoutMs });
       const stages: Record<string, number> = { allocate: allocateMs, agent_rpc: ms(tRpc) };
       for (const [stage, value] of Object.entries(res.stageMs)) stages[stage] = value;
@@ -355,7 +364,11 @@ export class Controller {
         this.#entries.delete(entry.key);
         this.#unindex(entry);
         // Durable before the reply: a delete must not come back as Lost after a restart.
-        await this.#persist(entry.key);
+        // If the write fails the caller hears so, and the write is retried in the background.
+        await this.#persist(entry.key).catch((err: unknown) => {
+          this.#markDirty(entry.key);
+          throw err;
+        });
         info.phase = "Terminating";
         return info;
       });
@@ -424,6 +437,16 @@ export class Controller {
     for (const s of report.sandboxes) if (s.spec) reported.set(s.spec.sandboxId, s);
     // The registry forgot this agent's slots in #upsertAgent; every entry earns its slot back below.
     const mine = [...(this.#byAgent.get(agent.id) ?? [])];
+    if (report.inventoryUnknown) {
+      // The agent cannot list its sandboxes right now: keep what the controller placed there and
+      // judge nothing lost; the agent registers again once it can list.
+      for (const entry of mine) {
+        this.#registry.restore(agent.id, entry.spec.exposedPorts);
+        entry.placed = true;
+      }
+      this.#log.warn({ agent: agent.id }, "agent registered without its inventory");
+      return { heartbeatIntervalMs: this.#heartbeatMs };
+    }
     for (const entry of mine) entry.placed = false;
     for (const entry of mine) {
       const status = reported.get(entry.spec.sandboxId);
@@ -541,8 +564,10 @@ export class Controller {
       retryAt: 0,
     };
     if (entry !== undefined) {
-      this.#unindex(entry);
-      entry.spec = spec;
+      // Still placed elsewhere (an agent that came back under a new id): free that slot first.
+      this.#unplace(entry);
+      // The same sandbox coming back keeps the controller's spec, which has any updates since.
+      if (entry.spec.sandboxId !== id) entry.spec = spec;
     }
     adopted.agentId = agent.id;
     adopted.placed = true;
@@ -576,6 +601,12 @@ export class Controller {
     const work: Promise<unknown>[] = [];
     for (const entry of this.#entries.values()) {
       if (entry.busy) continue;
+      if (entry.placed && this.#registry.getAgentById(entry.agentId) === undefined) {
+        // Its agent was removed while an operation held the entry (a delete in flight, a create
+        // answered just after): the stale sweep skipped it, so it is lost now.
+        this.#lose(entry, `agent "${entry.agentId}" stopped sending heartbeats`);
+        continue;
+      }
       if (
         entry.spec.expireTime > 0n && Number(entry.spec.expireTime) <= nowSec &&
         entry.phase !== "Expired"
@@ -726,7 +757,7 @@ export class Controller {
   #forget(agentId: string, id: string): void {
     this.#tombstone(id);
     const agent = this.#registry.getAgentById(agentId);
-    if (agent === undefined) return;
+    if (agent === undefined || this.#closed) return;
     this.#client(agent).deleteSandbox({ sandboxId: id, graceMs: this.#graceMs }, {
       timeoutMs: this.#graceMs + 15_000,
     }).catch((err) =>
@@ -735,6 +766,7 @@ export class Controller {
   }
 
   #client(agent: AgentInfo): ServiceClient<typeof AgentService.method> {
+    if (this.#closed) throw new UnavailableError("The controller is shutting down");
     let ch = this.#channels.get(agent.id);
     if (ch === undefined || ch.address !== agent.address) {
       ch?.channel.close();
@@ -802,7 +834,12 @@ export class Controller {
     for (const key of this.#dirty) {
       this.#write(key).catch((err) => {
         this.#log.error({ err, key }, "store write failed; will retry");
-        setTimeout(() => this.#markDirty(key), 1_000);
+        if (this.#closed) return;
+        const timer = setTimeout(() => {
+          this.#retryTimers.delete(timer);
+          this.#markDirty(key);
+        }, 1_000);
+        this.#retryTimers.add(timer);
       });
     }
     this.#dirty.clear();
@@ -872,6 +909,8 @@ export class Controller {
   async close(): Promise<void> {
     await this.flush();
     this.#closed = true;
+    for (const timer of this.#retryTimers) clearTimeout(timer);
+    this.#retryTimers.clear();
     for (const id of [...this.#channels.keys()]) this.#dropChannel(id);
   }
 }

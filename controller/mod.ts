@@ -81,12 +81,12 @@ export async function startController(opts: StartControllerOptions): Promise<Con
   const http = opts.metricsListen === ""
     ? undefined
     : await serveHttp(opts.metricsListen, { registry: opts.metricsRegistry });
-  let ticking = false;
+  let ticking: Promise<void> | undefined;
   const timer = setInterval(() => {
     if (ticking) return;
-    ticking = true;
-    controller.tick().catch((err) => opts.logger.error({ err }, "lifecycle tick failed"))
-      .finally(() => ticking = false);
+    ticking = controller.tick()
+      .catch((err) => opts.logger.error({ err }, "lifecycle tick failed"))
+      .finally(() => ticking = undefined);
   }, opts.tickMs ?? 500);
   opts.logger.info(
     { address, metrics: http?.address ?? "", mode: opts.mode, store: opts.store },
@@ -98,6 +98,7 @@ export async function startController(opts: StartControllerOptions): Promise<Con
     metricsAddress: http?.address ?? "",
     async close() {
       clearInterval(timer);
+      await ticking;
       await server.close(1000);
       await http?.close();
       await controller.close();

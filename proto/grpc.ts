@@ -179,12 +179,7 @@ export class RpcServer {
       try {
         for await (const item of fn(call.request, ctx)) {
           if (ctl.signal.aborted) break;
-          if (!call.write(item)) {
-            await new Promise<void>((resolve) => {
-              call.once("drain", resolve);
-              ctl.signal.addEventListener("abort", () => resolve(), { once: true });
-            });
-          }
+          if (!call.write(item)) await drainOrAbort(call, ctl.signal);
         }
         if (!ctl.signal.aborted) call.end();
       } catch (err) {
@@ -261,6 +256,22 @@ export class RpcServer {
     await closed;
     this.#server.forceShutdown();
   }
+}
+
+/** Resolves when `call` can take more writes or `signal` aborts, leaving no listener behind. */
+function drainOrAbort(
+  call: grpc.ServerWritableStream<unknown, unknown>,
+  signal: AbortSignal,
+): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      call.off("drain", done);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    call.once("drain", done);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }
 
 /** Our clients ping every 30 s, so only dead or stalled connections stay silent this long. */
