@@ -213,7 +213,8 @@ async function containerdAnswers(socket: string): Promise<boolean> {
   const { ContainerdRuntime } = await load<typeof import("./agent/containerd/mod.ts")>(
     "./agent/containerd/mod.ts",
   );
-  const rt = new ContainerdRuntime({ socket, stateDir: Deno.makeTempDirSync() });
+  // The probe only asks containerd for its version; the state dir is never touched.
+  const rt = new ContainerdRuntime({ socket, stateDir: `${home()}/.fsb/agent/containerd` });
   try {
     return await rt.ready();
   } finally {
