@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { pino } from "pino";
 import { ConsistencyMode, FailurePolicy } from "../../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import { Code, RpcError } from "../../proto/grpc.ts";
 import { type Cluster, processAlive, startCluster, waitFor } from "../support/cluster.ts";
@@ -403,6 +404,38 @@ Deno.test("logs -f follows output until the sandbox ends", async () => {
       command: ["sh", "-c", "echo one; sleep 0.3; echo two"],
     });
     assert.equal(await logsOf(cluster, "f", true), "one\ntwo\n");
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("at -v 2 a create logs its timing breakdown, and /metrics has the stage histograms", async () => {
+  const lines: string[] = [];
+  const logger = pino<"timing">({ level: "timing", customLevels: { timing: 25 } }, {
+    write: (line: string) => lines.push(line),
+  });
+  const cluster = await startCluster({ logger });
+  try {
+    await cluster.client.createSandbox({ name: "t", image: "busybox", command: ["sleep", "60"] });
+    const timing = lines.map((l) => JSON.parse(l)).find((r) => r.msg === "create timing");
+    assert.ok(timing, lines.join(""));
+    assert.equal(timing.sandbox, "sandboxes/default/t");
+    for (const stage of ["allocate", "agent_rpc", "runtime_start", "agent_total", "total"]) {
+      assert.equal(typeof timing.ms[stage], "number", `stage ${stage}`);
+    }
+    const metrics = await (await fetch(`http://${cluster.controller.metricsAddress}/metrics`))
+      .text();
+    for (const stage of ["allocate", "agent_rpc", "runtime_start"]) {
+      assert.match(
+        metrics,
+        new RegExp(`fastpath_create_stage_duration_seconds_count\\{stage="${stage}"\\} 1`),
+      );
+    }
+    assert.match(
+      metrics,
+      /fastpath_create_sandbox_duration_seconds_count\{mode="fast",success="true"\} 1/,
+    );
+    assert.match(metrics, /fsb_sandboxes\{phase="Running"\} 1/);
   } finally {
     await cluster.close();
   }

@@ -61,6 +61,8 @@ export interface ClusterOptions {
   deleteGraceMs?: number;
   /** Deadline for an agent's create. */
   agentCreateTimeoutMs?: number;
+  /** The controller's logger; silent unless given. */
+  logger?: ReturnType<typeof silentLogger>;
   /** Reuse a data directory (restart tests). */
   dataDir?: string;
 }
@@ -196,7 +198,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     agentTimeoutMs: opts.agentTimeoutMs ?? 10_000,
     deleteGraceMs: opts.deleteGraceMs ?? 2_000,
     agentCreateTimeoutMs: opts.agentCreateTimeoutMs,
-    logger: silentLogger(),
+    logger: opts.logger ?? silentLogger(),
     metricsRegistry: new client.Registry(),
     tickMs: 3_600_000,
     clock,
