@@ -316,6 +316,8 @@ Deno.test("a runtime that hangs is DEADLINE_EXCEEDED, releases everything and is
     assert.deepEqual(slots(cluster), { slow: { allocated: 1, ports: [8080] } });
   } finally {
     await cluster.close();
+    // stallingCluster() made the data dir, so the cluster leaves it to us.
+    await Deno.remove(cluster.dataDir, { recursive: true });
   }
 });
 
@@ -359,6 +361,8 @@ Deno.test("a sandbox created on the agent whose reply never arrives is removed, 
     assert.deepEqual(slots(cluster), { slow: { allocated: 1, ports: [] } });
   } finally {
     await cluster.close();
+    // stallingCluster() made the data dir, so the cluster leaves it to us.
+    await Deno.remove(cluster.dataDir, { recursive: true });
   }
 });
 
@@ -392,6 +396,8 @@ Deno.test({
     } finally {
       channel.close();
       await cluster.close();
+      // stallingCluster() made the data dir, so the cluster leaves it to us.
+      await Deno.remove(cluster.dataDir, { recursive: true });
     }
   },
 });
