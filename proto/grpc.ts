@@ -407,5 +407,10 @@ function fromServiceError(err: grpc.ServiceError): RpcError {
   if (err.code === Code.INTERNAL && /triggered by internal client error/.test(details)) {
     return new RpcError(Code.UNAVAILABLE, details);
   }
+  // A Go server whose own context deadline (the one our grpc-timeout set) fires first answers
+  // UNKNOWN "context deadline exceeded"; to the caller that is the deadline passing.
+  if (err.code === Code.UNKNOWN && /context deadline exceeded/.test(details)) {
+    return new RpcError(Code.DEADLINE_EXCEEDED, details);
+  }
   return new RpcError(err.code ?? Code.UNKNOWN, details);
 }
