@@ -241,8 +241,12 @@ export class Controller {
       retryAt: 0,
     };
     this.#entries.set(key, entry);
-    let done!: () => void;
-    entry.busy = new Promise<void>((resolve) => done = resolve);
+    // Made busy before the first await, so a concurrent create of the name waits for this one.
+    return await this.#exclusive(entry, () => this.#createEntry(entry, mode, t0));
+  }
+
+  async #createEntry(entry: Entry, mode: "fast" | "strong", t0: number): Promise<SandboxInfo> {
+    const key = entry.key;
     let persisted = false;
     try {
       if (mode === "strong") {
@@ -280,9 +284,6 @@ export class Controller {
         });
       }
       throw err;
-    } finally {
-      entry.busy = undefined;
-      done();
     }
   }
 
@@ -881,28 +882,23 @@ export class Controller {
     while (this.#writes.size > 0) await Promise.allSettled([...this.#writes.values()]);
   }
 
-  /** Gauge readings for /metrics. */
-  gauges(): {
-    agents(): { ready: number; total: number; capacity: number; allocated: number };
-    sandboxesByPhase(): Record<string, number>;
-  } {
-    return {
-      agents: () => {
-        let ready = 0, capacity = 0, allocated = 0;
-        const all = this.#registry.getAllAgents();
-        for (const a of all) {
-          if (a.ready) ready++;
-          capacity += a.capacity;
-          allocated += a.allocated;
-        }
-        return { ready, total: all.length, capacity, allocated };
-      },
-      sandboxesByPhase: () => {
-        const out: Record<string, number> = {};
-        for (const e of this.#entries.values()) out[e.phase] = (out[e.phase] ?? 0) + 1;
-        return out;
-      },
-    };
+  /** Agent totals for the /metrics gauges. */
+  agentTotals(): { ready: number; total: number; capacity: number; allocated: number } {
+    let ready = 0, capacity = 0, allocated = 0;
+    const all = this.#registry.getAllAgents();
+    for (const a of all) {
+      if (a.ready) ready++;
+      capacity += a.capacity;
+      allocated += a.allocated;
+    }
+    return { ready, total: all.length, capacity, allocated };
+  }
+
+  /** Sandbox counts by phase for the /metrics gauges. */
+  sandboxesByPhase(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const e of this.#entries.values()) out[e.phase] = (out[e.phase] ?? 0) + 1;
+    return out;
   }
 
   /** Flushes the store and closes agent channels. */

@@ -57,8 +57,8 @@ export async function startController(opts: StartControllerOptions): Promise<Con
     store,
     logger: opts.logger,
     metrics: createControllerMetrics(opts.metricsRegistry, {
-      agents: () => controller.gauges().agents(),
-      sandboxesByPhase: () => controller.gauges().sandboxesByPhase(),
+      agents: () => controller.agentTotals(),
+      sandboxesByPhase: () => controller.sandboxesByPhase(),
     }),
     defaultMode: opts.mode,
     agentTimeoutMs: opts.agentTimeoutMs,
