@@ -7,6 +7,12 @@
 import { type FlagSpec, type ParsedFlags, parseFlags } from "./cli/flags.ts";
 import { parseDuration } from "./cli/parse_duration.ts";
 import { UsageError } from "./cli/usage_error.ts";
+import {
+  createAgentRuntime,
+  ISOLATION_FLAGS,
+  ISOLATION_USAGE,
+  isolationOptions,
+} from "./agent/runtime_setup.ts";
 import type { Logger } from "pino";
 
 /** The version printed by `fsb version`. */
@@ -29,11 +35,11 @@ const SHORT_USAGE =
   `Usage: fsb <up|controller serve|agent run|sandbox|image import|version|help> [flags]`;
 
 const UP_USAGE =
-  `Usage: fsb up [--listen ADDR] [--metrics-listen ADDR] [--agent-listen ADDR] [--data-dir DIR] [--runtime process|containerd] [--containerd-socket PATH] [--pool P] [-n NS] [--capacity N] [--mode fast|strong] [-v N]`;
+  `Usage: fsb up [--listen ADDR] [--metrics-listen ADDR] [--agent-listen ADDR] [--data-dir DIR] [--runtime process|containerd] [--containerd-socket PATH] [--pool P] [-n NS] [--capacity N] [--mode fast|strong] ${ISOLATION_USAGE} [-v N]`;
 const SERVE_USAGE =
   `Usage: fsb controller serve [--listen ADDR] [--metrics-listen ADDR] [--store sqlite:PATH|etcd://H:P,...] [--data-dir DIR] [--mode fast|strong] [--agent-timeout DURATION] [--delete-grace DURATION] [-v N]`;
 const AGENT_USAGE =
-  `Usage: fsb agent run --controller ADDR [--listen ADDR] [--advertise HOST] [--id ID] [--pool P] [-n NS] [--capacity N] [--runtime process|containerd] [--containerd-socket PATH] [--data-dir DIR] [--image REF]... [-v N]`;
+  `Usage: fsb agent run --controller ADDR [--listen ADDR] [--advertise HOST] [--id ID] [--pool P] [-n NS] [--capacity N] [--runtime process|containerd] [--containerd-socket PATH] [--data-dir DIR] [--image REF]... ${ISOLATION_USAGE} [-v N]`;
 const IMAGE_USAGE = `Usage: fsb image import FILE.tar [--containerd-socket PATH] [-v N]`;
 
 const DEFAULT_SOCKET = "/run/containerd/containerd.sock";
@@ -99,6 +105,18 @@ function count(flag: string, value: string, usage: string): number {
     throw new UsageError(`Flag --${flag} needs a whole number, got "${value}"`, { usage });
   }
   return Number(value);
+}
+
+/** Runs `fn`, giving a UsageError it throws the command's usage line. */
+function withUsage<T>(fn: () => T, usage: string): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof UsageError && err.usage === undefined) {
+      throw new UsageError(err.message, { usage });
+    }
+    throw err;
+  }
 }
 
 function duration(flag: string, value: string, usage: string): number {
@@ -181,27 +199,8 @@ const AGENT_FLAGS = {
   "containerd-socket": { type: "string" },
   "data-dir": { type: "string" },
   image: { type: "string", multiple: true },
+  ...ISOLATION_FLAGS,
 } as const;
-
-async function createRuntime(
-  kind: "process" | "containerd",
-  opts: { dataDir: string; socket: string; images: string[]; logger: Logger<"timing"> },
-) {
-  if (kind === "process") {
-    const { ProcessRuntime } = await load<typeof import("./agent/process_runtime.ts")>(
-      "./agent/process_runtime.ts",
-    );
-    return new ProcessRuntime({ stateDir: `${opts.dataDir}/process`, images: opts.images });
-  }
-  const { ContainerdRuntime } = await load<typeof import("./agent/containerd/mod.ts")>(
-    "./agent/containerd/mod.ts",
-  );
-  return new ContainerdRuntime({
-    socket: opts.socket,
-    stateDir: `${opts.dataDir}/containerd`,
-    logger: opts.logger,
-  });
-}
 
 /** Whether a containerd answers on `socket`. */
 async function containerdAnswers(socket: string): Promise<boolean> {
@@ -240,11 +239,14 @@ async function agentRun(args: string[]): Promise<number> {
   const capacity = count("capacity", f.values.capacity ?? "5", AGENT_USAGE);
   const logger = await createLogger(f.verbose);
   const dataDir = f.values["data-dir"] ?? `${home()}/.fsb/agent`;
-  const runtime = await createRuntime(runtimeKind, {
+  const isolation = withUsage(() => isolationOptions(f.values), AGENT_USAGE);
+  const { runtime, notes } = await createAgentRuntime({
+    kind: runtimeKind,
     dataDir,
     socket: f.values["containerd-socket"] ?? DEFAULT_SOCKET,
     images: f.values.image,
     logger,
+    isolation,
   });
   const { AgentServer } = await load<typeof import("./agent/mod.ts")>("./agent/mod.ts");
   const agent = new AgentServer({
@@ -259,8 +261,10 @@ async function agentRun(args: string[]): Promise<number> {
     dataDir,
     logger,
     metricsRegistry: await metricsRegistry(),
+    logMaxBytes: isolation.logMaxBytes,
   });
   await agent.start();
+  for (const note of notes) io.stderr(`${note}\n`);
   io.stdout(
     `fsb agent ${
       f.values.id ?? Deno.hostname()
@@ -284,6 +288,7 @@ const UP_FLAGS = {
   capacity: { type: "string" },
   mode: { type: "string" },
   image: { type: "string", multiple: true },
+  ...ISOLATION_FLAGS,
 } as const;
 
 async function up(args: string[]): Promise<number> {
@@ -325,11 +330,14 @@ async function up(args: string[]): Promise<number> {
     logger,
     metricsRegistry: registry,
   });
-  const runtime = await createRuntime(runtimeKind, {
+  const isolation = withUsage(() => isolationOptions(f.values), UP_USAGE);
+  const { runtime, notes } = await createAgentRuntime({
+    kind: runtimeKind,
     dataDir: `${dataDir}/agent`,
     socket,
     images: f.values.image.length > 0 ? f.values.image : ["busybox"],
     logger,
+    isolation,
   });
   const agent = new AgentServer({
     controller: handle.address.replace(/^0\.0\.0\.0:/, "127.0.0.1:"),
@@ -343,9 +351,11 @@ async function up(args: string[]): Promise<number> {
     dataDir: `${dataDir}/agent`,
     logger,
     metricsRegistry: registry,
+    logMaxBytes: isolation.logMaxBytes,
   });
   const seeded = runtimeKind === "containerd" ? await seedBusybox(runtime, socket) : "";
   await agent.start();
+  for (const note of notes) io.stderr(`${note}\n`);
   io.stdout(
     seeded +
       `fsb up: controller on ${handle.address}, metrics on http://${handle.metricsAddress}/metrics, ` +

@@ -18,6 +18,7 @@ import {
 import { RpcChannel, RpcServer, type ServiceClient } from "../proto/grpc.ts";
 import { InvalidArgumentError, UnavailableError } from "../registry/mod.ts";
 import type { Runtime } from "./runtime.ts";
+import { DEFAULT_LOG_MAX_BYTES, LogCap } from "./log_cap.ts";
 
 /** Options for {@linkcode AgentServer}. */
 export interface AgentOptions {
@@ -38,6 +39,23 @@ export interface AgentOptions {
   metricsRegistry: client.Registry;
   /** Default 2 s; the controller's Register reply may change it. */
   heartbeatMs?: number;
+  /** Each sandbox's log file is kept to at most about this many bytes, the newest kept; 10 MiB unless told. */
+  logMaxBytes?: number;
+}
+
+const SANDBOX_ID = /^[0-9a-f]{32}$/;
+
+/**
+ * Refuses a sandbox id that is not 32 lowercase hex characters: ids become
+ * paths (log files, state), so anything else could point outside them.
+ */
+function checkSandboxId(field: string, id: string): void {
+  if (!SANDBOX_ID.test(id)) {
+    throw new InvalidArgumentError(
+      field,
+      `must be 32 lowercase hex characters, got "${id.length > 40 ? id.slice(0, 40) + "..." : id}"`,
+    );
+  }
 }
 
 /** How often the runtime is asked to remove what it cannot account for. */
@@ -73,6 +91,7 @@ export class AgentServer {
   readonly #registry: ServiceClient<typeof AgentRegistry.method>;
   readonly #log: Logger<"timing">;
   readonly #stage: client.Histogram<"stage">;
+  readonly #logCap: LogCap;
   #address = "";
   #advertiseHost = "";
   #heartbeatMs: number;
@@ -95,6 +114,10 @@ export class AgentServer {
     });
     this.#channel = new RpcChannel(opts.controller, { timeoutMs: 5_000 });
     this.#registry = this.#channel.client(AgentRegistry);
+    this.#logCap = new LogCap({
+      maxBytes: opts.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES,
+      logger: opts.logger,
+    });
     this.#stage = new client.Histogram({
       name: "fsb_agent_create_stage_duration_seconds",
       help: "Agent-side sandbox create latency by stage.",
@@ -124,6 +147,11 @@ export class AgentServer {
       streamLogs: (req, ctx) => this.#logs(req.sandboxId, req.follow, ctx.signal),
     });
     const bound = await this.#server.listen(this.#opts.listen);
+    // Sandboxes from before a restart keep their logs capped too.
+    for (const s of await this.#runtime.list().catch(() => [])) {
+      this.#logCap.track(this.#logPath(s.spec.sandboxId));
+    }
+    this.#logCap.start();
     const port = bound.slice(bound.lastIndexOf(":") + 1);
     const listenHost = this.#opts.listen.slice(0, this.#opts.listen.lastIndexOf(":"));
     this.#advertiseHost = this.#opts.advertise ?? defaultAdvertiseHost(listenHost);
@@ -225,20 +253,22 @@ export class AgentServer {
 
   async #list(): Promise<SandboxStatus[]> {
     const list = await this.#runtime.list();
+    const runtime = this.#runtime.sandboxRuntime;
     return list.map((s) => ({
       $typeName: "fsb.agent.v1.SandboxStatus",
       spec: s.spec,
       phase: s.phase,
       message: s.message,
+      ip: s.ip ?? "",
+      runtime,
     }));
   }
 
   async #create(spec: SandboxSpec | undefined, signal: AbortSignal) {
     const t0 = performance.now();
-    if (spec === undefined || spec.sandboxId === "") {
-      throw new InvalidArgumentError("spec.sandbox_id", "is required");
-    }
-    const logPath = join(this.#opts.dataDir, "logs", `${spec.sandboxId}.log`);
+    if (spec === undefined) throw new InvalidArgumentError("spec", "is required");
+    checkSandboxId("spec.sandbox_id", spec.sandboxId);
+    const logPath = this.#logPath(spec.sandboxId);
     let result;
     try {
       result = await this.#runtime.create(spec, { logPath, signal });
@@ -250,6 +280,7 @@ export class AgentServer {
       }
       throw err;
     }
+    this.#logCap.track(logPath);
     const stageMs: Record<string, number> = { ...result.stageMs, agent_total: ms(t0) };
     for (const [stage, value] of Object.entries(stageMs)) {
       this.#stage.observe({ stage }, value / 1000);
@@ -259,14 +290,25 @@ export class AgentServer {
     }
     return {
       // The controller has the spec; echoing it back would only cost encoding on both ends.
-      status: { phase: "Running", message: "" },
+      status: {
+        phase: "Running",
+        message: result.message ?? "",
+        ip: result.ip ?? "",
+        runtime: this.#runtime.sandboxRuntime,
+      },
       stageMs,
     };
   }
 
+  #logPath(id: string): string {
+    return join(this.#opts.dataDir, "logs", `${id}.log`);
+  }
+
   async #delete(id: string, graceMs: number): Promise<boolean> {
-    if (id === "") throw new InvalidArgumentError("sandbox_id", "is required");
+    checkSandboxId("sandbox_id", id);
     const existed = await this.#runtime.delete(id, graceMs);
+    // The runtime removed the log; this also removes what capping kept beside it.
+    await this.#logCap.remove(this.#logPath(id)).catch(() => {});
     if (existed) this.#log.info({ sandbox: id }, "sandbox deleted");
     return existed;
   }
@@ -276,6 +318,7 @@ export class AgentServer {
     follow: boolean,
     signal: AbortSignal,
   ): AsyncGenerator<{ data: Uint8Array }> {
+    checkSandboxId("sandbox_id", id);
     for await (const data of this.#runtime.logs(id, { follow, signal })) yield { data };
   }
 
@@ -283,6 +326,7 @@ export class AgentServer {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
+    await this.#logCap.close();
     await this.#server.close(500);
     this.#channel.close();
     await this.#runtime.close();

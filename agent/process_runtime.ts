@@ -9,6 +9,7 @@ import { dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { type SandboxSpec, SandboxSpecSchema } from "../proto/gen/fsb/agent/v1/agent_pb.ts";
+import { Egress, NetworkMode } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import {
   AlreadyExistsError,
   FailedPreconditionError,
@@ -138,6 +139,8 @@ interface Sandbox {
 export class ProcessRuntime implements Runtime {
   /** Always `process`. */
   readonly name = "process";
+  /** Always `process`. */
+  readonly sandboxRuntime = "process";
   readonly #dir: string;
   readonly #records: string;
   readonly #images: string[];
@@ -189,6 +192,14 @@ export class ProcessRuntime implements Runtime {
         new InvalidArgumentError("command", "is required by the process runtime"),
       );
     }
+    const unenforceable = unenforceableRule(spec);
+    if (unenforceable !== undefined) {
+      return Promise.reject(
+        new FailedPreconditionError(
+          `Cannot create sandbox ${id} with ${unenforceable} as the process runtime cannot enforce it: it isolates nothing`,
+        ),
+      );
+    }
     if (this.#creating.has(id)) {
       return Promise.reject(
         new AlreadyExistsError(`Cannot create sandbox ${id} as it already exists`),
@@ -210,7 +221,7 @@ export class ProcessRuntime implements Runtime {
       pid: 0,
       startTime: "",
       exit: undefined,
-      view: { spec, phase: "Running", message: "" },
+      view: { spec, phase: "Running", message: ISOLATES_NOTHING },
       child: undefined,
       stored: undefined,
       seenRunning: false,
@@ -237,7 +248,7 @@ export class ProcessRuntime implements Runtime {
       // re-adopt, so a torn first write is no worse than none.
       Deno.writeTextFileSync(this.#recordPath(id), JSON.stringify(recordOf(sandbox)));
       this.#sandboxes.set(id, sandbox);
-      return { stageMs: { runtime_start: runtimeStart } };
+      return { stageMs: { runtime_start: runtimeStart }, message: ISOLATES_NOTHING };
     } catch (err) {
       if (fd >= 0) closeSync(fd);
       const child = sandbox.child;
@@ -576,7 +587,7 @@ function readSandbox(id: string, path: string): Sandbox | undefined {
     pid: stored.pid,
     startTime: stored.startTime,
     exit: undefined,
-    view: { spec, phase: "Running", message: "" },
+    view: { spec, phase: "Running", message: ISOLATES_NOTHING },
     child: undefined,
     stored,
     seenRunning: false,
@@ -795,4 +806,22 @@ function removeQuietly(path: string): void {
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
+}
+
+/** What every running process sandbox says of itself. */
+const ISOLATES_NOTHING = "process runtime: a host process that isolates nothing";
+
+/** The first rule in `spec` that a host process cannot be held to, named for the error; else undefined. */
+function unenforceableRule(spec: SandboxSpec): string | undefined {
+  const r = spec.resources;
+  if (r?.cpuMillis !== undefined) return "resources.cpu_millis";
+  if (r?.memoryBytes !== undefined) return "resources.memory_bytes";
+  if (r?.pids !== undefined) return "resources.pids";
+  const n = spec.network;
+  if (n === undefined) return undefined;
+  if (n.mode !== NetworkMode.UNSPECIFIED) return "network.mode";
+  if (n.egress !== Egress.UNSPECIFIED) return "network.egress";
+  if (n.allowCidrs.length > 0) return "network.allow_cidrs";
+  if (n.denyCidrs.length > 0) return "network.deny_cidrs";
+  return undefined;
 }

@@ -12,8 +12,10 @@ export type RuntimePhase = "Running" | "Exited" | "Failed";
 export interface RuntimeSandbox {
   readonly spec: SandboxSpec;
   readonly phase: RuntimePhase;
-  /** Why it is not running, e.g. `exit code 0`; empty while running. */
+  /** Why it is not running, e.g. `exit code 0` or `OOM killed`; empty while running. */
   readonly message: string;
+  /** Its address on the agent's bridge, or "" without a private network. */
+  readonly ip?: string;
 }
 
 /** Options for {@linkcode Runtime.create}. */
@@ -28,6 +30,10 @@ export interface CreateOptions {
 export interface CreateResult {
   /** Stage name to milliseconds, e.g. `{ snapshot_prepare: 3.1, task_start: 40 }`. */
   readonly stageMs: Record<string, number>;
+  /** The sandbox's address on the agent's bridge, or "" without a private network. */
+  readonly ip?: string;
+  /** What the sandbox should say of itself while it runs (e.g. that it isolates nothing). */
+  readonly message?: string;
 }
 
 /** Options for {@linkcode Runtime.logs}. */
@@ -44,6 +50,8 @@ export interface LogsOptions {
 export interface Runtime {
   /** `process` or `containerd`. */
   readonly name: string;
+  /** What runs each sandbox: `runc`, `runsc` (gVisor) or `process`. */
+  readonly sandboxRuntime: string;
   /** Whether creates can succeed now (e.g. containerd answers). */
   ready(): Promise<boolean>;
   /**

@@ -9,10 +9,12 @@
  * - `ctr run -d`: wall time of the whole `ctr` process, its own start included.
  * - `FastPath (SDK)`: CreateSandbox from an already-connected client to
  *   `fsb controller serve` and `fsb agent run --runtime containerd`, each its
- *   own process, as deployed.
+ *   own process, as deployed: a private network per sandbox, on a bridge and
+ *   /24 of the bench's own (never the host's `fsb0`), removed at the end.
  * - `fsb sandbox create`: wall time of the whole client process against the
  *   same controller, its start included (the shell path).
- * - `runtime alone`: ContainerdRuntime.create in this process, no gRPC.
+ * - `runtime alone`: ContainerdRuntime.create in this process, no gRPC, on
+ *   the host network (bench/isolation_bench.ts compares the networks).
  * Then the FastPath stage breakdown from the controller's `-v 2` timing log.
  *
  * Run: `deno run -A bench/containerd_bench.ts [--creates N] [--json]` (root,
@@ -29,6 +31,7 @@ import { SandboxSpecSchema } from "../proto/gen/fsb/agent/v1/agent_pb.ts";
 import { FastPath } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import { RpcChannel } from "../proto/grpc.ts";
 import { ContainerdClient, ContainerdRuntime, importImage } from "../agent/containerd/mod.ts";
+import { BridgeNetwork } from "../agent/network/mod.ts";
 import { startContainerd } from "../tests/support/containerd.ts";
 import { buildBusyboxImage } from "../tests/support/busybox_image.ts";
 import {
@@ -42,11 +45,43 @@ import {
   timeFsb,
 } from "./_support.ts";
 
-const IMAGE = "docker.io/library/busybox:latest";
+/** The busybox image's name as `ctr` spells it. */
+export const IMAGE = "docker.io/library/busybox:latest";
 const WARMUP = 3;
 
 function newId(): string {
   return crypto.randomUUID().replaceAll("-", "");
+}
+
+function randomByte(min: number, max: number): number {
+  return min + (crypto.getRandomValues(new Uint8Array(1))[0] % (max - min + 1));
+}
+
+/**
+ * A sandbox bridge name and /24 for a benchmark: `fsbb` + 4 random hex
+ * digits, and a /24 in 10.210.0.0-10.239.255.0 that no interface or route
+ * of this host uses yet (checked, so that a test's or another bench's
+ * network running meanwhile is not shadowed). fsb's defaults (`fsb0`,
+ * 10.209.0.0/16) are left to real agents. `taken` holds /24s this process
+ * already picked and has not set up yet.
+ */
+export async function benchBridge(
+  taken: ReadonlySet<string> = new Set(),
+): Promise<{ bridge: string; cidr: string }> {
+  const ip = (args: string[]) =>
+    new Deno.Command("ip", { args, stdout: "piped", stderr: "null" }).output()
+      .then((o) => new TextDecoder().decode(o.stdout));
+  const used = (await ip(["-o", "-4", "addr", "show"])) + (await ip(["-4", "route", "show"]));
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const hex = crypto.getRandomValues(new Uint16Array(1))[0].toString(16).padStart(4, "0");
+    const bridge = `fsbb${hex}`;
+    const prefix = `10.${randomByte(210, 239)}.${randomByte(0, 255)}.`;
+    const cidr = `${prefix}0/24`;
+    const bridgeExists = await Deno.stat(`/sys/class/net/${bridge}`).then(() => true, () => false);
+    if (bridgeExists || taken.has(cidr) || used.includes(prefix)) continue;
+    return { bridge, cidr };
+  }
+  throw new Error("Cannot find a free bridge name and /24 for the benchmark");
 }
 
 async function version(cmd: string, args: string[]): Promise<string> {
@@ -54,7 +89,8 @@ async function version(cmd: string, args: string[]): Promise<string> {
   return new TextDecoder().decode(out.stdout).split("\n")[0].trim();
 }
 
-async function ctrRun(socket: string, id: string): Promise<number> {
+/** Wall time of `ctr run -d IMAGE ID sleep 60` (the whole process), in ms; throws if it fails. */
+export async function ctrRun(socket: string, id: string): Promise<number> {
   const start = performance.now();
   const out = await new Deno.Command("ctr", {
     args: ["-a", socket, "-n", "fsb", "run", "-d", IMAGE, id, "sleep", "60"],
@@ -97,6 +133,7 @@ async function main(): Promise<void> {
   const server = await startContainerd();
   const runtime = new ContainerdRuntime({ socket: server.socket, stateDir: join(dir, "state") });
   const client = new ContainerdClient(server.socket);
+  const agentNet = await benchBridge();
   const endpoint = `127.0.0.1:${await freePort()}`;
   const timings = new Map<string, CreateTiming>();
   const ctrIds: string[] = [];
@@ -113,7 +150,15 @@ async function main(): Promise<void> {
     agent = spawnAgent(endpoint, {
       id: "bench",
       dataDir: join(dir, "agent"),
-      runtime: ["containerd", "--containerd-socket", server.socket],
+      runtime: [
+        "containerd",
+        "--containerd-socket",
+        server.socket,
+        "--bridge",
+        agentNet.bridge,
+        "--sandbox-cidr",
+        agentNet.cidr,
+      ],
       capacity: 1000,
     });
     const deadline = Date.now() + 30_000;
@@ -217,19 +262,32 @@ async function main(): Promise<void> {
     if (controller) await stop(controller);
     await logDone?.catch(() => {});
     for (const id of ourIds) await runtime.delete(id, 0).catch(() => {});
-    for (const id of ctrIds) {
-      await client.tasks.kill({ containerId: id, signal: 9 }).catch(() => {});
-      await client.tasks.wait({ containerId: id }).catch(() => {});
-      await client.tasks.delete({ containerId: id }).catch(() => {});
-      await client.containers.delete({ id }).catch(() => {});
-      await client.snapshots.remove({ snapshotter: "overlayfs", key: id }).catch(() => {});
-    }
+    for (const id of ctrIds) await removeCtrContainer(client, id);
     client.close();
     await removeCtrFifos(ctrIds);
     await runtime.close();
+    // The agent has stopped: its network's records load into a network of
+    // our own (no pool), which removes the namespaces, rules and bridge.
+    const leftover = new BridgeNetwork({
+      stateDir: join(dir, "agent", "network"),
+      ...agentNet,
+      poolSize: 0,
+    });
+    await leftover.start().then(() => leftover.teardown()).catch((err) =>
+      console.error(`removing bridge ${agentNet.bridge} failed: ${err}`)
+    );
     await server.stop();
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/** Removes a `ctr run` container through the API: task (killed), container, snapshot. */
+export async function removeCtrContainer(client: ContainerdClient, id: string): Promise<void> {
+  await client.tasks.kill({ containerId: id, signal: 9 }).catch(() => {});
+  await client.tasks.wait({ containerId: id }).catch(() => {});
+  await client.tasks.delete({ containerId: id }).catch(() => {});
+  await client.containers.delete({ id }).catch(() => {});
+  await client.snapshots.remove({ snapshotter: "overlayfs", key: id }).catch(() => {});
 }
 
 /**
@@ -237,7 +295,7 @@ async function main(): Promise<void> {
  * containerd's own state dir) and removes them only when ctr deletes the
  * task; ours were deleted through the API, so their directories go here.
  */
-async function removeCtrFifos(ids: readonly string[]): Promise<void> {
+export async function removeCtrFifos(ids: readonly string[]): Promise<void> {
   const fifoRoot = "/run/containerd/fifo";
   const ours = new Set(ids);
   try {

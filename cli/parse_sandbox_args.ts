@@ -10,15 +10,20 @@ import type {
   ConsistencyMode,
   CreateSandboxRequestSchema,
   DeleteSandboxRequestSchema,
+  Egress,
   FailurePolicy,
   GetSandboxRequestSchema,
   ListSandboxesRequestSchema,
+  NetworkMode,
+  NetworkPolicySchema,
+  ResourcesSchema,
   StreamLogsRequestSchema,
   UpdateSandboxRequestSchema,
 } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import { type FlagSpec, parseFlags } from "./flags.ts";
 import { parseExpire } from "./parse_expire.ts";
 import { parseKeyValue } from "./parse_key_value.ts";
+import { parseSize } from "./parse_size.ts";
 import { type SandboxSubcommand, sandboxUsage } from "./sandbox_usage.ts";
 import { UsageError } from "./usage_error.ts";
 
@@ -75,9 +80,10 @@ export interface ParseSandboxArgsOptions {
   readonly nowSec: number;
 }
 
-// The numbers of fsb.fastpath.v1.ConsistencyMode and FailurePolicy, written out
-// because a value import of the generated enums would load protobuf-es here.
-// tests/cli/parse_sandbox_args_test.ts holds them to the generated enums.
+// The numbers of fsb.fastpath.v1.ConsistencyMode, FailurePolicy, NetworkMode
+// and Egress, written out because a value import of the generated enums would
+// load protobuf-es here. tests/cli/parse_sandbox_args_test.ts holds them to the
+// generated enums.
 const MODES: Readonly<Record<string, ConsistencyMode>> = {
   fast: 1 as ConsistencyMode,
   strong: 2 as ConsistencyMode,
@@ -85,6 +91,14 @@ const MODES: Readonly<Record<string, ConsistencyMode>> = {
 const POLICIES: Readonly<Record<string, FailurePolicy>> = {
   manual: 1 as FailurePolicy,
   "auto-recreate": 2 as FailurePolicy,
+};
+const NETWORK_MODES: Readonly<Record<string, NetworkMode>> = {
+  private: 1 as NetworkMode,
+  none: 2 as NetworkMode,
+};
+const EGRESSES: Readonly<Record<string, Egress>> = {
+  allow: 1 as Egress,
+  deny: 2 as Egress,
 };
 
 const ALIASES: Readonly<Record<string, SandboxSubcommand>> = {
@@ -123,6 +137,13 @@ const SPECS = {
     env: { type: "string", multiple: true },
     workdir: { type: "string" },
     mode: { type: "string" },
+    network: { type: "string" },
+    egress: { type: "string" },
+    allow: { type: "string", multiple: true },
+    deny: { type: "string", multiple: true },
+    cpus: { type: "string" },
+    memory: { type: "string" },
+    pids: { type: "string" },
   },
   get: { ...COMMON, ...OUTPUT },
   list: { ...COMMON, ...OUTPUT, "all-namespaces": { type: "boolean", short: "A" } },
@@ -141,8 +162,9 @@ export function oneLineUsage(text: string): string {
 /**
  * Parses the arguments that follow `fsb sandbox`. Only syntax is checked
  * (shared/DESIGN.md section 10): unknown flags, missing values and arguments,
- * ports that are not numbers, words outside an enum's vocabulary. Ranges, names
- * and times are the controller's to judge.
+ * ports, CPUs, sizes and pid counts that are not numbers, words outside an
+ * enum's vocabulary. Ranges, names, times and CIDRs are the controller's to
+ * judge.
  *
  * @throws {UsageError} carrying the one-line usage of the (sub)command.
  */
@@ -289,9 +311,89 @@ function parseCreate(args: readonly string[], nowSec: number): SandboxPlan {
       expireTime: expire === undefined ? undefined : BigInt(parseExpire(expire, nowSec)),
       failurePolicy: failurePolicy(f.values["failure-policy"]),
       labels: keyValues(f.values.label, "--label"),
+      network: networkPolicy(f.values),
+      resources: resources(f.values),
     },
     output: outputFormat(f.values.output),
   };
+}
+
+interface NetworkFlags {
+  readonly network: string | undefined;
+  readonly egress: string | undefined;
+  readonly allow: readonly string[];
+  readonly deny: readonly string[];
+}
+
+// Undefined when no network flag is given, so that no `network` is sent; in
+// the message, only what a flag set. CIDRs go as written: the controller
+// judges them.
+function networkPolicy(
+  f: NetworkFlags,
+): MessageInitShape<typeof NetworkPolicySchema> | undefined {
+  const { network, egress, allow, deny } = f;
+  if (network === undefined && egress === undefined && allow.length === 0 && deny.length === 0) {
+    return undefined;
+  }
+  const policy: MessageInitShape<typeof NetworkPolicySchema> = {};
+  if (network !== undefined) {
+    if (!Object.hasOwn(NETWORK_MODES, network)) {
+      throw new UsageError(`Flag --network must be private or none, got "${network}"`);
+    }
+    policy.mode = NETWORK_MODES[network];
+  }
+  if (egress !== undefined) {
+    if (!Object.hasOwn(EGRESSES, egress)) {
+      throw new UsageError(`Flag --egress must be allow or deny, got "${egress}"`);
+    }
+    policy.egress = EGRESSES[egress];
+  }
+  if (allow.length > 0) policy.allowCidrs = allow.slice();
+  if (deny.length > 0) policy.denyCidrs = deny.slice();
+  return policy;
+}
+
+interface ResourceFlags {
+  readonly cpus: string | undefined;
+  readonly memory: string | undefined;
+  readonly pids: string | undefined;
+}
+
+// Undefined when no limit is given, so that no `resources` is sent; in the
+// message, only the limits given (an absent one takes the agent's default).
+// Zero and negative numbers go through: the controller judges them.
+function resources(f: ResourceFlags): MessageInitShape<typeof ResourcesSchema> | undefined {
+  const { cpus, memory, pids } = f;
+  if (cpus === undefined && memory === undefined && pids === undefined) return undefined;
+  const limits: MessageInitShape<typeof ResourcesSchema> = {};
+  if (cpus !== undefined) limits.cpuMillis = cpuMillis(cpus);
+  if (memory !== undefined) limits.memoryBytes = BigInt(parseSize(memory, { flag: "--memory" }));
+  if (pids !== undefined) limits.pids = pidCount(pids);
+  return limits;
+}
+
+const DECIMAL = /^-?(?:\d+(?:\.\d+)?|\.\d+)$/;
+
+// CPUs as a decimal number (0.5, 2, .25) into thousandths of a CPU, rounded.
+function cpuMillis(value: string): bigint {
+  const millis = DECIMAL.test(value) ? Math.round(Number(value) * 1000) : NaN;
+  if (!Number.isSafeInteger(millis)) {
+    throw new UsageError(`Flag --cpus needs a number, got "${value}"`);
+  }
+  // Math.round(-0.4) is -0, which BigInt() takes as 0.
+  return BigInt(millis);
+}
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+// Syntax only, as for ports: any whole number that fits the wire's int64.
+function pidCount(value: string): bigint {
+  const n = /^-?\d+$/.test(value) ? BigInt(value) : undefined;
+  if (n === undefined || n < INT64_MIN || n > INT64_MAX) {
+    throw new UsageError(`Flag --pids needs a whole number, got "${value}"`);
+  }
+  return n;
 }
 
 function help(sub: SandboxSubcommand): SandboxPlan {

@@ -5,14 +5,16 @@
  */
 import type { SandboxInfo } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 
-const HEADER = ["NAME", "NAMESPACE", "PHASE", "AGENT", "IMAGE", "ENDPOINTS", "AGE"];
+const HEADER = ["NAME", "NAMESPACE", "PHASE", "AGENT", "IP", "IMAGE", "ENDPOINTS", "AGE"];
 const GAP = "   ";
 
 /**
  * Formats sandboxes as a table with a header row, columns padded to their
- * widest cell. Empty cells show `-`. A MESSAGE column is added at the end only
- * when some sandbox has a message (why it exited or failed), so that long
- * messages never push the other columns apart. Ends with a newline.
+ * widest cell. Empty cells show `-`, an IP among them: a sandbox has none
+ * before it is placed, nor without a private network of its own. A MESSAGE
+ * column is added at the end only when some sandbox has a message (why it
+ * exited or failed), so that long messages never push the other columns
+ * apart. Ends with a newline.
  *
  * @param nowSec the current unix time in seconds, for the AGE column.
  */
@@ -25,6 +27,7 @@ export function sandboxTable(infos: readonly SandboxInfo[], nowSec: number): str
       cell(info.namespace),
       cell(info.phase),
       cell(info.agent),
+      cell(info.ip),
       cell(info.image),
       cell(info.endpoints.join(",")),
       age(info.createdAt, nowSec),

@@ -48,6 +48,19 @@ Flags:
       --expire WHEN      duration from now (90s, 1h30m), unix seconds, or 0 for never
       --failure-policy P manual (default) or auto-recreate
       --label K=V        label; repeatable
+
+Network flags (always denied: the agent's host, 169.254.0.0/16, other sandboxes):
+      --network MODE     private (default: an IP of its own) or none (loopback only)
+      --egress E         allow (default: the internet) or deny (nothing leaves)
+      --allow CIDR       IPv4 range reachable even with --egress deny; repeatable
+      --deny CIDR        IPv4 range unreachable even with --egress allow; repeatable
+
+Limit flags (a limit not given is the agent's default):
+      --cpus N           CPUs, decimals allowed (0.5 is half a CPU)
+      --memory SIZE      bytes, or a number with Ki, Mi, Gi or Ti (64Mi, 1.5Gi)
+      --pids N           most processes and threads at once
+
+Other flags:
 ${OUTPUT}
 ${COMMON}
 `,

@@ -4,12 +4,16 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import { InvalidArgumentError, validatePorts } from "../registry/mod.ts";
+import { InvalidArgumentError, parseCidr, validatePorts } from "../registry/mod.ts";
 import { type SandboxSpec, SandboxSpecSchema } from "../proto/gen/fsb/agent/v1/agent_pb.ts";
 import {
   ConsistencyMode,
   type CreateSandboxRequest,
+  Egress,
   FailurePolicy,
+  NetworkMode,
+  type NetworkPolicy,
+  type Resources,
   type UpdateSandboxRequest,
 } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 
@@ -116,6 +120,69 @@ export function failurePolicyName(policy: FailurePolicy, field: string): string 
   }
 }
 
+/** The smallest memory limit: below it runc itself cannot start a container. */
+const MIN_MEMORY_BYTES = 4n * 1024n * 1024n;
+/** The most CIDRs in each of allow_cidrs and deny_cidrs. */
+const MAX_CIDRS = 64;
+/** The most processes a sandbox may ask for (the kernel's pid_max ceiling). */
+const MAX_PIDS = 4_194_304n;
+
+/** Checks a network policy: known enums, IPv4 CIDRs, no rules on a sandbox without a network. */
+function checkNetwork(n: NetworkPolicy | undefined): void {
+  if (n === undefined) return;
+  if (
+    n.mode !== NetworkMode.UNSPECIFIED && n.mode !== NetworkMode.PRIVATE &&
+    n.mode !== NetworkMode.NONE
+  ) {
+    throw new InvalidArgumentError("network.mode", `must be PRIVATE or NONE, got ${n.mode}`);
+  }
+  if (n.egress !== Egress.UNSPECIFIED && n.egress !== Egress.ALLOW && n.egress !== Egress.DENY) {
+    throw new InvalidArgumentError("network.egress", `must be ALLOW or DENY, got ${n.egress}`);
+  }
+  for (const field of ["allow_cidrs", "deny_cidrs"] as const) {
+    const list = field === "allow_cidrs" ? n.allowCidrs : n.denyCidrs;
+    if (list.length > MAX_CIDRS) {
+      throw new InvalidArgumentError(
+        `network.${field}`,
+        `must hold at most ${MAX_CIDRS} CIDRs, got ${list.length}`,
+      );
+    }
+    for (let i = 0; i < list.length; i++) parseCidr(`network.${field}[${i}]`, list[i]);
+  }
+  if (
+    n.mode === NetworkMode.NONE &&
+    (n.egress !== Egress.UNSPECIFIED || n.allowCidrs.length > 0 || n.denyCidrs.length > 0)
+  ) {
+    throw new InvalidArgumentError(
+      "network.mode",
+      "NONE gives only loopback, so it takes no egress, allow_cidrs or deny_cidrs",
+    );
+  }
+}
+
+/** Checks the limits a request asks for; the agent checks them against its host. */
+function checkResources(r: Resources | undefined): void {
+  if (r === undefined) return;
+  if (r.cpuMillis !== undefined && r.cpuMillis <= 0n) {
+    throw new InvalidArgumentError(
+      "resources.cpu_millis",
+      `must be positive (1000 = one CPU), got ${r.cpuMillis}`,
+    );
+  }
+  if (r.memoryBytes !== undefined && r.memoryBytes < MIN_MEMORY_BYTES) {
+    throw new InvalidArgumentError(
+      "resources.memory_bytes",
+      `must be at least ${MIN_MEMORY_BYTES} (4 MiB), got ${r.memoryBytes}`,
+    );
+  }
+  if (r.pids !== undefined && (r.pids <= 0n || r.pids > MAX_PIDS)) {
+    throw new InvalidArgumentError(
+      "resources.pids",
+      `must be from 1 to ${MAX_PIDS}, got ${r.pids}`,
+    );
+  }
+}
+
 /** A validated create: the spec to run and the consistency mode to run it in. */
 export interface ValidCreate {
   readonly spec: SandboxSpec;
@@ -179,6 +246,8 @@ export function validateCreate(
   const expireTime = checkExpire("expire_time", req.expireTime, nowSec);
   const failurePolicy = failurePolicyName(req.failurePolicy, "failure_policy") ?? "MANUAL";
   checkLabels(req.labels);
+  checkNetwork(req.network);
+  checkResources(req.resources);
   const spec = create(SandboxSpecSchema, {
     sandboxId: newSandboxId(),
     name,
@@ -194,6 +263,8 @@ export function validateCreate(
     failurePolicy,
     labels: req.labels,
     createdAt: BigInt(nowSec),
+    network: req.network,
+    resources: req.resources,
   });
   return { spec, mode };
 }
@@ -249,7 +320,19 @@ export function sameRequest(a: SandboxSpec, b: SandboxSpec): boolean {
     a.expireTime === b.expireTime && a.failurePolicy === b.failurePolicy &&
     sameList(a.command, b.command) && sameList(a.args, b.args) &&
     sameList(a.exposedPorts, b.exposedPorts) && sameMap(a.envs, b.envs) &&
-    sameMap(a.labels, b.labels);
+    sameMap(a.labels, b.labels) && sameNetwork(a.network, b.network) &&
+    sameResources(a.resources, b.resources);
+}
+
+function sameNetwork(a: NetworkPolicy | undefined, b: NetworkPolicy | undefined): boolean {
+  return (a?.mode ?? 0) === (b?.mode ?? 0) && (a?.egress ?? 0) === (b?.egress ?? 0) &&
+    sameList(a?.allowCidrs ?? [], b?.allowCidrs ?? []) &&
+    sameList(a?.denyCidrs ?? [], b?.denyCidrs ?? []);
+}
+
+function sameResources(a: Resources | undefined, b: Resources | undefined): boolean {
+  return a?.cpuMillis === b?.cpuMillis && a?.memoryBytes === b?.memoryBytes &&
+    a?.pids === b?.pids;
 }
 
 function sameList<T>(a: readonly T[], b: readonly T[]): boolean {

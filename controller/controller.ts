@@ -59,6 +59,10 @@ export interface SandboxRecord {
   agentId: string;
   endpoints: string[];
   message: string;
+  /** The sandbox's address on its agent's bridge ("" or absent without one). */
+  ip?: string;
+  /** What ran it: runc, runsc or process (absent in records of older versions). */
+  runtime?: string;
 }
 
 /** A source of wall-clock time in milliseconds; tests inject their own. */
@@ -92,6 +96,8 @@ interface Entry {
   agentId: string;
   endpoints: string[];
   message: string;
+  ip: string;
+  runtime: string;
   /** Holds a registry slot on agentId; such entries are in #byAgent. */
   placed: boolean;
   /** A create, delete or reset in progress; others wait for it. */
@@ -183,6 +189,8 @@ export class Controller {
         agentId: value.agentId,
         endpoints: value.endpoints,
         message: value.message,
+        ip: value.ip ?? "",
+        runtime: value.runtime ?? "",
         placed: false,
         busy: undefined,
         retryAt: 0,
@@ -236,6 +244,8 @@ export class Controller {
       agentId: "",
       endpoints: [],
       message: "",
+      ip: "",
+      runtime: "",
       placed: false,
       busy: undefined,
       retryAt: 0,
@@ -313,7 +323,9 @@ export class Controller {
       const stages: Record<string, number> = { allocate: allocateMs, agent_rpc: ms(tRpc) };
       for (const [stage, value] of Object.entries(res.stageMs)) stages[stage] = value;
       entry.phase = "Running";
-      entry.message = "";
+      entry.message = res.status?.message ?? "";
+      entry.ip = res.status?.ip ?? "";
+      entry.runtime = res.status?.runtime ?? "";
       entry.endpoints = spec.exposedPorts.map((p) => `${agent.advertiseHost}:${p}`);
       return stages;
     } catch (err) {
@@ -530,6 +542,11 @@ export class Controller {
       entry.message = status.message;
       this.#markDirty(entry.key);
     }
+    if (status.ip !== entry.ip || (status.runtime !== "" && status.runtime !== entry.runtime)) {
+      entry.ip = status.ip;
+      if (status.runtime !== "") entry.runtime = status.runtime;
+      this.#markDirty(entry.key);
+    }
   }
 
   /** A sandbox an agent reports that is not (or no longer) placed there. */
@@ -560,6 +577,8 @@ export class Controller {
       agentId: agent.id,
       endpoints: [],
       message: "",
+      ip: "",
+      runtime: "",
       placed: false,
       busy: undefined,
       retryAt: 0,
@@ -575,6 +594,8 @@ export class Controller {
     adopted.endpoints = spec.exposedPorts.map((p) => `${agent.advertiseHost}:${p}`);
     adopted.phase = (status.phase as Phase) || "Running";
     adopted.message = status.message;
+    adopted.ip = status.ip;
+    adopted.runtime = status.runtime;
     this.#entries.set(key, adopted);
     this.#index(adopted);
     this.#registry.restore(agent.id, spec.exposedPorts);
@@ -647,6 +668,7 @@ export class Controller {
     entry.phase = "Expired";
     entry.message = `expired at ${new Date(Number(entry.spec.expireTime) * 1000).toISOString()}`;
     entry.endpoints = [];
+    entry.ip = "";
     this.#markDirty(entry.key);
     this.#log.info({ sandbox: entry.key }, "sandbox expired");
   }
@@ -657,6 +679,7 @@ export class Controller {
     entry.phase = "Lost";
     entry.message = why;
     entry.endpoints = [];
+    entry.ip = "";
     this.#markDirty(entry.key);
     this.#log.warn({ sandbox: entry.key, why }, "sandbox lost");
   }
@@ -790,6 +813,8 @@ export class Controller {
       agentId: entry.agentId,
       endpoints: entry.endpoints,
       message: entry.message,
+      ip: entry.ip,
+      runtime: entry.runtime,
     };
   }
 
@@ -814,6 +839,10 @@ export class Controller {
       envs: s.envs,
       workingDir: s.workingDir,
       exposedPorts: s.exposedPorts,
+      ip: entry.ip,
+      runtime: entry.runtime,
+      network: s.network,
+      resources: s.resources,
     });
   }
 

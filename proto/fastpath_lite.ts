@@ -19,11 +19,17 @@ import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
 import type {
   CreateSandboxRequestSchema,
   DeleteSandboxRequestSchema,
+  Egress,
   FailurePolicy,
   GetSandboxRequestSchema,
   ListSandboxesRequestSchema,
   ListSandboxesResponse,
   LogChunk,
+  NetworkMode,
+  NetworkPolicy,
+  NetworkPolicySchema,
+  Resources,
+  ResourcesSchema,
   SandboxInfo,
   StreamLogsRequestSchema,
   UpdateSandboxRequestSchema,
@@ -42,6 +48,10 @@ export type DeleteSandboxRequestInit = MessageInitShape<typeof DeleteSandboxRequ
 export type UpdateSandboxRequestInit = MessageInitShape<typeof UpdateSandboxRequestSchema>;
 /** A StreamLogs request, every field optional. */
 export type StreamLogsRequestInit = MessageInitShape<typeof StreamLogsRequestSchema>;
+/** A NetworkPolicy inside a request, every field optional. */
+export type NetworkPolicyInit = MessageInitShape<typeof NetworkPolicySchema>;
+/** Resources inside a request; an absent limit is not sent (the agent's default applies). */
+export type ResourcesInit = MessageInitShape<typeof ResourcesSchema>;
 
 /**
  * Everything of fastpath.proto this file knows, written as in the .proto
@@ -64,6 +74,19 @@ export const fastPathLiteSchema = {
       "int64 expire_time = 11",
       "fsb.fastpath.v1.FailurePolicy failure_policy = 12",
       "map<string, string> labels = 13",
+      "fsb.fastpath.v1.NetworkPolicy network = 14",
+      "fsb.fastpath.v1.Resources resources = 15",
+    ],
+    "fsb.fastpath.v1.NetworkPolicy": [
+      "fsb.fastpath.v1.NetworkMode mode = 1",
+      "fsb.fastpath.v1.Egress egress = 2",
+      "repeated string allow_cidrs = 3",
+      "repeated string deny_cidrs = 4",
+    ],
+    "fsb.fastpath.v1.Resources": [
+      "optional int64 cpu_millis = 1",
+      "optional int64 memory_bytes = 2",
+      "optional int64 pids = 3",
     ],
     "fsb.fastpath.v1.SandboxInfo": [
       "string sandbox_id = 1",
@@ -84,6 +107,10 @@ export const fastPathLiteSchema = {
       "map<string, string> envs = 16",
       "string working_dir = 17",
       "repeated uint32 exposed_ports = 18",
+      "string ip = 19",
+      "string runtime = 20",
+      "fsb.fastpath.v1.NetworkPolicy network = 21",
+      "fsb.fastpath.v1.Resources resources = 22",
     ],
     "fsb.fastpath.v1.GetSandboxRequest": ["string name = 1", "string namespace = 2"],
     "fsb.fastpath.v1.ListSandboxesRequest": ["string namespace = 1", "bool all_namespaces = 2"],
@@ -115,16 +142,27 @@ export const fastPathLiteSchema = {
       "FAILURE_POLICY_MANUAL",
       "FAILURE_POLICY_AUTO_RECREATE",
     ],
+    "fsb.fastpath.v1.NetworkMode": [
+      "NETWORK_MODE_UNSPECIFIED",
+      "NETWORK_MODE_PRIVATE",
+      "NETWORK_MODE_NONE",
+    ],
+    "fsb.fastpath.v1.Egress": ["EGRESS_UNSPECIFIED", "EGRESS_ALLOW", "EGRESS_DENY"],
   },
 } as const;
 
 const FAILURE_POLICY_NAMES: readonly string[] =
   fastPathLiteSchema.enums["fsb.fastpath.v1.FailurePolicy"];
+const NETWORK_MODE_NAMES: readonly string[] =
+  fastPathLiteSchema.enums["fsb.fastpath.v1.NetworkMode"];
+const EGRESS_NAMES: readonly string[] = fastPathLiteSchema.enums["fsb.fastpath.v1.Egress"];
 
 // --- writing -------------------------------------------------------------
 // Like protobuf-es (and so byte for byte the same): fields in number order,
-// proto3 defaults left out, repeated uint32 packed, map entries as nested
-// messages with key 1 and value 2, both always written.
+// proto3 defaults left out, `optional` fields written whenever present (zero
+// included), repeated uint32 packed, map entries as nested messages with key 1
+// and value 2, both always written, and a present message field written even
+// when it is empty (presence is what it says).
 
 function putString(w: BinaryWriter, no: number, value: string | undefined): void {
   if (value !== undefined && value !== "") w.tag(no, WireType.LengthDelimited).string(value);
@@ -144,6 +182,10 @@ function putUint32s(w: BinaryWriter, no: number, values: readonly number[] | und
 
 function putInt64(w: BinaryWriter, no: number, value: bigint | undefined): void {
   if (value !== undefined && value !== 0n) w.tag(no, WireType.Varint).int64(value);
+}
+
+function putOptionalInt64(w: BinaryWriter, no: number, value: bigint | undefined): void {
+  if (value !== undefined) w.tag(no, WireType.Varint).int64(value);
 }
 
 function putEnum(w: BinaryWriter, no: number, value: number | undefined): void {
@@ -168,6 +210,29 @@ function putMap(
   }
 }
 
+function putNetworkPolicy(
+  w: BinaryWriter,
+  no: number,
+  policy: NetworkPolicyInit | undefined,
+): void {
+  if (policy === undefined) return;
+  w.tag(no, WireType.LengthDelimited).fork();
+  putEnum(w, 1, policy.mode);
+  putEnum(w, 2, policy.egress);
+  putStrings(w, 3, policy.allowCidrs);
+  putStrings(w, 4, policy.denyCidrs);
+  w.join();
+}
+
+function putResources(w: BinaryWriter, no: number, resources: ResourcesInit | undefined): void {
+  if (resources === undefined) return;
+  w.tag(no, WireType.LengthDelimited).fork();
+  putOptionalInt64(w, 1, resources.cpuMillis);
+  putOptionalInt64(w, 2, resources.memoryBytes);
+  putOptionalInt64(w, 3, resources.pids);
+  w.join();
+}
+
 /**
  * Serializes a `fsb.fastpath.v1.CreateSandboxRequest`. Like every encoder
  * here, throws when a value does not fit its wire type (a port outside uint32,
@@ -188,6 +253,8 @@ export function encodeCreateSandboxRequest(req: CreateSandboxRequestInit): Uint8
   putInt64(w, 11, req.expireTime);
   putEnum(w, 12, req.failurePolicy);
   putMap(w, 13, req.labels);
+  putNetworkPolicy(w, 14, req.network);
+  putResources(w, 15, req.resources);
   return w.finish();
 }
 
@@ -220,7 +287,7 @@ export function encodeUpdateSandboxRequest(req: UpdateSandboxRequestInit): Uint8
   const w = new BinaryWriter();
   putString(w, 1, req.name);
   putString(w, 2, req.namespace);
-  if (req.expireTime !== undefined) w.tag(3, WireType.Varint).int64(req.expireTime);
+  putOptionalInt64(w, 3, req.expireTime);
   putEnum(w, 4, req.failurePolicy);
   putMap(w, 5, req.labels);
   putBool(w, 6, req.reset);
@@ -239,7 +306,9 @@ export function encodeStreamLogsRequest(req: StreamLogsRequestInit): Uint8Array 
 // --- reading -------------------------------------------------------------
 // Like protobuf-es's fromBinary: unknown fields are skipped (not kept), strings
 // must be valid UTF-8, repeated uint32 is accepted packed or not, a map entry
-// without key or value gets "" for it, and the last value of a field wins.
+// without key or value gets "" for it, the last value of a scalar field wins,
+// and a message field that comes more than once is merged into (its scalars
+// overwritten, its lists appended), as the encoding's rules say.
 
 function readUint32s(r: BinaryReader, wireType: WireType, into: number[]): void {
   if (wireType !== WireType.LengthDelimited) {
@@ -272,6 +341,63 @@ function readInt64(r: BinaryReader): bigint {
   return r.int64() as bigint;
 }
 
+function readNetworkPolicy(r: BinaryReader, into: NetworkPolicy | undefined): NetworkPolicy {
+  const policy: NetworkPolicy = into ?? {
+    $typeName: "fsb.fastpath.v1.NetworkPolicy",
+    mode: 0 as NetworkMode,
+    egress: 0 as Egress,
+    allowCidrs: [],
+    denyCidrs: [],
+  };
+  const len = r.uint32();
+  const end = r.pos + len;
+  while (r.pos < end) {
+    const [no, wireType] = r.tag();
+    switch (no) {
+      case 1:
+        policy.mode = r.int32();
+        break;
+      case 2:
+        policy.egress = r.int32();
+        break;
+      case 3:
+        policy.allowCidrs.push(r.string(true));
+        break;
+      case 4:
+        policy.denyCidrs.push(r.string(true));
+        break;
+      default:
+        r.skip(wireType, no);
+    }
+  }
+  return policy;
+}
+
+// The optional limits get a property only when present, as protobuf-es's do.
+function readResources(r: BinaryReader, into: Resources | undefined): Resources {
+  const resources: Resources = into ?? { $typeName: "fsb.fastpath.v1.Resources" };
+  const len = r.uint32();
+  const end = r.pos + len;
+  while (r.pos < end) {
+    const [no, wireType] = r.tag();
+    switch (no) {
+      case 1:
+        resources.cpuMillis = readInt64(r);
+        break;
+      case 2:
+        resources.memoryBytes = readInt64(r);
+        break;
+      case 3:
+        resources.pids = readInt64(r);
+        break;
+      default:
+        r.skip(wireType, no);
+    }
+  }
+  return resources;
+}
+
+// `network` and `resources` get a property only when present, as protobuf-es's do.
 function readSandboxInfo(r: BinaryReader, end: number): SandboxInfo {
   const info: SandboxInfo = {
     $typeName: "fsb.fastpath.v1.SandboxInfo",
@@ -293,6 +419,8 @@ function readSandboxInfo(r: BinaryReader, end: number): SandboxInfo {
     envs: {},
     workingDir: "",
     exposedPorts: [],
+    ip: "",
+    runtime: "",
   };
   while (r.pos < end) {
     const [no, wireType] = r.tag();
@@ -351,6 +479,18 @@ function readSandboxInfo(r: BinaryReader, end: number): SandboxInfo {
       case 18:
         readUint32s(r, wireType, info.exposedPorts);
         break;
+      case 19:
+        info.ip = r.string(true);
+        break;
+      case 20:
+        info.runtime = r.string(true);
+        break;
+      case 21:
+        info.network = readNetworkPolicy(r, info.network);
+        break;
+      case 22:
+        info.resources = readResources(r, info.resources);
+        break;
       default:
         r.skip(wireType, no);
     }
@@ -401,15 +541,39 @@ function jsonMap(map: Readonly<Record<string, string>>): JsonObject {
   return { ...map };
 }
 
+function enumJson(names: readonly string[], value: number): string | number {
+  return names[value] ?? value;
+}
+
+function networkPolicyToJson(policy: NetworkPolicy): JsonObject {
+  return {
+    mode: enumJson(NETWORK_MODE_NAMES, policy.mode),
+    egress: enumJson(EGRESS_NAMES, policy.egress),
+    allowCidrs: policy.allowCidrs.slice(),
+    denyCidrs: policy.denyCidrs.slice(),
+  };
+}
+
+// Absent limits are left out: they have explicit presence, so
+// alwaysEmitImplicit does not print them.
+function resourcesToJson(resources: Resources): JsonObject {
+  const json: JsonObject = {};
+  if (resources.cpuMillis !== undefined) json.cpuMillis = resources.cpuMillis.toString();
+  if (resources.memoryBytes !== undefined) json.memoryBytes = resources.memoryBytes.toString();
+  if (resources.pids !== undefined) json.pids = resources.pids.toString();
+  return json;
+}
+
 /**
  * The proto3 JSON mapping of a SandboxInfo with every field present, exactly
  * as protobuf-es's `toJson(SandboxInfoSchema, info, { alwaysEmitImplicit: true })`
  * builds it (same keys in the same order): lowerCamelCase names, 64-bit
  * integers as decimal strings, enums by their full names (an unknown number
- * stays a number).
+ * stays a number). Fields with explicit presence are the exception: `network`
+ * and `resources` appear only when set, and so does each limit of `resources`.
  */
 export function sandboxInfoToJson(info: SandboxInfo): JsonObject {
-  return {
+  const json: JsonObject = {
     sandboxId: info.sandboxId,
     name: info.name,
     namespace: info.namespace,
@@ -422,13 +586,18 @@ export function sandboxInfoToJson(info: SandboxInfo): JsonObject {
     args: info.args.slice(),
     createdAt: info.createdAt.toString(),
     expireTime: info.expireTime.toString(),
-    failurePolicy: FAILURE_POLICY_NAMES[info.failurePolicy] ?? info.failurePolicy,
+    failurePolicy: enumJson(FAILURE_POLICY_NAMES, info.failurePolicy),
     labels: jsonMap(info.labels),
     message: info.message,
     envs: jsonMap(info.envs),
     workingDir: info.workingDir,
     exposedPorts: info.exposedPorts.slice(),
+    ip: info.ip,
+    runtime: info.runtime,
   };
+  if (info.network !== undefined) json.network = networkPolicyToJson(info.network);
+  if (info.resources !== undefined) json.resources = resourcesToJson(info.resources);
+  return json;
 }
 
 // --- the service -------------------------------------------------------------

@@ -17,3 +17,5 @@ export {
   NotFoundError,
   UnavailableError,
 } from "./errors.ts";
+export { cidrContains, cidrSize, formatCidr, formatIpv4, parseCidr, parseIpv4 } from "./cidr.ts";
+export type { Cidr } from "./cidr.ts";

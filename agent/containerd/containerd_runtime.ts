@@ -46,6 +46,28 @@ import {
   unpackImage,
 } from "./image.ts";
 import { buildOciSpec } from "./oci_spec.ts";
+import { oomKilled } from "./_oom.ts";
+import { defaultSeccomp } from "./seccomp.ts";
+import {
+  forceDeleteRunsc,
+  runcOptions,
+  runscNetworkFor,
+  runscRoot,
+  writeRunscWrapper,
+} from "./runsc.ts";
+import type { Any } from "@bufbuild/protobuf/wkt";
+import {
+  HostNetwork,
+  type NetworkAttachment,
+  networkRequestOf,
+  type SandboxNetwork,
+} from "../network/mod.ts";
+import {
+  type HostCapacity,
+  hostCapacity,
+  resolveResources,
+  type ResourceDefaults,
+} from "../resources.ts";
 import { RwLock } from "./_rw_lock.ts";
 
 /** The logging that the runtime does (a pino logger fits). */
@@ -79,8 +101,21 @@ export interface ContainerdRuntimeOptions {
    * for a shim per container. See the class notes.
    */
   readonly shimGroup?: boolean | string;
-  /** Maximum number of processes per sandbox; 1024 unless told. */
-  readonly pidsLimit?: number;
+  /**
+   * Limits for sandboxes that ask for none: `pids` 1024 and no CPU or
+   * memory limit unless told.
+   */
+  readonly resources?: Partial<ResourceDefaults>;
+  /** What the host has, to bound requests by; read from the host unless told. */
+  readonly host?: HostCapacity;
+  /**
+   * Gives each sandbox its network namespace; the host's own network
+   * (isolating nothing) unless told. The caller starts it; {@linkcode
+   * ContainerdRuntime.close} closes it.
+   */
+  readonly network?: SandboxNetwork;
+  /** The OCI runtime under the runc v2 shim: `runc` unless told, or `runsc` (gVisor). */
+  readonly ociRuntime?: "runc" | "runsc";
   /**
    * How old a container fsb cannot account for must be before
    * {@linkcode ContainerdRuntime.removeOrphans} removes it; 10 minutes unless told.
@@ -160,10 +195,18 @@ const encoder = new TextEncoder();
 export class ContainerdRuntime implements Runtime {
   /** Always `containerd`. */
   readonly name = "containerd";
+  /** `runc` or `runsc`: what runs each sandbox. */
+  readonly sandboxRuntime: string;
   #client: ContainerdClient;
   readonly #opts: ContainerdRuntimeOptions;
   readonly #namespace: string;
-  readonly #pidsLimit: number;
+  readonly #resources: ResourceDefaults;
+  readonly #host: HostCapacity;
+  readonly #network: SandboxNetwork;
+  /** runsc wrappers by gVisor network mode (`host`, `none`), written on first use. */
+  readonly #runscWrappers = new Map<string, Promise<string>>();
+  /** OOM verdicts of stopped tasks, read once from their cgroups. */
+  readonly #oom = new Map<string, boolean>();
   readonly #now: () => number;
   /** Recipes by image target digest: content-addressed, so never stale. */
   readonly #recipes = new Map<string, Promise<ImageRecipe>>();
@@ -183,7 +226,10 @@ export class ContainerdRuntime implements Runtime {
     this.#opts = opts;
     this.#client = new ContainerdClient(opts.socket, { namespace: opts.namespace });
     this.#namespace = this.#client.namespace;
-    this.#pidsLimit = opts.pidsLimit ?? 1024;
+    this.#resources = { pids: 1024, ...opts.resources };
+    this.#host = opts.host ?? hostCapacity();
+    this.#network = opts.network ?? new HostNetwork();
+    this.sandboxRuntime = opts.ociRuntime ?? "runc";
     this.#now = opts.now ?? Date.now;
     const group = opts.shimGroup ?? true;
     this.#shimGroup = group === true
@@ -259,34 +305,54 @@ export class ContainerdRuntime implements Runtime {
       t = now;
     };
 
+    // Both throw before anything is made for a request this agent cannot serve.
+    const netRequest = networkRequestOf(spec, this.#network.kind);
+    const resources = resolveResources(spec, this.#resources, this.#host);
     const logPath = resolve(opts.logPath);
     // Overlaps the RPCs below; awaited before the task (which opens the log) exists.
     const logReady = this.#prepareLog(logPath);
     logReady.catch(() => {});
-    const { imageName, recipe } = await this.#resolveImage(spec, signal);
-    stage("image_resolve");
-    if (!this.#unpacked.has(recipe.chainId)) {
-      await this.#unpack(recipe);
-      stage("image_unpack");
-    }
-    const ociSpec = buildOciSpec(spec, recipe.config, {
-      namespace: this.#namespace,
-      pidsLimit: this.#pidsLimit,
-      hostFiles: this.#hostFiles ??= HOST_FILES.filter(fileExists),
-      annotations: this.#shimGroup === undefined
-        ? {}
-        : { [SHIM_GROUP_ANNOTATION]: this.#shimGroup },
-    });
-    signal?.throwIfAborted();
-
+    // A ready namespace is taken from the pool while the image is resolved.
+    const attaching = this.#network.attach(netRequest);
+    attaching.catch(() => {});
+    let net: NetworkAttachment;
+    let recipe: ImageRecipe;
     try {
-      await client.containers.create({
-        container: this.#container(spec, imageName, ociSpec, logPath),
-      });
-    } catch (err) {
-      if (isCode(err, Code.ALREADY_EXISTS)) {
-        throw new AlreadyExistsError(`Cannot create sandbox ${id} as it already exists`);
+      let imageName: string;
+      ({ imageName, recipe } = await this.#resolveImage(spec, signal));
+      stage("image_resolve");
+      if (!this.#unpacked.has(recipe.chainId)) {
+        await this.#unpack(recipe);
+        stage("image_unpack");
       }
+      net = await attaching;
+      stage("network");
+      const runtimeOptions = await this.#runtimeOptions(net);
+      const ociSpec = buildOciSpec(spec, recipe.config, {
+        namespace: this.#namespace,
+        resources: this.sandboxRuntime === "runsc"
+          ? { ...resources, pids: runscPids(resources.pids) }
+          : resources,
+        netns: net.netns,
+        seccomp: defaultSeccomp(),
+        hostFiles: this.#hostFiles ??= HOST_FILES.filter(fileExists),
+        annotations: this.#shimGroup === undefined
+          ? {}
+          : { [SHIM_GROUP_ANNOTATION]: this.#shimGroup },
+      });
+      signal?.throwIfAborted();
+      try {
+        await client.containers.create({
+          container: this.#container(spec, imageName, ociSpec, logPath, runtimeOptions),
+        });
+      } catch (err) {
+        if (isCode(err, Code.ALREADY_EXISTS)) {
+          throw new AlreadyExistsError(`Cannot create sandbox ${id} as it already exists`);
+        }
+        throw err;
+      }
+    } catch (err) {
+      await attaching.then(() => this.#network.detach(id), () => {});
       throw err;
     }
     stage("container_create");
@@ -308,15 +374,20 @@ export class ContainerdRuntime implements Runtime {
         await client.tasks.start({ containerId: id });
         stage("task_start");
       } catch (err) {
+        // A runsc task whose start failed keeps its sandbox processes until runsc deletes it.
+        if (taskMade && this.sandboxRuntime === "runsc") {
+          await forceDeleteRunsc(runscRoot(this.#namespace), id).catch(() => {});
+        }
         throw startError(err, id);
       }
     } catch (err) {
       await this.#undo(id, taskMade);
+      await this.#network.detach(id).catch((e) => this.#warnUnlessGone(e, id));
       if (!logExisted) await removeQuietly(logPath);
       throw err;
     }
     this.#opts.logger?.debug({ sandbox: id, ms: stageMs }, "containerd create timing");
-    return { stageMs };
+    return { stageMs, ip: net.ip };
   }
 
   /** Makes the log's directory (once per directory) and says whether the log already existed. */
@@ -339,6 +410,7 @@ export class ContainerdRuntime implements Runtime {
     imageName: string,
     ociSpec: Record<string, unknown>,
     logPath: string,
+    runtimeOptions: Any | undefined,
   ): MessageInitShape<typeof ContainerSchema> {
     const labels: Record<string, string> = {
       [LABELS.name]: spec.name,
@@ -364,6 +436,7 @@ export class ContainerdRuntime implements Runtime {
       runtime: {
         $typeName: "containerd.services.containers.v1.Container.Runtime",
         name: RUNC_RUNTIME,
+        options: runtimeOptions,
       },
       spec: {
         $typeName: "google.protobuf.Any",
@@ -528,6 +601,8 @@ export class ContainerdRuntime implements Runtime {
     }
     if (container !== undefined) await client.containers.delete({ id }).catch(ignoreNotFound);
     await client.snapshots.remove({ snapshotter: SNAPSHOTTER, key: id }).catch(ignoreNotFound);
+    await this.#network.detach(id);
+    this.#oom.delete(id);
     const logPath = container?.labels[LABELS.log] ?? fileUriPath(task?.stdout);
     if (logPath !== undefined) await removeQuietly(logPath);
     return container !== undefined;
@@ -542,8 +617,10 @@ export class ContainerdRuntime implements Runtime {
   async #stop(containerId: string, pid: number, graceMs: number): Promise<void> {
     const kill = (signal: number) =>
       this.#client.tasks.kill({ containerId, signal }).catch((err) => {
-        // Exited meanwhile.
-        if (!isNotFound(err) && !isCode(err, Code.FAILED_PRECONDITION)) throw err;
+        // Exited meanwhile (runsc says so as UNKNOWN "sandbox is not running").
+        if (isNotFound(err) || isCode(err, Code.FAILED_PRECONDITION)) return;
+        if (isCode(err, Code.UNKNOWN) && /is not running/.test((err as Error).message)) return;
+        throw err;
       });
     const exited = (timeoutMs: number) =>
       this.#client.tasks.wait({ containerId }, { timeoutMs }).then(
@@ -554,7 +631,7 @@ export class ContainerdRuntime implements Runtime {
           throw err;
         },
       );
-    if (graceMs > 0 && termReachesInit(pid)) {
+    if (graceMs > 0 && await termReachesInit(pid)) {
       await kill(SIGTERM);
       if (await exited(graceMs)) return;
     }
@@ -580,8 +657,14 @@ export class ContainerdRuntime implements Runtime {
         if (this.#creating.has(container.id)) continue;
         const spec = specOf(container);
         if (spec === undefined) continue;
-        const [phase, message] = phaseOf(byId.get(container.id));
-        out.push({ spec, phase, message });
+        const task = byId.get(container.id);
+        const [phase, message] = phaseOf(task);
+        const ip = this.#network.ipOf(container.id);
+        if (phase === "Exited" && task?.exitStatus === 137 && this.#oomKilled(container.id)) {
+          out.push({ spec, phase, message: "OOM killed", ip });
+        } else {
+          out.push({ spec, phase, message, ip });
+        }
       }
       return out;
     } catch (err) {
@@ -650,16 +733,47 @@ export class ContainerdRuntime implements Runtime {
         await this.delete(id, 0);
         removed.push(id);
       }
+      // Addresses held for containers that no longer exist (a crash between steps).
+      const live = new Set(containers.map((c) => c.id));
+      for (const id of this.#creating.keys()) live.add(id);
+      for (const id of removed) live.delete(id);
+      await this.#network.reconcile(live);
       return removed;
     } catch (err) {
       throw unreachable(err, this.#client.address);
     }
   }
 
-  /** Closes the connection; containers keep running. */
-  close(): Promise<void> {
+  /**
+   * The runc shim options that run this sandbox under runsc (a wrapper per
+   * gVisor network mode), or undefined for plain runc.
+   */
+  async #runtimeOptions(net: NetworkAttachment): Promise<Any | undefined> {
+    if (this.sandboxRuntime !== "runsc") return undefined;
+    const network = runscNetworkFor(net.netns);
+    let wrapper = this.#runscWrappers.get(network);
+    if (wrapper === undefined) {
+      wrapper = writeRunscWrapper(`${resolve(this.#opts.stateDir)}/runsc`, { network });
+      this.#runscWrappers.set(network, wrapper);
+      wrapper.catch(() => this.#runscWrappers.delete(network));
+    }
+    return runcOptions(await wrapper);
+  }
+
+  /** Whether a stopped task's container was OOM killed; asked once per container. */
+  #oomKilled(id: string): boolean {
+    let killed = this.#oom.get(id);
+    if (killed === undefined) {
+      killed = oomKilled(`/${this.#namespace}/${id}`);
+      this.#oom.set(id, killed);
+    }
+    return killed;
+  }
+
+  /** Closes the connection and the network; containers keep running. */
+  async close(): Promise<void> {
     this.#client.close();
-    return Promise.resolve();
+    await this.#network.close();
   }
 }
 
@@ -703,13 +817,20 @@ function phaseOf(task: Process | undefined): [RuntimePhase, string] {
  * handler for it or ignores it on purpose (SigCgt or SigIgn has bit 15).
  * When /proc cannot tell (another PID namespace), assume it can.
  */
-function termReachesInit(pid: number): boolean {
+async function termReachesInit(pid: number): Promise<boolean> {
   if (pid <= 0) return true;
-  let status: string;
-  try {
-    status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  } catch {
-    return true;
+  let status = "";
+  // Just after start the process may still be runc's init, which catches
+  // every signal, on its way to exec the command (loading the seccomp
+  // filter takes a moment): the command's own dispositions are what count.
+  for (let waited = 0; waited < 500; waited += 10) {
+    try {
+      status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    } catch {
+      return true;
+    }
+    if (!/^Name:\s*runc:\[/m.test(status)) break;
+    await new Promise((resolve) => setTimeout(resolve, 10));
   }
   const mask = (name: string) => {
     const m = new RegExp(`^${name}:\\s*([0-9a-f]+)$`, "m").exec(status);
@@ -761,4 +882,15 @@ async function removeQuietly(path: string): Promise<void> {
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
+}
+
+/**
+ * The pids cgroup limit for a runsc sandbox asking for `pids` processes.
+ * gVisor's guest processes are not host tasks: the cgroup counts the
+ * sentry's and gofer's threads (about 30 for an idle shell, about 10 more
+ * per guest process, measured), so the limit is scaled to leave gVisor room.
+ * It bounds the sandbox's host tasks, not exactly its guest processes.
+ */
+function runscPids(pids: number): number {
+  return 64 + pids * 12;
 }

@@ -1,33 +1,52 @@
 /**
  * The OCI runtime spec of a sandbox: the image config plus the request, with
- * the defaults containerd and Docker give a container, on the host network.
+ * the defaults containerd and Docker give a container, hardened (no
+ * CAP_NET_RAW, a seccomp profile, no new privileges), limited, and in the
+ * network namespace the agent's network chose.
  *
  * @module
  */
 import type { SandboxSpec } from "../../proto/gen/fsb/agent/v1/agent_pb.ts";
 import { FailedPreconditionError } from "../../registry/errors.ts";
+import type { NetnsChoice } from "../network/mod.ts";
 import type { ImageRunConfig } from "./image.ts";
+
+/** A sandbox's limits, with the agent's defaults already applied. */
+export interface ResourceLimits {
+  /** Thousandths of a CPU; undefined for no limit. */
+  readonly cpuMillis?: number;
+  /** Bytes of memory; undefined for no limit. */
+  readonly memoryBytes?: number;
+  /** Most processes and threads at once. */
+  readonly pids: number;
+}
 
 /** Options for {@linkcode buildOciSpec}. */
 export interface OciSpecOptions {
   /** containerd namespace, for the cgroup path `/NAMESPACE/ID`. */
   readonly namespace: string;
-  /** Maximum number of processes in the container. */
-  readonly pidsLimit: number;
+  /** The sandbox's limits. */
+  readonly resources: ResourceLimits;
+  /** Which network namespace the container joins. */
+  readonly netns: NetnsChoice;
+  /** The `linux.seccomp` section, or undefined for none. */
+  readonly seccomp?: Record<string, unknown>;
   /** Host files bind-mounted read-only at the same path (e.g. `/etc/resolv.conf`). */
   readonly hostFiles: readonly string[];
   /** Annotations on the spec (e.g. the shim group). */
   readonly annotations?: Record<string, string>;
 }
 
-/** Docker's default capability set: what a non-privileged container keeps. */
+/**
+ * Docker's default capability set minus CAP_NET_RAW (raw sockets forge
+ * packets and spoof addresses on the bridge): what a sandbox keeps.
+ */
 export const DEFAULT_CAPABILITIES: readonly string[] = [
   "CAP_CHOWN",
   "CAP_DAC_OVERRIDE",
   "CAP_FSETID",
   "CAP_FOWNER",
   "CAP_MKNOD",
-  "CAP_NET_RAW",
   "CAP_SETGID",
   "CAP_SETUID",
   "CAP_SETFCAP",
@@ -38,6 +57,7 @@ export const DEFAULT_CAPABILITIES: readonly string[] = [
   "CAP_AUDIT_WRITE",
 ];
 
+// containerd's default masked and read-only paths.
 const MASKED_PATHS = [
   "/proc/acpi",
   "/proc/asound",
@@ -49,6 +69,7 @@ const MASKED_PATHS = [
   "/proc/sched_debug",
   "/proc/scsi",
   "/sys/firmware",
+  "/sys/devices/virtual/powercap",
 ];
 
 const READONLY_PATHS = [
@@ -185,16 +206,44 @@ export function buildOciSpec(
     mounts,
     annotations: opts.annotations ?? {},
     linux: {
-      resources: {
-        devices: [{ allow: false, access: "rwm" }],
-        pids: { limit: opts.pidsLimit },
-      },
+      resources: limits(opts.resources),
       cgroupsPath: `/${opts.namespace}/${spec.sandboxId}`,
-      // No network namespace: sandboxes share the host's network (hence the
-      // per-agent port exclusivity in the registry).
-      namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }],
+      namespaces: linuxNamespaces(opts.netns),
       maskedPaths: MASKED_PATHS,
       readonlyPaths: READONLY_PATHS,
+      ...(opts.seccomp === undefined ? {} : { seccomp: opts.seccomp }),
     },
   };
+}
+
+/** The OCI `linux.resources` limits. */
+function limits(r: ResourceLimits): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    devices: [{ allow: false, access: "rwm" }],
+    pids: { limit: r.pids },
+  };
+  // No swap limit: cgroup v1 hosts without swap accounting refuse one.
+  if (r.memoryBytes !== undefined) out.memory = { limit: r.memoryBytes };
+  if (r.cpuMillis !== undefined) {
+    out.cpu = { quota: r.cpuMillis * (CPU_PERIOD_US / 1000), period: CPU_PERIOD_US };
+  }
+  return out;
+}
+
+const CPU_PERIOD_US = 100_000;
+
+/**
+ * The namespaces a sandbox gets: its own PID, IPC, UTS and mount namespaces,
+ * and the network namespace chosen for it (none listed: the host's).
+ */
+function linuxNamespaces(netns: NetnsChoice): Record<string, string>[] {
+  const out: Record<string, string>[] = [
+    { type: "pid" },
+    { type: "ipc" },
+    { type: "uts" },
+    { type: "mount" },
+  ];
+  if (netns.kind === "path") out.push({ type: "network", path: netns.path });
+  else if (netns.kind === "new") out.push({ type: "network" });
+  return out;
 }

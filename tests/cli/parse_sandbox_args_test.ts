@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
-import { ConsistencyMode, FailurePolicy } from "../../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
+import { create, toBinary } from "@bufbuild/protobuf";
+import {
+  ConsistencyMode,
+  CreateSandboxRequestSchema,
+  Egress,
+  FailurePolicy,
+  NetworkMode,
+} from "../../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import { parseSandboxArgs, type SandboxPlan } from "../../cli/parse_sandbox_args.ts";
 import { sandboxUsage, UsageError } from "../../cli/mod.ts";
+import { encodeCreateSandboxRequest } from "../../proto/fastpath_lite.ts";
 
 const NOW = 1_700_000_000;
 
@@ -45,6 +53,21 @@ Deno.test("parseSandboxArgs() builds a create request from every create flag", (
     "auto-recreate",
     "--label",
     "team=ci",
+    "--network",
+    "private",
+    "--egress",
+    "deny",
+    "--allow",
+    "10.1.0.0/16",
+    "--allow=192.168.1.0/24",
+    "--deny",
+    "10.1.2.0/24",
+    "--cpus",
+    "1.5",
+    "--memory",
+    "512Mi",
+    "--pids",
+    "256",
     "-o",
     "json",
     "--endpoint",
@@ -74,6 +97,13 @@ Deno.test("parseSandboxArgs() builds a create request from every create flag", (
       expireTime: BigInt(NOW + 3600),
       failurePolicy: FailurePolicy.AUTO_RECREATE,
       labels: { team: "ci" },
+      network: {
+        mode: NetworkMode.PRIVATE,
+        egress: Egress.DENY,
+        allowCidrs: ["10.1.0.0/16", "192.168.1.0/24"],
+        denyCidrs: ["10.1.2.0/24"],
+      },
+      resources: { cpuMillis: 1500n, memoryBytes: 512n * 1024n * 1024n, pids: 256n },
     },
   });
 });
@@ -97,6 +127,8 @@ Deno.test("parseSandboxArgs() leaves what create was not told to the controller"
       expireTime: undefined,
       failurePolicy: undefined,
       labels: {},
+      network: undefined,
+      resources: undefined,
     },
   });
 });
@@ -106,6 +138,103 @@ Deno.test("parseSandboxArgs() maps --mode fast and --failure-policy manual to th
   assert.equal(plan.kind, "create");
   assert.equal(plan.request.consistencyMode, ConsistencyMode.FAST);
   assert.equal(plan.request.failurePolicy, FailurePolicy.MANUAL);
+});
+
+function createRequest(...flags: string[]) {
+  const plan = parse("create", "--image", "b", ...flags);
+  assert.equal(plan.kind, "create");
+  return plan.request;
+}
+
+Deno.test("parseSandboxArgs() maps --network private|none and --egress allow|deny to the proto enums", () => {
+  assert.deepEqual(createRequest("--network", "private").network, { mode: NetworkMode.PRIVATE });
+  assert.deepEqual(createRequest("--network", "none").network, { mode: NetworkMode.NONE });
+  assert.deepEqual(createRequest("--egress", "allow").network, { egress: Egress.ALLOW });
+  assert.deepEqual(createRequest("--egress", "deny").network, { egress: Egress.DENY });
+});
+
+Deno.test("parseSandboxArgs() passes --allow and --deny CIDRs through as written, in order", () => {
+  // Whether a CIDR is valid is the controller's to judge: all clients get the same answer.
+  const req = createRequest(
+    "--deny",
+    "10.0.0.0/8",
+    "--allow",
+    "not-a-cidr",
+    "--allow",
+    "10.1.0.0/16",
+    "--deny=::1/128",
+    "--allow=",
+  );
+  assert.deepEqual(req.network, {
+    allowCidrs: ["not-a-cidr", "10.1.0.0/16", ""],
+    denyCidrs: ["10.0.0.0/8", "::1/128"],
+  });
+});
+
+Deno.test("parseSandboxArgs() maps --cpus 0.5 to cpu_millis 500, rounding to a thousandth", () => {
+  const cases: [string, bigint][] = [
+    ["0.5", 500n],
+    ["2", 2000n],
+    [".25", 250n],
+    ["0.0015", 2n],
+    ["1.23449", 1234n],
+    ["0.0004", 0n],
+    ["64", 64000n],
+  ];
+  for (const [cpus, millis] of cases) {
+    assert.deepEqual(createRequest("--cpus", cpus).resources, { cpuMillis: millis }, cpus);
+  }
+});
+
+Deno.test("parseSandboxArgs() passes --cpus 0 and negative counts on to the controller", () => {
+  assert.deepEqual(createRequest("--cpus", "0").resources, { cpuMillis: 0n });
+  assert.deepEqual(createRequest("--cpus=-1.5").resources, { cpuMillis: -1500n });
+  assert.deepEqual(createRequest("--cpus=-0.0001").resources, { cpuMillis: 0n });
+});
+
+Deno.test("parseSandboxArgs() maps --memory 64Mi to memory_bytes", () => {
+  assert.deepEqual(createRequest("--memory", "64Mi").resources, { memoryBytes: 67_108_864n });
+  assert.deepEqual(createRequest("--memory", "1.5Gi").resources, { memoryBytes: 1_610_612_736n });
+  assert.deepEqual(createRequest("--memory", "512Ki").resources, { memoryBytes: 524_288n });
+});
+
+Deno.test("parseSandboxArgs() maps --memory in plain bytes, 0 included, to memory_bytes", () => {
+  assert.deepEqual(createRequest("--memory", "1048576").resources, { memoryBytes: 1_048_576n });
+  assert.deepEqual(createRequest("--memory", "0").resources, { memoryBytes: 0n });
+});
+
+Deno.test("parseSandboxArgs() maps --pids N to pids, 0 and negative numbers included", () => {
+  assert.deepEqual(createRequest("--pids", "100").resources, { pids: 100n });
+  assert.deepEqual(createRequest("--pids", "0").resources, { pids: 0n });
+  assert.deepEqual(createRequest("--pids=-5").resources, { pids: -5n });
+  assert.deepEqual(createRequest("--pids", "9223372036854775807").resources, {
+    pids: 9_223_372_036_854_775_807n,
+  });
+});
+
+Deno.test("parseSandboxArgs() sends only the network and resources fields whose flags were given", () => {
+  const req = createRequest("--egress", "deny", "--pids", "10");
+  assert.deepEqual(req.network, { egress: Egress.DENY });
+  assert.deepEqual(req.resources, { pids: 10n });
+  // Absent, not merely undefined: an unset limit is the agent's default.
+  assert.ok(req.resources !== undefined && !("cpuMillis" in req.resources));
+  assert.ok(!("memoryBytes" in req.resources));
+  const none = createRequest("--port", "80");
+  assert.equal(none.network, undefined);
+  assert.equal(none.resources, undefined);
+});
+
+Deno.test("parseSandboxArgs() create requests go on the wire as protobuf-es would send them", () => {
+  const requests = [
+    createRequest(),
+    createRequest("--network", "none"),
+    createRequest("--allow", "10.0.0.0/8", "--cpus", "0", "--pids", "0"),
+    createRequest("--memory", "64Mi", "--egress", "deny", "--deny", "1.2.3.4/32"),
+  ];
+  for (const req of requests) {
+    const theirs = toBinary(CreateSandboxRequestSchema, create(CreateSandboxRequestSchema, req));
+    assert.deepEqual(encodeCreateSandboxRequest(req), theirs, Deno.inspect(req));
+  }
 });
 
 Deno.test("parseSandboxArgs() passes ports that are numbers but not valid ports on to the controller", () => {
@@ -206,6 +335,20 @@ Deno.test("parseSandboxArgs() answers -h with the subcommand's help, even withou
   assert.deepEqual(parse("help"), { kind: "help", text: sandboxUsage.sandbox });
 });
 
+Deno.test("the create help lists the network and limit flags, and help lines fit 88 columns", () => {
+  for (
+    const flag of ["--network", "--egress", "--allow", "--deny", "--cpus", "--memory", "--pids"]
+  ) {
+    assert.match(sandboxUsage.create, new RegExp(`^      ${flag} `, "m"), flag);
+  }
+  for (const [sub, text] of Object.entries(sandboxUsage)) {
+    // The one-line usage (first) may run longer: it is printed alone after an error.
+    for (const line of text.split("\n").slice(1)) {
+      assert.ok(line.length <= 88, `${sub}: ${line.length} columns: ${line}`);
+    }
+  }
+});
+
 Deno.test("parseSandboxArgs() rejects a missing or unknown command with the group's usage", () => {
   const usage = "Usage: fsb sandbox <create|get|list|delete|update|reset|logs> [flags]";
   throwsUsage([], "Missing command", usage);
@@ -247,6 +390,75 @@ Deno.test("parseSandboxArgs() rejects words outside the enums' vocabulary", () =
     'Flag --output must be table or json, got "yaml"',
     "Usage: fsb sandbox get NAME [flags]",
   );
+});
+
+Deno.test("parseSandboxArgs() rejects --network and --egress words outside their vocabulary", () => {
+  const usage = "Usage: fsb sandbox create [NAME] --image IMG [flags] [-- CMD ARGS...]";
+  for (const network of ["host", "PRIVATE", "", "bridge"]) {
+    throwsUsage(
+      ["create", "--image", "b", `--network=${network}`],
+      `Flag --network must be private or none, got "${network}"`,
+      usage,
+    );
+  }
+  for (const egress of ["block", "Deny", ""]) {
+    throwsUsage(
+      ["create", "--image", "b", `--egress=${egress}`],
+      `Flag --egress must be allow or deny, got "${egress}"`,
+      usage,
+    );
+  }
+});
+
+Deno.test("parseSandboxArgs() rejects a --cpus that is not a decimal number", () => {
+  const usage = "Usage: fsb sandbox create [NAME] --image IMG [flags] [-- CMD ARGS...]";
+  for (const cpus of ["half", "", "1e3", "0x10", "1.", "1,5", "Infinity", "NaN", " 1", "1m"]) {
+    throwsUsage(
+      ["create", "--image", "b", `--cpus=${cpus}`],
+      `Flag --cpus needs a number, got "${cpus}"`,
+      usage,
+    );
+  }
+  // Too many CPUs to count in thousandths exactly.
+  throwsUsage(
+    ["create", "--image", "b", "--cpus", "99999999999999"],
+    'Flag --cpus needs a number, got "99999999999999"',
+    usage,
+  );
+});
+
+Deno.test("parseSandboxArgs() rejects a --memory that is not a size, with parseSize's message", () => {
+  const usage = "Usage: fsb sandbox create [NAME] --image IMG [flags] [-- CMD ARGS...]";
+  for (const memory of ["64MB", "64m", "lots", "", "-1", "1.5.5Gi"]) {
+    throwsUsage(
+      ["create", "--image", "b", `--memory=${memory}`],
+      `invalid --memory value "${memory}": use bytes or a number with Ki, Mi, Gi or Ti, e.g. 64Mi`,
+      usage,
+    );
+  }
+});
+
+Deno.test("parseSandboxArgs() rejects a --pids that is not a whole number that fits int64", () => {
+  const usage = "Usage: fsb sandbox create [NAME] --image IMG [flags] [-- CMD ARGS...]";
+  for (const pids of ["many", "", "1.5", "1e3", "+5", "9223372036854775808"]) {
+    throwsUsage(
+      ["create", "--image", "b", `--pids=${pids}`],
+      `Flag --pids needs a whole number, got "${pids}"`,
+      usage,
+    );
+  }
+});
+
+Deno.test("parseSandboxArgs() takes the network and limit flags on create only", () => {
+  for (
+    const flag of ["--network", "--egress", "--allow", "--deny", "--cpus", "--memory", "--pids"]
+  ) {
+    throwsUsage(
+      ["update", "x", flag, "1"],
+      `Unknown flag ${flag}`,
+      "Usage: fsb sandbox update NAME [--expire WHEN] [--failure-policy P] [--label K=V]... [flags]",
+    );
+  }
 });
 
 Deno.test("parseSandboxArgs() rejects a missing or extra NAME", () => {

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { create, toJson } from "@bufbuild/protobuf";
-import { FailurePolicy, SandboxInfoSchema } from "../../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
+import {
+  Egress,
+  FailurePolicy,
+  NetworkMode,
+  SandboxInfoSchema,
+} from "../../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import { sandboxJson } from "../../cli/sandbox_json.ts";
 
 const FULL = create(SandboxInfoSchema, {
@@ -20,6 +25,10 @@ const FULL = create(SandboxInfoSchema, {
   envs: { A: "1" },
   workingDir: "/tmp",
   exposedPorts: [8080],
+  ip: "10.209.0.12",
+  runtime: "runsc",
+  network: { mode: NetworkMode.PRIVATE, egress: Egress.DENY, allowCidrs: ["10.1.0.0/16"] },
+  resources: { cpuMillis: 500n, memoryBytes: 64n * 1024n * 1024n },
 });
 
 Deno.test("sandboxJson() prints the proto3 JSON mapping with lowerCamelCase names", () => {
@@ -42,6 +51,16 @@ Deno.test("sandboxJson() prints the proto3 JSON mapping with lowerCamelCase name
     envs: { A: "1" },
     workingDir: "/tmp",
     exposedPorts: [8080],
+    ip: "10.209.0.12",
+    runtime: "runsc",
+    network: {
+      mode: "NETWORK_MODE_PRIVATE",
+      egress: "EGRESS_DENY",
+      allowCidrs: ["10.1.0.0/16"],
+      denyCidrs: [],
+    },
+    // Limits have explicit presence: pids was not set, so it is not printed.
+    resources: { cpuMillis: "500", memoryBytes: "67108864" },
   });
 });
 
@@ -65,6 +84,41 @@ Deno.test("sandboxJson() keeps fields that hold their default, so scripts always
     envs: {},
     workingDir: "",
     exposedPorts: [],
+    ip: "",
+    runtime: "",
+  });
+});
+
+Deno.test("sandboxJson() prints network and resources when set, even when empty, and only then", () => {
+  const empty = create(SandboxInfoSchema, { name: "x", network: {}, resources: {} });
+  const parsed = JSON.parse(sandboxJson(empty));
+  assert.deepEqual(parsed.network, {
+    mode: "NETWORK_MODE_UNSPECIFIED",
+    egress: "EGRESS_UNSPECIFIED",
+    allowCidrs: [],
+    denyCidrs: [],
+  });
+  assert.deepEqual(parsed.resources, {});
+  const unset = JSON.parse(sandboxJson(create(SandboxInfoSchema, { name: "x" })));
+  assert.ok(!("network" in unset) && !("resources" in unset));
+});
+
+Deno.test("sandboxJson() prints enums of network by name, and int64 limits as strings", () => {
+  const info = create(SandboxInfoSchema, {
+    network: { mode: NetworkMode.NONE, egress: Egress.ALLOW, denyCidrs: ["0.0.0.0/0"] },
+    resources: { cpuMillis: 0n, memoryBytes: 2n ** 63n - 1n, pids: -1n },
+  });
+  const parsed = JSON.parse(sandboxJson(info));
+  assert.deepEqual(parsed.network, {
+    mode: "NETWORK_MODE_NONE",
+    egress: "EGRESS_ALLOW",
+    allowCidrs: [],
+    denyCidrs: ["0.0.0.0/0"],
+  });
+  assert.deepEqual(parsed.resources, {
+    cpuMillis: "0",
+    memoryBytes: "9223372036854775807",
+    pids: "-1",
   });
 });
 
@@ -90,6 +144,8 @@ Deno.test("sandboxJson() prints what protobuf-es's toJson prints, byte for byte"
     expireTime: 2n ** 63n - 1n,
     failurePolicy: 7 as FailurePolicy,
     exposedPorts: [0, 4294967295],
+    network: { mode: 9 as NetworkMode, egress: -1 as Egress, allowCidrs: ["", "x"] },
+    resources: { pids: 0n },
   });
   const reference = (info: typeof FULL) =>
     toJson(SandboxInfoSchema, info, { alwaysEmitImplicit: true });

@@ -12,6 +12,7 @@ function info(name: string, ageSec: number, more: Record<string, unknown> = {}) 
     namespace: "default",
     phase: "Running",
     agent: "agent-1",
+    ip: "10.209.0.12",
     endpoints: ["10.0.0.5:8080", "10.0.0.5:9000"],
     image: "docker.io/library/busybox:latest",
     createdAt: BigInt(NOW - ageSec),
@@ -22,14 +23,19 @@ function info(name: string, ageSec: number, more: Record<string, unknown> = {}) 
 Deno.test("sandboxTable() aligns columns to the widest cell, three spaces apart", () => {
   const table = sandboxTable([
     info("demo", 45),
-    info("a-much-longer-name", 3600 * 3, { namespace: "ci", agent: "a2", endpoints: [] }),
+    info("a-much-longer-name", 3600 * 3, {
+      namespace: "ci",
+      agent: "a2",
+      ip: "10.209.255.254",
+      endpoints: [],
+    }),
   ], NOW);
   assert.equal(
     table,
     [
-      "NAME                 NAMESPACE   PHASE     AGENT     IMAGE                              ENDPOINTS                     AGE",
-      "demo                 default     Running   agent-1   docker.io/library/busybox:latest   10.0.0.5:8080,10.0.0.5:9000   45s",
-      "a-much-longer-name   ci          Running   a2        docker.io/library/busybox:latest   -                             3h",
+      "NAME                 NAMESPACE   PHASE     AGENT     IP               IMAGE                              ENDPOINTS                     AGE",
+      "demo                 default     Running   agent-1   10.209.0.12      docker.io/library/busybox:latest   10.0.0.5:8080,10.0.0.5:9000   45s",
+      "a-much-longer-name   ci          Running   a2        10.209.255.254   docker.io/library/busybox:latest   -                             3h",
       "",
     ].join("\n"),
   );
@@ -42,22 +48,38 @@ Deno.test("sandboxTable() shows - for empty cells and for an unset creation time
   );
   assert.equal(
     table,
-    "NAME   NAMESPACE   PHASE     AGENT   IMAGE   ENDPOINTS   AGE\n" +
-      "x      -           Pending   -       -       -           -\n",
+    "NAME   NAMESPACE   PHASE     AGENT   IP   IMAGE   ENDPOINTS   AGE\n" +
+      "x      -           Pending   -       -    -       -           -\n",
   );
 });
 
 Deno.test("sandboxTable() adds a MESSAGE column only when some sandbox has a message", () => {
   const table = sandboxTable([
     info("ok", 10, { endpoints: [] }),
-    info("done", 10, { phase: "Exited", message: "exit code 0", endpoints: [] }),
+    info("done", 10, { phase: "Exited", message: "exit code 0", ip: "", endpoints: [] }),
   ], NOW);
   assert.equal(
     table,
     [
-      "NAME   NAMESPACE   PHASE     AGENT     IMAGE                              ENDPOINTS   AGE   MESSAGE",
-      "ok     default     Running   agent-1   docker.io/library/busybox:latest   -           10s   -",
-      "done   default     Exited    agent-1   docker.io/library/busybox:latest   -           10s   exit code 0",
+      "NAME   NAMESPACE   PHASE     AGENT     IP            IMAGE                              ENDPOINTS   AGE   MESSAGE",
+      "ok     default     Running   agent-1   10.209.0.12   docker.io/library/busybox:latest   -           10s   -",
+      "done   default     Exited    agent-1   -             docker.io/library/busybox:latest   -           10s   exit code 0",
+      "",
+    ].join("\n"),
+  );
+});
+
+Deno.test("sandboxTable() shows each sandbox's IP after its agent, - when it has none", () => {
+  const table = sandboxTable([
+    info("private", 5, { endpoints: [] }),
+    info("offline", 5, { ip: "", endpoints: [] }),
+  ], NOW);
+  assert.equal(
+    table,
+    [
+      "NAME      NAMESPACE   PHASE     AGENT     IP            IMAGE                              ENDPOINTS   AGE",
+      "private   default     Running   agent-1   10.209.0.12   docker.io/library/busybox:latest   -           5s",
+      "offline   default     Running   agent-1   -             docker.io/library/busybox:latest   -           5s",
       "",
     ].join("\n"),
   );
@@ -66,7 +88,7 @@ Deno.test("sandboxTable() adds a MESSAGE column only when some sandbox has a mes
 Deno.test("sandboxTable() prints only the header for no sandboxes", () => {
   assert.equal(
     sandboxTable([], NOW),
-    "NAME   NAMESPACE   PHASE   AGENT   IMAGE   ENDPOINTS   AGE\n",
+    "NAME   NAMESPACE   PHASE   AGENT   IP   IMAGE   ENDPOINTS   AGE\n",
   );
 });
 

@@ -217,6 +217,7 @@ Deno.test({
  */
 class StallingRuntime implements Runtime {
   readonly name = "process";
+  readonly sandboxRuntime = "process";
   stall: "no" | "before" | "after" = "no";
   /** How each stalled create ended. */
   readonly ended: ("signal" | "delete" | "close")[] = [];

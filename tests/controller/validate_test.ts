@@ -5,7 +5,9 @@ import { type SandboxSpec, SandboxSpecSchema } from "../../proto/gen/fsb/agent/v
 import {
   ConsistencyMode,
   CreateSandboxRequestSchema,
+  Egress,
   FailurePolicy,
+  NetworkMode,
   UpdateSandboxRequestSchema,
 } from "../../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import {
@@ -361,6 +363,54 @@ const CREATE_RULES: { what: string; req: CreateInit; field: string; rule: string
     field: "working_dir",
     rule: "must not contain NUL bytes",
   },
+  {
+    what: "a deny CIDR that does not parse",
+    req: { ...BASE, network: { denyCidrs: ["10.0.0.0/8", "10.0.0.0/33"] } },
+    field: "network.deny_cidrs[1]",
+    rule: 'must be an IPv4 CIDR like 10.0.0.0/8, got "10.0.0.0/33"',
+  },
+  {
+    what: "an allow CIDR that is not IPv4",
+    req: { ...BASE, network: { allowCidrs: ["fd00::/8"] } },
+    field: "network.allow_cidrs[0]",
+    rule: 'must be an IPv4 CIDR like 10.0.0.0/8, got "fd00::/8"',
+  },
+  {
+    what: "an unknown network mode",
+    req: { ...BASE, network: { mode: 7 as NetworkMode } },
+    field: "network.mode",
+    rule: "must be PRIVATE or NONE, got 7",
+  },
+  {
+    what: "egress rules on a sandbox with no network",
+    req: { ...BASE, network: { mode: NetworkMode.NONE, egress: Egress.DENY } },
+    field: "network.mode",
+    rule: "NONE gives only loopback, so it takes no egress, allow_cidrs or deny_cidrs",
+  },
+  {
+    what: "memory below 4 MiB",
+    req: { ...BASE, resources: { memoryBytes: 4n * 1024n * 1024n - 1n } },
+    field: "resources.memory_bytes",
+    rule: "must be at least 4194304 (4 MiB), got 4194303",
+  },
+  {
+    what: "zero CPUs",
+    req: { ...BASE, resources: { cpuMillis: 0n } },
+    field: "resources.cpu_millis",
+    rule: "must be positive (1000 = one CPU), got 0",
+  },
+  {
+    what: "negative CPUs",
+    req: { ...BASE, resources: { cpuMillis: -500n } },
+    field: "resources.cpu_millis",
+    rule: "must be positive (1000 = one CPU), got -500",
+  },
+  {
+    what: "zero processes",
+    req: { ...BASE, resources: { pids: 0n } },
+    field: "resources.pids",
+    rule: "must be from 1 to 4194304, got 0",
+  },
 ];
 
 for (const c of CREATE_RULES) {
@@ -623,4 +673,17 @@ Deno.test({
       "must be unix seconds or 0 for never, got 9223372036854775807",
     );
   },
+});
+
+Deno.test("validateCreate() keeps the network policy and limits in the spec, and sameRequest() tells them apart", () => {
+  const network = { egress: Egress.DENY, allowCidrs: ["10.1.0.0/16"] };
+  const resources = { memoryBytes: 64n * 1024n * 1024n, pids: 32n };
+  const a = validCreate({ ...BASE, network, resources }).spec;
+  assert.equal(a.network?.egress, 2);
+  assert.deepEqual(a.network?.allowCidrs, ["10.1.0.0/16"]);
+  assert.equal(a.resources?.memoryBytes, 64n * 1024n * 1024n);
+  assert.equal(a.resources?.cpuMillis, undefined);
+  assert.ok(sameRequest(a, validCreate({ ...BASE, network, resources }).spec));
+  assert.ok(!sameRequest(a, validCreate({ ...BASE, network, resources: { pids: 32n } }).spec));
+  assert.ok(!sameRequest(a, validCreate({ ...BASE, resources }).spec));
 });

@@ -18,15 +18,19 @@ import {
 } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import {
+  CreateSandboxRequestSchema,
+  Egress,
   FastPath,
   file_fsb_fastpath_v1_fastpath as FILE,
   ListSandboxesResponseSchema,
+  NetworkMode,
   type SandboxInfo,
   SandboxInfoSchema,
 } from "../../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import {
   decodeListSandboxesResponse,
   decodeSandboxInfo,
+  encodeCreateSandboxRequest,
   FastPathLite,
   fastPathLiteSchema,
   sandboxInfoToJson,
@@ -313,21 +317,38 @@ function zeroOf(f: DescField): unknown {
   }
 }
 
-/** An init shape as the CLI builds them: fields left out or set to undefined. */
-function randomInit(r: Random, desc: DescMessage): Record<string, unknown> {
+/**
+ * An init shape as the CLI builds them: fields left out or set to undefined,
+ * message fields as init shapes of their own (plain objects, no `$typeName`)
+ * or as messages.
+ */
+function randomInit(r: Random, desc: DescMessage, depth = 0): Record<string, unknown> {
   const full = randomMessage(r, desc) as unknown as Record<string, unknown>;
   const init: Record<string, unknown> = {};
   for (const f of desc.fields) {
     if (r.chance(0.3)) continue;
-    init[f.localName] = r.chance(0.2) ? undefined : full[f.localName];
+    if (r.chance(0.2)) {
+      init[f.localName] = undefined;
+    } else if (f.fieldKind === "message" && depth < 2 && r.chance(0.7)) {
+      init[f.localName] = randomInit(r, f.message, depth + 1);
+    } else {
+      init[f.localName] = full[f.localName];
+    }
   }
   return init;
 }
 
+/** `msg` without protobuf-es's `$unknown`, at every depth. */
 function withoutUnknown<T>(msg: T): T {
-  const m = msg as { $unknown?: unknown; sandboxes?: { $unknown?: unknown }[] };
-  delete m.$unknown;
-  for (const s of m.sandboxes ?? []) delete s.$unknown;
+  const strip = (value: unknown): void => {
+    if (Array.isArray(value)) {
+      value.forEach(strip);
+    } else if (typeof value === "object" && value !== null && "$typeName" in value) {
+      delete (value as { $unknown?: unknown }).$unknown;
+      Object.values(value).forEach(strip);
+    }
+  };
+  strip(msg);
   return msg;
 }
 
@@ -403,12 +424,19 @@ function attempt(fn: () => unknown): { ok: boolean; value?: unknown; error?: unk
 
 // --- unknown fields -----------------------------------------------------------
 
+// Past the highest field number of every FastPath message, so that new fields
+// never make "unknown" ones known.
+const TOP_FIELD = Math.max(
+  ...allMessages(FILE.messages).flatMap((m) => m.fields.map((f) => f.number)),
+);
+const UNKNOWN_NUMBERS = [TOP_FIELD + 1, TOP_FIELD + 2, TOP_FIELD + 77, 1000, 2 ** 29 - 1];
+
 /** One to three fields no FastPath message has, of every wire type, groups included. */
 function unknownFields(r: Random): Uint8Array {
   const w = new BinaryWriter();
   const count = 1 + r.int(3);
   for (let i = 0; i < count; i++) {
-    const no = r.pick([19, 20, 99, 1000, 2 ** 29 - 1]);
+    const no = r.pick(UNKNOWN_NUMBERS);
     switch (r.int(5)) {
       case 0:
         w.tag(no, WireType.Varint).uint64(BigInt(r.int(2 ** 32)) << BigInt(r.int(32)));
@@ -444,16 +472,49 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
 }
 
 /**
+ * A message of `desc` encoded one field at a time, with unknown fields between
+ * them, cut into one to three pieces: each piece is a valid encoding of part
+ * of the message, and the pieces merged give the whole of it.
+ */
+function messagePiecesWithUnknowns(r: Random, desc: DescMessage, msg: Message): Uint8Array[] {
+  const parts: Uint8Array[] = [];
+  if (r.chance(0.5)) parts.push(unknownFields(r));
+  for (const f of desc.fields) {
+    const value = (msg as unknown as Record<string, unknown>)[f.localName];
+    parts.push(toBinary(desc, create(desc, { [f.localName]: value })));
+    if (r.chance(0.5)) parts.push(unknownFields(r));
+  }
+  const cuts = new Set(Array.from({ length: r.int(3) }, () => r.int(parts.length + 1)));
+  const pieces: Uint8Array[] = [];
+  let from = 0;
+  for (const cut of [...cuts].sort((a, b) => a - b)) {
+    pieces.push(concat(parts.slice(from, cut)));
+    from = cut;
+  }
+  pieces.push(concat(parts.slice(from)));
+  return pieces;
+}
+
+/**
  * `info` encoded one field at a time (a valid encoding: a message is the
  * concatenation of its fields) with unknown fields before, between and after
- * them, and inside map entries; exposed ports sometimes unpacked, which
- * parsers must accept too.
+ * them, and inside map entries and message fields; exposed ports sometimes
+ * unpacked, which parsers must accept too, and message fields sometimes in
+ * several pieces, which parsers must merge.
  */
 function sandboxInfoWithUnknowns(r: Random, info: SandboxInfo): Uint8Array {
   const parts: Uint8Array[] = [unknownFields(r)];
   for (const f of SandboxInfoSchema.fields) {
     const value = (info as unknown as Record<string, unknown>)[f.localName];
-    if (f.fieldKind === "map") {
+    if (f.fieldKind === "message") {
+      if (value !== undefined) {
+        for (const piece of messagePiecesWithUnknowns(r, f.message, value as Message)) {
+          const w = new BinaryWriter();
+          w.tag(f.number, WireType.LengthDelimited).bytes(piece);
+          parts.push(w.finish());
+        }
+      }
+    } else if (f.fieldKind === "map") {
       for (const [key, val] of Object.entries(value as Record<string, string>)) {
         const w = new BinaryWriter();
         w.tag(f.number, WireType.LengthDelimited).fork();
@@ -514,6 +575,53 @@ Deno.test("the lite decoders give a map entry without key or value an empty one"
   assert.deepEqual(info, fromBinary(SandboxInfoSchema, bytes));
 });
 
+Deno.test("decodeSandboxInfo() merges a message field that comes twice, as protobuf-es does", () => {
+  const w = new BinaryWriter();
+  w.tag(21, WireType.LengthDelimited).fork();
+  w.tag(1, WireType.Varint).int32(1).tag(3, WireType.LengthDelimited).string("10.0.0.0/8");
+  w.join();
+  w.tag(22, WireType.LengthDelimited).fork().tag(1, WireType.Varint).int64(500n).join();
+  w.tag(21, WireType.LengthDelimited).fork();
+  w.tag(1, WireType.Varint).int32(2).tag(2, WireType.Varint).int32(2);
+  w.tag(3, WireType.LengthDelimited).string("192.168.0.0/16");
+  w.join();
+  w.tag(22, WireType.LengthDelimited).fork().tag(3, WireType.Varint).int64(0n).join();
+  const bytes = w.finish();
+  const info = decodeSandboxInfo(bytes);
+  assert.deepEqual(info, fromBinary(SandboxInfoSchema, bytes));
+  assert.deepEqual(info.network, {
+    $typeName: "fsb.fastpath.v1.NetworkPolicy",
+    mode: NetworkMode.NONE,
+    egress: Egress.DENY,
+    allowCidrs: ["10.0.0.0/8", "192.168.0.0/16"],
+    denyCidrs: [],
+  });
+  // Present limits only: memoryBytes was never sent, so it has no property.
+  assert.deepEqual(info.resources, {
+    $typeName: "fsb.fastpath.v1.Resources",
+    cpuMillis: 500n,
+    pids: 0n,
+  });
+  assert.ok(!("memoryBytes" in info.resources!));
+});
+
+Deno.test("decodeSandboxInfo() tells an empty network or resources message from an absent one", () => {
+  const absent = decodeSandboxInfo(new Uint8Array(0));
+  assert.ok(!("network" in absent) && !("resources" in absent));
+  const w = new BinaryWriter();
+  w.tag(21, WireType.LengthDelimited).bytes(new Uint8Array(0));
+  w.tag(22, WireType.LengthDelimited).bytes(new Uint8Array(0));
+  const empty = decodeSandboxInfo(w.finish());
+  assert.deepEqual(empty, create(SandboxInfoSchema, { network: {}, resources: {} }));
+  assert.deepEqual(sandboxInfoToJson(empty).network, {
+    mode: "NETWORK_MODE_UNSPECIFIED",
+    egress: "EGRESS_UNSPECIFIED",
+    allowCidrs: [],
+    denyCidrs: [],
+  });
+  assert.deepEqual(sandboxInfoToJson(empty).resources, {});
+});
+
 // --- JSON ----------------------------------------------------------------------
 
 Deno.test("sandboxInfoToJson() is protobuf-es's toJson with alwaysEmitImplicit, byte for byte", () => {
@@ -531,4 +639,33 @@ Deno.test("sandboxInfoToJson() is protobuf-es's toJson with alwaysEmitImplicit, 
       where,
     );
   }
+});
+
+// --- the new CreateSandboxRequest fields, spelled out ---------------------------
+
+Deno.test("encodeCreateSandboxRequest() sends network and resources only when present", () => {
+  const cases: Record<string, unknown>[] = [
+    {},
+    { network: undefined, resources: undefined },
+    { network: {}, resources: {} },
+    { network: { mode: NetworkMode.NONE } },
+    { network: { egress: Egress.DENY, allowCidrs: ["10.1.0.0/16"], denyCidrs: ["not a cidr"] } },
+    { resources: { cpuMillis: 500n } },
+    { resources: { cpuMillis: 0n, memoryBytes: -1n, pids: undefined } },
+    { resources: { memoryBytes: 64n * 1024n * 1024n, pids: 2n ** 63n - 1n } },
+  ];
+  for (const init of cases) {
+    const bytes = encodeCreateSandboxRequest(init);
+    const where = Deno.inspect(init);
+    assert.equal(
+      hex(bytes),
+      hex(toBinary(CreateSandboxRequestSchema, create(CreateSandboxRequestSchema, init))),
+      where,
+    );
+  }
+  // Absent: not a byte. Present but empty: the field with length 0.
+  assert.equal(hex(encodeCreateSandboxRequest({ network: undefined })), "");
+  assert.equal(hex(encodeCreateSandboxRequest({ network: {}, resources: {} })), "72007a00");
+  // A present zero limit is sent: 0 is the controller's to reject, not "unset".
+  assert.equal(hex(encodeCreateSandboxRequest({ resources: { pids: 0n } })), "7a021800");
 });

@@ -20,7 +20,12 @@ const image = {
   Env: ["PATH=/bin", "MODE=prod"],
   WorkingDir: "/app",
 };
-const opts = { namespace: "fsb", pidsLimit: 1024, hostFiles: ["/etc/resolv.conf"] };
+const opts = {
+  namespace: "fsb",
+  resources: { pids: 1024 },
+  netns: { kind: "host" as const },
+  hostFiles: ["/etc/resolv.conf"],
+};
 
 Deno.test("processArgs() follows Docker: a command drops the image's Cmd, args alone replace it", () => {
   assert.deepEqual(processArgs(spec(), image), ["/entry", "--serve"]);
@@ -55,7 +60,7 @@ Deno.test("processUser() takes numeric users and root, and refuses names it cann
   );
 });
 
-Deno.test("buildOciSpec() confines the process and shares only the host's network", () => {
+Deno.test("buildOciSpec() confines the process, without CAP_NET_RAW, and in --network host shares only the host's network", () => {
   const oci = buildOciSpec(spec({ workingDir: "/work" }), image, {
     ...opts,
     annotations: { "io.kubernetes.cri.sandbox-id": "g" },
@@ -80,6 +85,7 @@ Deno.test("buildOciSpec() confines the process and shares only the host's networ
     assert.deepEqual(oci.process.capabilities[set], DEFAULT_CAPABILITIES);
   }
   assert.ok(!DEFAULT_CAPABILITIES.includes("CAP_SYS_ADMIN"));
+  assert.ok(!DEFAULT_CAPABILITIES.includes("CAP_NET_RAW"));
   assert.deepEqual(oci.linux.namespaces.map((n) => n.type).sort(), ["ipc", "mount", "pid", "uts"]);
   assert.equal(oci.linux.resources.pids.limit, 1024);
   assert.equal(oci.linux.cgroupsPath, "/fsb/a1");
@@ -108,4 +114,33 @@ Deno.test("buildOciSpec() refuses an image with no command when none is given", 
       'Cannot create sandbox a1 as image "example.com/app:1" has no command and none was given',
     ),
   );
+});
+
+Deno.test("buildOciSpec() joins the network namespace chosen for the sandbox", () => {
+  type Ns = { linux: { namespaces: { type: string; path?: string }[] } };
+  const joined = buildOciSpec(spec(), image, {
+    ...opts,
+    netns: { kind: "path", path: "/run/netns/fsb0-0ad10002" },
+  }) as Ns;
+  assert.deepEqual(joined.linux.namespaces.find((n) => n.type === "network"), {
+    type: "network",
+    path: "/run/netns/fsb0-0ad10002",
+  });
+  const fresh = buildOciSpec(spec(), image, { ...opts, netns: { kind: "new" } }) as Ns;
+  assert.deepEqual(fresh.linux.namespaces.find((n) => n.type === "network"), { type: "network" });
+});
+
+Deno.test("buildOciSpec() turns limits into cgroup settings and carries the seccomp profile", () => {
+  const seccomp = { defaultAction: "SCMP_ACT_ERRNO" };
+  const oci = buildOciSpec(spec(), image, {
+    ...opts,
+    resources: { cpuMillis: 500, memoryBytes: 64 * 1024 * 1024, pids: 32 },
+    seccomp,
+  }) as { linux: { resources: Record<string, unknown>; seccomp: unknown } };
+  assert.deepEqual(oci.linux.resources.cpu, { quota: 50_000, period: 100_000 });
+  assert.deepEqual(oci.linux.resources.memory, { limit: 64 * 1024 * 1024 });
+  assert.deepEqual(oci.linux.resources.pids, { limit: 32 });
+  assert.equal(oci.linux.seccomp, seccomp);
+  const unlimited = buildOciSpec(spec(), image, opts) as { linux: { resources: object } };
+  assert.ok(!("memory" in unlimited.linux.resources) && !("cpu" in unlimited.linux.resources));
 });

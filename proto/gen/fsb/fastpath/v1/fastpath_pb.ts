@@ -12,7 +12,76 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file fsb/fastpath/v1/fastpath.proto.
  */
 export const file_fsb_fastpath_v1_fastpath: GenFile = /*@__PURE__*/
-  fileDesc("Ch5mc2IvZmFzdHBhdGgvdjEvZmFzdHBhdGgucHJvdG8SD2ZzYi5mYXN0cGF0aC52MSKGBAoUQ3JlYXRlU2FuZGJveFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIRCgluYW1lc3BhY2UYAiABKAkSDQoFaW1hZ2UYAyABKAkSDAoEcG9vbBgEIAEoCRIPCgdjb21tYW5kGAUgAygJEgwKBGFyZ3MYBiADKAkSPQoEZW52cxgHIAMoCzIvLmZzYi5mYXN0cGF0aC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdC5FbnZzRW50cnkSEwoLd29ya2luZ19kaXIYCCABKAkSFQoNZXhwb3NlZF9wb3J0cxgJIAMoDRI6ChBjb25zaXN0ZW5jeV9tb2RlGAogASgOMiAuZnNiLmZhc3RwYXRoLnYxLkNvbnNpc3RlbmN5TW9kZRITCgtleHBpcmVfdGltZRgLIAEoAxI2Cg5mYWlsdXJlX3BvbGljeRgMIAEoDjIeLmZzYi5mYXN0cGF0aC52MS5GYWlsdXJlUG9saWN5EkEKBmxhYmVscxgNIAMoCzIxLmZzYi5mYXN0cGF0aC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdC5MYWJlbHNFbnRyeRorCglFbnZzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIpkECgtTYW5kYm94SW5mbxISCgpzYW5kYm94X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEQoJbmFtZXNwYWNlGAMgASgJEg0KBXBoYXNlGAQgASgJEg0KBWFnZW50GAUgASgJEhEKCWVuZHBvaW50cxgGIAMoCRINCgVpbWFnZRgHIAEoCRIMCgRwb29sGAggASgJEg8KB2NvbW1hbmQYCSADKAkSDAoEYXJncxgKIAMoCRISCgpjcmVhdGVkX2F0GAsgASgDEhMKC2V4cGlyZV90aW1lGAwgASgDEjYKDmZhaWx1cmVfcG9saWN5GA0gASgOMh4uZnNiLmZhc3RwYXRoLnYxLkZhaWx1cmVQb2xpY3kSOAoGbGFiZWxzGA4gAygLMiguZnNiLmZhc3RwYXRoLnYxLlNhbmRib3hJbmZvLkxhYmVsc0VudHJ5Eg8KB21lc3NhZ2UYDyABKAkSNAoEZW52cxgQIAMoCzImLmZzYi5mYXN0cGF0aC52MS5TYW5kYm94SW5mby5FbnZzRW50cnkSEwoLd29ya2luZ19kaXIYESABKAkSFQoNZXhwb3NlZF9wb3J0cxgSIAMoDRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGisKCUVudnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjQKEUdldFNhbmRib3hSZXF1ZXN0EgwKBG5hbWUYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJIkEKFExpc3RTYW5kYm94ZXNSZXF1ZXN0EhEKCW5hbWVzcGFjZRgBIAEoCRIWCg5hbGxfbmFtZXNwYWNlcxgCIAEoCCJIChVMaXN0U2FuZGJveGVzUmVzcG9uc2USLwoJc2FuZGJveGVzGAEgAygLMhwuZnNiLmZhc3RwYXRoLnYxLlNhbmRib3hJbmZvIjcKFERlbGV0ZVNhbmRib3hSZXF1ZXN0EgwKBG5hbWUYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJIpoCChRVcGRhdGVTYW5kYm94UmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRIYCgtleHBpcmVfdGltZRgDIAEoA0gAiAEBEjYKDmZhaWx1cmVfcG9saWN5GAQgASgOMh4uZnNiLmZhc3RwYXRoLnYxLkZhaWx1cmVQb2xpY3kSQQoGbGFiZWxzGAUgAygLMjEuZnNiLmZhc3RwYXRoLnYxLlVwZGF0ZVNhbmRib3hSZXF1ZXN0LkxhYmVsc0VudHJ5Eg0KBXJlc2V0GAYgASgIGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCDgoMX2V4cGlyZV90aW1lIkQKEVN0cmVhbUxvZ3NSZXF1ZXN0EgwKBG5hbWUYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEg4KBmZvbGxvdxgDIAEoCCIYCghMb2dDaHVuaxIMCgRkYXRhGAEgASgMKmsKD0NvbnNpc3RlbmN5TW9kZRIgChxDT05TSVNURU5DWV9NT0RFX1VOU1BFQ0lGSUVEEAASGQoVQ09OU0lTVEVOQ1lfTU9ERV9GQVNUEAESGwoXQ09OU0lTVEVOQ1lfTU9ERV9TVFJPTkcQAipsCg1GYWlsdXJlUG9saWN5Eh4KGkZBSUxVUkVfUE9MSUNZX1VOU1BFQ0lGSUVEEAASGQoVRkFJTFVSRV9QT0xJQ1lfTUFOVUFMEAESIAocRkFJTFVSRV9QT0xJQ1lfQVVUT19SRUNSRUFURRACMosECghGYXN0UGF0aBJUCg1DcmVhdGVTYW5kYm94EiUuZnNiLmZhc3RwYXRoLnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0GhwuZnNiLmZhc3RwYXRoLnYxLlNhbmRib3hJbmZvEk4KCkdldFNhbmRib3gSIi5mc2IuZmFzdHBhdGgudjEuR2V0U2FuZGJveFJlcXVlc3QaHC5mc2IuZmFzdHBhdGgudjEuU2FuZGJveEluZm8SXgoNTGlzdFNhbmRib3hlcxIlLmZzYi5mYXN0cGF0aC52MS5MaXN0U2FuZGJveGVzUmVxdWVzdBomLmZzYi5mYXN0cGF0aC52MS5MaXN0U2FuZGJveGVzUmVzcG9uc2USVAoNRGVsZXRlU2FuZGJveBIlLmZzYi5mYXN0cGF0aC52MS5EZWxldGVTYW5kYm94UmVxdWVzdBocLmZzYi5mYXN0cGF0aC52MS5TYW5kYm94SW5mbxJUCg1VcGRhdGVTYW5kYm94EiUuZnNiLmZhc3RwYXRoLnYxLlVwZGF0ZVNhbmRib3hSZXF1ZXN0GhwuZnNiLmZhc3RwYXRoLnYxLlNhbmRib3hJbmZvEk0KClN0cmVhbUxvZ3MSIi5mc2IuZmFzdHBhdGgudjEuU3RyZWFtTG9nc1JlcXVlc3QaGS5mc2IuZmFzdHBhdGgudjEuTG9nQ2h1bmswAWIGcHJvdG8z");
+  fileDesc("Ch5mc2IvZmFzdHBhdGgvdjEvZmFzdHBhdGgucHJvdG8SD2ZzYi5mYXN0cGF0aC52MSKNAQoNTmV0d29ya1BvbGljeRIqCgRtb2RlGAEgASgOMhwuZnNiLmZhc3RwYXRoLnYxLk5ldHdvcmtNb2RlEicKBmVncmVzcxgCIAEoDjIXLmZzYi5mYXN0cGF0aC52MS5FZ3Jlc3MSEwoLYWxsb3dfY2lkcnMYAyADKAkSEgoKZGVueV9jaWRycxgEIAMoCSJ7CglSZXNvdXJjZXMSFwoKY3B1X21pbGxpcxgBIAEoA0gAiAEBEhkKDG1lbW9yeV9ieXRlcxgCIAEoA0gBiAEBEhEKBHBpZHMYAyABKANIAogBAUINCgtfY3B1X21pbGxpc0IPCg1fbWVtb3J5X2J5dGVzQgcKBV9waWRzIuYEChRDcmVhdGVTYW5kYm94UmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRINCgVpbWFnZRgDIAEoCRIMCgRwb29sGAQgASgJEg8KB2NvbW1hbmQYBSADKAkSDAoEYXJncxgGIAMoCRI9CgRlbnZzGAcgAygLMi8uZnNiLmZhc3RwYXRoLnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkVudnNFbnRyeRITCgt3b3JraW5nX2RpchgIIAEoCRIVCg1leHBvc2VkX3BvcnRzGAkgAygNEjoKEGNvbnNpc3RlbmN5X21vZGUYCiABKA4yIC5mc2IuZmFzdHBhdGgudjEuQ29uc2lzdGVuY3lNb2RlEhMKC2V4cGlyZV90aW1lGAsgASgDEjYKDmZhaWx1cmVfcG9saWN5GAwgASgOMh4uZnNiLmZhc3RwYXRoLnYxLkZhaWx1cmVQb2xpY3kSQQoGbGFiZWxzGA0gAygLMjEuZnNiLmZhc3RwYXRoLnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkxhYmVsc0VudHJ5Ei8KB25ldHdvcmsYDiABKAsyHi5mc2IuZmFzdHBhdGgudjEuTmV0d29ya1BvbGljeRItCglyZXNvdXJjZXMYDyABKAsyGi5mc2IuZmFzdHBhdGgudjEuUmVzb3VyY2VzGisKCUVudnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEilgUKC1NhbmRib3hJbmZvEhIKCnNhbmRib3hfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIRCgluYW1lc3BhY2UYAyABKAkSDQoFcGhhc2UYBCABKAkSDQoFYWdlbnQYBSABKAkSEQoJZW5kcG9pbnRzGAYgAygJEg0KBWltYWdlGAcgASgJEgwKBHBvb2wYCCABKAkSDwoHY29tbWFuZBgJIAMoCRIMCgRhcmdzGAogAygJEhIKCmNyZWF0ZWRfYXQYCyABKAMSEwoLZXhwaXJlX3RpbWUYDCABKAMSNgoOZmFpbHVyZV9wb2xpY3kYDSABKA4yHi5mc2IuZmFzdHBhdGgudjEuRmFpbHVyZVBvbGljeRI4CgZsYWJlbHMYDiADKAsyKC5mc2IuZmFzdHBhdGgudjEuU2FuZGJveEluZm8uTGFiZWxzRW50cnkSDwoHbWVzc2FnZRgPIAEoCRI0CgRlbnZzGBAgAygLMiYuZnNiLmZhc3RwYXRoLnYxLlNhbmRib3hJbmZvLkVudnNFbnRyeRITCgt3b3JraW5nX2RpchgRIAEoCRIVCg1leHBvc2VkX3BvcnRzGBIgAygNEgoKAmlwGBMgASgJEg8KB3J1bnRpbWUYFCABKAkSLwoHbmV0d29yaxgVIAEoCzIeLmZzYi5mYXN0cGF0aC52MS5OZXR3b3JrUG9saWN5Ei0KCXJlc291cmNlcxgWIAEoCzIaLmZzYi5mYXN0cGF0aC52MS5SZXNvdXJjZXMaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARorCglFbnZzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI0ChFHZXRTYW5kYm94UmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCSJBChRMaXN0U2FuZGJveGVzUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSFgoOYWxsX25hbWVzcGFjZXMYAiABKAgiSAoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEi8KCXNhbmRib3hlcxgBIAMoCzIcLmZzYi5mYXN0cGF0aC52MS5TYW5kYm94SW5mbyI3ChREZWxldGVTYW5kYm94UmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCSKaAgoUVXBkYXRlU2FuZGJveFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIRCgluYW1lc3BhY2UYAiABKAkSGAoLZXhwaXJlX3RpbWUYAyABKANIAIgBARI2Cg5mYWlsdXJlX3BvbGljeRgEIAEoDjIeLmZzYi5mYXN0cGF0aC52MS5GYWlsdXJlUG9saWN5EkEKBmxhYmVscxgFIAMoCzIxLmZzYi5mYXN0cGF0aC52MS5VcGRhdGVTYW5kYm94UmVxdWVzdC5MYWJlbHNFbnRyeRINCgVyZXNldBgGIAEoCBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQg4KDF9leHBpcmVfdGltZSJEChFTdHJlYW1Mb2dzUmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRIOCgZmb2xsb3cYAyABKAgiGAoITG9nQ2h1bmsSDAoEZGF0YRgBIAEoDCprCg9Db25zaXN0ZW5jeU1vZGUSIAocQ09OU0lTVEVOQ1lfTU9ERV9VTlNQRUNJRklFRBAAEhkKFUNPTlNJU1RFTkNZX01PREVfRkFTVBABEhsKF0NPTlNJU1RFTkNZX01PREVfU1RST05HEAIqbAoNRmFpbHVyZVBvbGljeRIeChpGQUlMVVJFX1BPTElDWV9VTlNQRUNJRklFRBAAEhkKFUZBSUxVUkVfUE9MSUNZX01BTlVBTBABEiAKHEZBSUxVUkVfUE9MSUNZX0FVVE9fUkVDUkVBVEUQAipcCgtOZXR3b3JrTW9kZRIcChhORVRXT1JLX01PREVfVU5TUEVDSUZJRUQQABIYChRORVRXT1JLX01PREVfUFJJVkFURRABEhUKEU5FVFdPUktfTU9ERV9OT05FEAIqQwoGRWdyZXNzEhYKEkVHUkVTU19VTlNQRUNJRklFRBAAEhAKDEVHUkVTU19BTExPVxABEg8KC0VHUkVTU19ERU5ZEAIyiwQKCEZhc3RQYXRoElQKDUNyZWF0ZVNhbmRib3gSJS5mc2IuZmFzdHBhdGgudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QaHC5mc2IuZmFzdHBhdGgudjEuU2FuZGJveEluZm8STgoKR2V0U2FuZGJveBIiLmZzYi5mYXN0cGF0aC52MS5HZXRTYW5kYm94UmVxdWVzdBocLmZzYi5mYXN0cGF0aC52MS5TYW5kYm94SW5mbxJeCg1MaXN0U2FuZGJveGVzEiUuZnNiLmZhc3RwYXRoLnYxLkxpc3RTYW5kYm94ZXNSZXF1ZXN0GiYuZnNiLmZhc3RwYXRoLnYxLkxpc3RTYW5kYm94ZXNSZXNwb25zZRJUCg1EZWxldGVTYW5kYm94EiUuZnNiLmZhc3RwYXRoLnYxLkRlbGV0ZVNhbmRib3hSZXF1ZXN0GhwuZnNiLmZhc3RwYXRoLnYxLlNhbmRib3hJbmZvElQKDVVwZGF0ZVNhbmRib3gSJS5mc2IuZmFzdHBhdGgudjEuVXBkYXRlU2FuZGJveFJlcXVlc3QaHC5mc2IuZmFzdHBhdGgudjEuU2FuZGJveEluZm8STQoKU3RyZWFtTG9ncxIiLmZzYi5mYXN0cGF0aC52MS5TdHJlYW1Mb2dzUmVxdWVzdBoZLmZzYi5mYXN0cGF0aC52MS5Mb2dDaHVuazABYgZwcm90bzM");
+
+/**
+ * @generated from message fsb.fastpath.v1.NetworkPolicy
+ */
+export type NetworkPolicy = Message<"fsb.fastpath.v1.NetworkPolicy"> & {
+  /**
+   * @generated from field: fsb.fastpath.v1.NetworkMode mode = 1;
+   */
+  mode: NetworkMode;
+
+  /**
+   * @generated from field: fsb.fastpath.v1.Egress egress = 2;
+   */
+  egress: Egress;
+
+  /**
+   * IPv4 CIDRs reachable even under egress DENY.
+   *
+   * @generated from field: repeated string allow_cidrs = 3;
+   */
+  allowCidrs: string[];
+
+  /**
+   * IPv4 CIDRs unreachable even under egress ALLOW.
+   *
+   * @generated from field: repeated string deny_cidrs = 4;
+   */
+  denyCidrs: string[];
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.NetworkPolicy.
+ * Use `create(NetworkPolicySchema)` to create a new message.
+ */
+export const NetworkPolicySchema: GenMessage<NetworkPolicy> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 0);
+
+/**
+ * Limits; an absent field takes the agent's default.
+ *
+ * @generated from message fsb.fastpath.v1.Resources
+ */
+export type Resources = Message<"fsb.fastpath.v1.Resources"> & {
+  /**
+   * Thousandths of a CPU (500 = half a CPU).
+   *
+   * @generated from field: optional int64 cpu_millis = 1;
+   */
+  cpuMillis?: bigint | undefined;
+
+  /**
+   * @generated from field: optional int64 memory_bytes = 2;
+   */
+  memoryBytes?: bigint | undefined;
+
+  /**
+   * Most processes and threads at once.
+   *
+   * @generated from field: optional int64 pids = 3;
+   */
+  pids?: bigint | undefined;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.Resources.
+ * Use `create(ResourcesSchema)` to create a new message.
+ */
+export const ResourcesSchema: GenMessage<Resources> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 1);
 
 /**
  * @generated from message fsb.fastpath.v1.CreateSandboxRequest
@@ -84,6 +153,16 @@ export type CreateSandboxRequest = Message<"fsb.fastpath.v1.CreateSandboxRequest
    * @generated from field: map<string, string> labels = 13;
    */
   labels: { [key: string]: string };
+
+  /**
+   * @generated from field: fsb.fastpath.v1.NetworkPolicy network = 14;
+   */
+  network?: NetworkPolicy | undefined;
+
+  /**
+   * @generated from field: fsb.fastpath.v1.Resources resources = 15;
+   */
+  resources?: Resources | undefined;
 };
 
 /**
@@ -91,7 +170,7 @@ export type CreateSandboxRequest = Message<"fsb.fastpath.v1.CreateSandboxRequest
  * Use `create(CreateSandboxRequestSchema)` to create a new message.
  */
 export const CreateSandboxRequestSchema: GenMessage<CreateSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_fsb_fastpath_v1_fastpath, 0);
+  messageDesc(file_fsb_fastpath_v1_fastpath, 2);
 
 /**
  * @generated from message fsb.fastpath.v1.SandboxInfo
@@ -194,6 +273,30 @@ export type SandboxInfo = Message<"fsb.fastpath.v1.SandboxInfo"> & {
    * @generated from field: repeated uint32 exposed_ports = 18;
    */
   exposedPorts: number[];
+
+  /**
+   * The sandbox's address on its agent's bridge; empty without a private network.
+   *
+   * @generated from field: string ip = 19;
+   */
+  ip: string;
+
+  /**
+   * What ran it: runc, runsc (gVisor) or process.
+   *
+   * @generated from field: string runtime = 20;
+   */
+  runtime: string;
+
+  /**
+   * @generated from field: fsb.fastpath.v1.NetworkPolicy network = 21;
+   */
+  network?: NetworkPolicy | undefined;
+
+  /**
+   * @generated from field: fsb.fastpath.v1.Resources resources = 22;
+   */
+  resources?: Resources | undefined;
 };
 
 /**
@@ -201,7 +304,7 @@ export type SandboxInfo = Message<"fsb.fastpath.v1.SandboxInfo"> & {
  * Use `create(SandboxInfoSchema)` to create a new message.
  */
 export const SandboxInfoSchema: GenMessage<SandboxInfo> = /*@__PURE__*/
-  messageDesc(file_fsb_fastpath_v1_fastpath, 1);
+  messageDesc(file_fsb_fastpath_v1_fastpath, 3);
 
 /**
  * @generated from message fsb.fastpath.v1.GetSandboxRequest
@@ -223,7 +326,7 @@ export type GetSandboxRequest = Message<"fsb.fastpath.v1.GetSandboxRequest"> & {
  * Use `create(GetSandboxRequestSchema)` to create a new message.
  */
 export const GetSandboxRequestSchema: GenMessage<GetSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_fsb_fastpath_v1_fastpath, 2);
+  messageDesc(file_fsb_fastpath_v1_fastpath, 4);
 
 /**
  * @generated from message fsb.fastpath.v1.ListSandboxesRequest
@@ -247,7 +350,7 @@ export type ListSandboxesRequest = Message<"fsb.fastpath.v1.ListSandboxesRequest
  * Use `create(ListSandboxesRequestSchema)` to create a new message.
  */
 export const ListSandboxesRequestSchema: GenMessage<ListSandboxesRequest> = /*@__PURE__*/
-  messageDesc(file_fsb_fastpath_v1_fastpath, 3);
+  messageDesc(file_fsb_fastpath_v1_fastpath, 5);
 
 /**
  * @generated from message fsb.fastpath.v1.ListSandboxesResponse
@@ -264,7 +367,7 @@ export type ListSandboxesResponse = Message<"fsb.fastpath.v1.ListSandboxesRespon
  * Use `create(ListSandboxesResponseSchema)` to create a new message.
  */
 export const ListSandboxesResponseSchema: GenMessage<ListSandboxesResponse> = /*@__PURE__*/
-  messageDesc(file_fsb_fastpath_v1_fastpath, 4);
+  messageDesc(file_fsb_fastpath_v1_fastpath, 6);
 
 /**
  * @generated from message fsb.fastpath.v1.DeleteSandboxRequest
@@ -286,7 +389,7 @@ export type DeleteSandboxRequest = Message<"fsb.fastpath.v1.DeleteSandboxRequest
  * Use `create(DeleteSandboxRequestSchema)` to create a new message.
  */
 export const DeleteSandboxRequestSchema: GenMessage<DeleteSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_fsb_fastpath_v1_fastpath, 5);
+  messageDesc(file_fsb_fastpath_v1_fastpath, 7);
 
 /**
  * @generated from message fsb.fastpath.v1.UpdateSandboxRequest
@@ -334,7 +437,7 @@ export type UpdateSandboxRequest = Message<"fsb.fastpath.v1.UpdateSandboxRequest
  * Use `create(UpdateSandboxRequestSchema)` to create a new message.
  */
 export const UpdateSandboxRequestSchema: GenMessage<UpdateSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_fsb_fastpath_v1_fastpath, 6);
+  messageDesc(file_fsb_fastpath_v1_fastpath, 8);
 
 /**
  * @generated from message fsb.fastpath.v1.StreamLogsRequest
@@ -361,7 +464,7 @@ export type StreamLogsRequest = Message<"fsb.fastpath.v1.StreamLogsRequest"> & {
  * Use `create(StreamLogsRequestSchema)` to create a new message.
  */
 export const StreamLogsRequestSchema: GenMessage<StreamLogsRequest> = /*@__PURE__*/
-  messageDesc(file_fsb_fastpath_v1_fastpath, 7);
+  messageDesc(file_fsb_fastpath_v1_fastpath, 9);
 
 /**
  * @generated from message fsb.fastpath.v1.LogChunk
@@ -378,7 +481,7 @@ export type LogChunk = Message<"fsb.fastpath.v1.LogChunk"> & {
  * Use `create(LogChunkSchema)` to create a new message.
  */
 export const LogChunkSchema: GenMessage<LogChunk> = /*@__PURE__*/
-  messageDesc(file_fsb_fastpath_v1_fastpath, 8);
+  messageDesc(file_fsb_fastpath_v1_fastpath, 10);
 
 /**
  * @generated from enum fsb.fastpath.v1.ConsistencyMode
@@ -435,6 +538,71 @@ export enum FailurePolicy {
  */
 export const FailurePolicySchema: GenEnum<FailurePolicy> = /*@__PURE__*/
   enumDesc(file_fsb_fastpath_v1_fastpath, 1);
+
+/**
+ * What a sandbox's network is (shared/DESIGN.md section 11).
+ *
+ * @generated from enum fsb.fastpath.v1.NetworkMode
+ */
+export enum NetworkMode {
+  /**
+   * PRIVATE, unless the agent runs with `--network host`.
+   *
+   * @generated from enum value: NETWORK_MODE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A network namespace of its own with one address on the agent's bridge.
+   *
+   * @generated from enum value: NETWORK_MODE_PRIVATE = 1;
+   */
+  PRIVATE = 1,
+
+  /**
+   * Only its own loopback.
+   *
+   * @generated from enum value: NETWORK_MODE_NONE = 2;
+   */
+  NONE = 2,
+}
+
+/**
+ * Describes the enum fsb.fastpath.v1.NetworkMode.
+ */
+export const NetworkModeSchema: GenEnum<NetworkMode> = /*@__PURE__*/
+  enumDesc(file_fsb_fastpath_v1_fastpath, 2);
+
+/**
+ * Where a sandbox may connect to, beyond what is always denied (the agent's
+ * host, 169.254.0.0/16, other sandboxes).
+ *
+ * @generated from enum fsb.fastpath.v1.Egress
+ */
+export enum Egress {
+  /**
+   * ALLOW.
+   *
+   * @generated from enum value: EGRESS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: EGRESS_ALLOW = 1;
+   */
+  ALLOW = 1,
+
+  /**
+   * @generated from enum value: EGRESS_DENY = 2;
+   */
+  DENY = 2,
+}
+
+/**
+ * Describes the enum fsb.fastpath.v1.Egress.
+ */
+export const EgressSchema: GenEnum<Egress> = /*@__PURE__*/
+  enumDesc(file_fsb_fastpath_v1_fastpath, 3);
 
 /**
  * @generated from service fsb.fastpath.v1.FastPath

@@ -1,0 +1,159 @@
+/**
+ * The agent's runtime as the command line describes it: the flags that
+ * `fsb agent run` and `fsb up` share for isolation and limits, and the
+ * runtime (with its network) they make.
+ *
+ * @module
+ */
+import type { Logger } from "pino";
+import { parseSize } from "../cli/parse_size.ts";
+import { UsageError } from "../cli/usage_error.ts";
+import type { ResourceDefaults } from "./resources.ts";
+import type { Runtime } from "./runtime.ts";
+
+/** The isolation flags of `fsb agent run` and `fsb up`. */
+export const ISOLATION_FLAGS = {
+  network: { type: "string" },
+  "sandbox-cidr": { type: "string" },
+  bridge: { type: "string" },
+  "oci-runtime": { type: "string" },
+  "default-cpus": { type: "string" },
+  "default-memory": { type: "string" },
+  "default-pids": { type: "string" },
+  "log-max-bytes": { type: "string" },
+} as const;
+
+/** The usage text of {@linkcode ISOLATION_FLAGS}. */
+export const ISOLATION_USAGE =
+  "[--network private|host] [--sandbox-cidr CIDR] [--bridge NAME] [--oci-runtime runc|runsc] " +
+  "[--default-cpus N] [--default-memory SIZE] [--default-pids N] [--log-max-bytes SIZE]";
+
+/** What the isolation flags ask for. */
+export interface IsolationOptions {
+  /** `private` (default): a namespace per sandbox; `host`: shared, isolating nothing. */
+  readonly network: "private" | "host";
+  readonly sandboxCidr: string;
+  readonly bridge: string;
+  readonly ociRuntime: "runc" | "runsc";
+  readonly defaults: ResourceDefaults;
+  readonly logMaxBytes: number;
+}
+
+/** The default sandbox limits: one CPU, 512 MiB, 1024 processes. */
+export const DEFAULT_LIMITS: ResourceDefaults = {
+  cpuMillis: 1000,
+  memoryBytes: 512 * 1024 * 1024,
+  pids: 1024,
+};
+
+/** The default cap on a sandbox's log file: 10 MiB. */
+export const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
+
+type IsolationValues = { readonly [K in keyof typeof ISOLATION_FLAGS]?: string };
+
+/** Reads the isolation flags; syntax errors are UsageErrors naming the flag. */
+export function isolationOptions(values: IsolationValues): IsolationOptions {
+  const network = values.network ?? "private";
+  if (network !== "private" && network !== "host") {
+    throw new UsageError(`Flag --network must be one of private, host, got "${network}"`);
+  }
+  const ociRuntime = values["oci-runtime"] ?? "runc";
+  if (ociRuntime !== "runc" && ociRuntime !== "runsc") {
+    throw new UsageError(`Flag --oci-runtime must be one of runc, runsc, got "${ociRuntime}"`);
+  }
+  let cpuMillis = DEFAULT_LIMITS.cpuMillis;
+  const cpus = values["default-cpus"];
+  if (cpus !== undefined) {
+    if (!/^\d+(\.\d+)?$/.test(cpus) || Number(cpus) <= 0) {
+      throw new UsageError(`Flag --default-cpus needs a positive number, got "${cpus}"`);
+    }
+    cpuMillis = Math.round(Number(cpus) * 1000);
+  }
+  const pidsText = values["default-pids"];
+  if (pidsText !== undefined && !/^[1-9]\d*$/.test(pidsText)) {
+    throw new UsageError(`Flag --default-pids needs a positive whole number, got "${pidsText}"`);
+  }
+  const memory = values["default-memory"];
+  return {
+    network,
+    sandboxCidr: values["sandbox-cidr"] ?? "10.209.0.0/16",
+    bridge: values.bridge ?? "fsb0",
+    ociRuntime,
+    defaults: {
+      cpuMillis,
+      memoryBytes: memory === undefined
+        ? DEFAULT_LIMITS.memoryBytes
+        : parseSize(memory, { flag: "--default-memory" }),
+      pids: pidsText === undefined ? DEFAULT_LIMITS.pids : Number(pidsText),
+    },
+    logMaxBytes: values["log-max-bytes"] === undefined
+      ? DEFAULT_LOG_MAX_BYTES
+      : parseSize(values["log-max-bytes"], { flag: "--log-max-bytes" }),
+  };
+}
+
+/** Options for {@linkcode createAgentRuntime}. */
+export interface AgentRuntimeOptions {
+  readonly kind: "process" | "containerd";
+  readonly dataDir: string;
+  readonly socket: string;
+  /** Images the process runtime claims to have. */
+  readonly images: readonly string[];
+  readonly logger: Logger<"timing">;
+  readonly isolation: IsolationOptions;
+}
+
+/** A runtime ready to serve, and what the operator should be told about it. */
+export interface AgentRuntime {
+  readonly runtime: Runtime;
+  /** Lines for the operator, e.g. that a mode isolates nothing. */
+  readonly notes: string[];
+}
+
+/**
+ * Makes the runtime the flags describe. For containerd with a private
+ * network this sets up the bridge and its rules first (root, iproute2 and
+ * nftables needed); the runtime's close() closes the network too.
+ */
+export async function createAgentRuntime(opts: AgentRuntimeOptions): Promise<AgentRuntime> {
+  const iso = opts.isolation;
+  if (opts.kind === "process") {
+    const { ProcessRuntime } = await import("./process_runtime.ts");
+    return {
+      runtime: new ProcessRuntime({
+        stateDir: `${opts.dataDir}/process`,
+        images: [...opts.images],
+      }),
+      notes: [
+        "warning: the process runtime runs each sandbox as a plain host process: it isolates nothing (development only)",
+      ],
+    };
+  }
+  const { ContainerdRuntime } = await import("./containerd/mod.ts");
+  const { BridgeNetwork, HostNetwork } = await import("./network/mod.ts");
+  const notes: string[] = [];
+  let network;
+  if (iso.network === "host") {
+    network = new HostNetwork();
+    notes.push(
+      "warning: --network host: sandboxes share this host's network, ports and listeners; it isolates nothing (development only)",
+    );
+  } else {
+    network = new BridgeNetwork({
+      stateDir: `${opts.dataDir}/network`,
+      bridge: iso.bridge,
+      cidr: iso.sandboxCidr,
+      logger: opts.logger,
+    });
+    await network.start();
+  }
+  const runtime = new ContainerdRuntime({
+    socket: opts.socket,
+    stateDir: `${opts.dataDir}/containerd`,
+    logger: opts.logger,
+    network,
+    resources: iso.defaults,
+    ociRuntime: iso.ociRuntime,
+  });
+  return { runtime, notes };
+}
