@@ -12,8 +12,8 @@
  * between the copy and the truncate. So the head of the file is removed in
  * place, with `fallocate(2)`:
  *
- * - `FALLOC_FL_COLLAPSE_RANGE` (`fallocate --collapse-range`, ext4 and XFS,
- *   and overlayfs whose upper layer is one of those) removes a block-aligned
+ * - `FALLOC_FL_COLLAPSE_RANGE` (`fallocate --collapse-range`: ext4, checked
+ *   here, also overlayfs on ext4; XFS by its documentation) removes a block-aligned
  *   range at offset 0 and shifts the rest down. The kernel runs it under the
  *   inode lock that `O_APPEND` writes also take, so every write lands wholly
  *   before or wholly after it, at the end of the file either way: nothing
@@ -21,8 +21,9 @@
  *   writers appending while collapses ran). It fails with `EINVAL` unless
  *   offset and length are multiples of the block size and the range ends
  *   before end of file, so a cap never reaches the newest block.
- * - Where collapsing is not supported (tmpfs, btrfs, overlayfs on tmpfs answer
- *   `EOPNOTSUPP`; `EINVAL` is treated alike), `FALLOC_FL_PUNCH_HOLE`
+ * - Where collapsing is not supported (tmpfs and overlayfs on tmpfs answer
+ *   `EOPNOTSUPP`, checked here; btrfs does not implement it either; `EINVAL`
+ *   is treated alike), `FALLOC_FL_PUNCH_HOLE`
  *   (`fallocate --punch-hole`, which keeps the size) frees the oldest blocks
  *   instead: the file keeps its apparent size and offsets, its head reads as
  *   zeros, and the sidecar below says where the kept bytes start. The disk (or
@@ -57,9 +58,25 @@
  *   collapse.
  *
  * No sidecar means nothing was ever dropped. An odd sidecar left by an agent
- * that died during a cap is settled when the file is next tracked (or capped):
+ * that died during a cap is settled in the first pass after it is tracked:
  * a collapse that had happened is recognised by the file's size or by the
  * hash of its first block (recorded in `pending`), a punch is simply redone.
+ * Until then a reader waits (and gives up after a while, with an error).
+ *
+ * ## Limits
+ *
+ * - Files are looked at every `intervalMs`: one can exceed `maxBytes` by what
+ *   its sandbox writes in that time (a pass costs one `stat` per file, about
+ *   8 ms for 500 files here, plus about 5 ms per cap: a `fallocate` process
+ *   and two small sidecar writes).
+ * - A cap never removes the block that holds the newest byte, so a `maxBytes`
+ *   of a few blocks (say under 16 KiB) is approximate.
+ * - Readers pay one small file read (the sidecar, usually missing) per read
+ *   of the log, about 15 us.
+ * - The sidecar is not fsynced: after a power loss its counts may lag the
+ *   file's. Readers started after then count from another origin (harmless)
+ *   or, on a punched file, read some zeros first.
+ * - Needs `--allow-run` for `fallocate`, and read and write on the logs.
  *
  * @module
  */
@@ -380,6 +397,8 @@ export class LogCap {
       const bytes = await run;
       if (bytes > 0) this.#onCap?.(log.path, bytes);
     } catch (err) {
+      // Removed under the cap: nothing to say.
+      if (err instanceof Deno.errors.NotFound) return;
       warnOnce(log, this.#logger, `cap:${errorKey(err)}`, { err: String(err) }, "cannot cap a log");
     }
   }
@@ -504,7 +523,7 @@ async function collapse(
     logger?.debug?.({ path: log.path, bytes: length, how: "collapse" }, "capped a log");
     return length;
   }
-  await settleFailure(log, drops);
+  if (await settleFailure(log, drops)) return 0;
   if (result === "unsupported") return "unsupported";
   throw new Error(`fallocate --collapse-range of ${log.path} failed: ${result.error}`);
 }
@@ -527,7 +546,7 @@ async function punch(
     logger?.debug?.({ path: log.path, bytes: to - from, how: "punch-hole" }, "capped a log");
     return to - from;
   }
-  await settleFailure(log, drops);
+  if (await settleFailure(log, drops)) return 0;
   if (result === "unsupported") return "unsupported";
   throw new Error(`fallocate --punch-hole of ${log.path} failed: ${result.error}`);
 }
@@ -538,19 +557,22 @@ function punchRange(path: string, from: number, to: number) {
 
 /**
  * After a failed `fallocate` nothing moved: the record goes back to stable
- * with the old counts. If the log is gone (removed under us), so is the sidecar.
+ * with the old counts. If the log is gone (removed under us), so is the
+ * sidecar, and this says so (true): the failure was that, not worth a word.
  */
-async function settleFailure(log: TrackedLog, drops: LogDrops): Promise<void> {
+async function settleFailure(log: TrackedLog, drops: LogDrops): Promise<boolean> {
+  const stable = { seq: drops.seq + 2, collapsed: drops.collapsed, dropped: drops.dropped };
   try {
     await Deno.lstat(log.path);
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
-    log.drops = { seq: drops.seq + 2, collapsed: drops.collapsed, dropped: drops.dropped };
+    log.drops = stable;
     log.unsaved = false;
     await removeIfPresent(logDropsPath(log.path));
-    return;
+    return true;
   }
-  await saveDrops(log, { seq: drops.seq + 2, collapsed: drops.collapsed, dropped: drops.dropped });
+  await saveDrops(log, stable);
+  return false;
 }
 
 /**

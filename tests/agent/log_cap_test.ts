@@ -278,6 +278,28 @@ Deno.test("LogCap.remove() stops capping a file and removes it with its sidecar"
   });
 });
 
+Deno.test("LogCap.remove() during a pass leaves nothing behind", async () => {
+  await withDir(async (dir) => {
+    const logger = recorder();
+    const cap = new LogCap({ maxBytes: 64 * 1024, logger });
+    const paths = Array.from({ length: 8 }, (_, i) => join(dir, `${i}.log`));
+    for (const path of paths) {
+      await Deno.writeFile(path, lines(200_000));
+      cap.track(path);
+    }
+    const pass = cap.capOnce();
+    // As the agent does: the runtime removes the log, then the cap forgets it.
+    await Promise.all(paths.map(async (path) => {
+      await Deno.remove(path);
+      await cap.remove(path);
+    }));
+    await pass;
+    await cap.close();
+    assert.deepEqual([...Deno.readDirSync(dir)], []);
+    assert.deepEqual(logger.warnings, []);
+  });
+});
+
 Deno.test("LogCap passes ignore files that do not exist yet", async () => {
   await withDir(async (dir) => {
     const path = join(dir, "later.log");
