@@ -616,10 +616,17 @@ export class ContainerdRuntime implements Runtime {
 
   async #stop(containerId: string, pid: number, graceMs: number): Promise<void> {
     const kill = (signal: number) =>
-      this.#client.tasks.kill({ containerId, signal }).catch((err) => {
-        // Exited meanwhile (runsc says so as UNKNOWN "sandbox is not running").
+      this.#client.tasks.kill({ containerId, signal }).catch(async (err) => {
+        // Exited meanwhile. runsc says so as UNKNOWN ("sandbox is not running",
+        // "connecting to control server ... connection refused"): ask the task.
         if (isNotFound(err) || isCode(err, Code.FAILED_PRECONDITION)) return;
-        if (isCode(err, Code.UNKNOWN) && /is not running/.test((err as Error).message)) return;
+        if (isCode(err, Code.UNKNOWN)) {
+          const task = await this.#client.tasks.get({ containerId }).then(
+            (r) => r.process,
+            orUndefined,
+          );
+          if (task === undefined || task.status === Status.STOPPED) return;
+        }
         throw err;
       });
     const exited = (timeoutMs: number) =>

@@ -43,6 +43,8 @@ export interface AgentSpec {
   images?: string[];
   /** Use this runtime instead of a ProcessRuntime. */
   runtime?: Runtime;
+  /** The agent's cap on each sandbox's log file. */
+  logMaxBytes?: number;
 }
 
 /** A running agent in the cluster. */
@@ -109,6 +111,7 @@ export class Cluster {
       logger: silentLogger(),
       metricsRegistry: new client.Registry(),
       heartbeatMs: 60_000,
+      logMaxBytes: spec.logMaxBytes,
     });
     await server.start();
     const agent = { id: spec.id, server, runtime, dataDir };
