@@ -31,15 +31,17 @@ Commands:
 
 Run "fsb <command> --help" for a command's flags.`;
 
+const TLS_USAGE = "[--tls-cert FILE --tls-key FILE] [--tls-ca FILE]";
+
 const SHORT_USAGE =
   `Usage: fsb <up|controller serve|agent run|sandbox|image import|version|help> [flags]`;
 
 const UP_USAGE =
-  `Usage: fsb up [--listen ADDR] [--metrics-listen ADDR] [--agent-listen ADDR] [--data-dir DIR] [--runtime process|containerd] [--containerd-socket PATH] [--pool P] [-n NS] [--capacity N] [--mode fast|strong] ${ISOLATION_USAGE} [-v N]`;
+  `Usage: fsb up [--listen ADDR] [--metrics-listen ADDR] [--agent-listen ADDR] [--data-dir DIR] [--runtime process|containerd] [--containerd-socket PATH] [--pool P] [-n NS] [--capacity N] [--mode fast|strong] ${TLS_USAGE} ${ISOLATION_USAGE} [-v N]`;
 const SERVE_USAGE =
-  `Usage: fsb controller serve [--listen ADDR] [--metrics-listen ADDR] [--store sqlite:PATH|etcd://H:P,...] [--data-dir DIR] [--mode fast|strong] [--agent-timeout DURATION] [--delete-grace DURATION] [-v N]`;
+  `Usage: fsb controller serve [--listen ADDR] [--metrics-listen ADDR] [--store sqlite:PATH|etcd://H:P,...] [--data-dir DIR] [--mode fast|strong] [--agent-timeout DURATION] [--delete-grace DURATION] [--auth token|none] ${TLS_USAGE} [-v N]`;
 const AGENT_USAGE =
-  `Usage: fsb agent run --controller ADDR [--listen ADDR] [--advertise HOST] [--id ID] [--pool P] [-n NS] [--capacity N] [--runtime process|containerd] [--containerd-socket PATH] [--data-dir DIR] [--image REF]... ${ISOLATION_USAGE} [-v N]`;
+  `Usage: fsb agent run --controller ADDR [--listen ADDR] [--advertise HOST] [--id ID] [--pool P] [-n NS] [--capacity N] [--runtime process|containerd] [--containerd-socket PATH] [--data-dir DIR] [--image REF]... [--join-token-file FILE] ${TLS_USAGE} ${ISOLATION_USAGE} [-v N]`;
 const IMAGE_USAGE = `Usage: fsb image import FILE.tar [--containerd-socket PATH] [-v N]`;
 
 const DEFAULT_SOCKET = "/run/containerd/containerd.sock";
@@ -107,6 +109,35 @@ function count(flag: string, value: string, usage: string): number {
   return Number(value);
 }
 
+/** The secret in `path` (trimmed), or undefined when no path is given. */
+async function readSecretFile(
+  path: string | undefined,
+  usage: string,
+): Promise<string | undefined> {
+  if (path === undefined) return undefined;
+  try {
+    return (await Deno.readTextFile(path)).trim();
+  } catch (err) {
+    throw new UsageError(`Cannot read ${path}: ${(err as Error).message}`, { usage });
+  }
+}
+
+/**
+ * Writes `~/.fsb/config.json` (mode 0600: it holds a secret) for the CLI, so
+ * that after `fsb up` the client commands need no flags. Resolves to its path.
+ */
+async function writeClientConfig(
+  config: { endpoint: string; token: string; tlsCa?: string },
+): Promise<string> {
+  const dir = `${home()}/.fsb`;
+  await Deno.mkdir(dir, { recursive: true });
+  const path = `${dir}/config.json`;
+  await Deno.writeTextFile(`${path}.tmp`, JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
+  await Deno.chmod(`${path}.tmp`, 0o600);
+  await Deno.rename(`${path}.tmp`, path);
+  return path;
+}
+
 /** Runs `fn`, giving a UsageError it throws the command's usage line. */
 function withUsage<T>(fn: () => T, usage: string): T {
   try {
@@ -143,6 +174,40 @@ async function metricsRegistry() {
   return registry;
 }
 
+/** TLS flags of every server command. */
+const TLS_FLAGS = {
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "tls-ca": { type: "string" },
+} as const;
+
+/** Reads the TLS flags' files; cert and key go together. */
+async function tlsFiles(
+  values: { "tls-cert"?: string; "tls-key"?: string; "tls-ca"?: string },
+  usage: string,
+): Promise<{ cert?: string; key?: string; ca?: string } | undefined> {
+  const certPath = values["tls-cert"];
+  const keyPath = values["tls-key"];
+  if ((certPath === undefined) !== (keyPath === undefined)) {
+    throw new UsageError("Flags --tls-cert and --tls-key go together", { usage });
+  }
+  if (certPath === undefined && values["tls-ca"] === undefined) return undefined;
+  const read = async (path: string | undefined) =>
+    path === undefined ? undefined : await Deno.readTextFile(path).catch((err) => {
+      throw new UsageError(`Cannot read ${path}: ${(err as Error).message}`, { usage });
+    });
+  return { cert: await read(certPath), key: await read(keyPath), ca: await read(values["tls-ca"]) };
+}
+
+/** A warning for a listener that is not on loopback and carries tokens in clear. */
+function clearTextWarning(address: string, tls: unknown): string {
+  const host = address.slice(0, address.lastIndexOf(":"));
+  const loopback = host.startsWith("127.") || host === "localhost" || host === "[::1]";
+  return tls !== undefined || loopback
+    ? ""
+    : `warning: ${address} is not on loopback and has no TLS (--tls-cert, --tls-key): tokens travel in clear\n`;
+}
+
 const SERVE_FLAGS = {
   listen: { type: "string" },
   "metrics-listen": { type: "string" },
@@ -151,6 +216,8 @@ const SERVE_FLAGS = {
   mode: { type: "string" },
   "agent-timeout": { type: "string" },
   "delete-grace": { type: "string" },
+  auth: { type: "string" },
+  ...TLS_FLAGS,
 } as const;
 
 async function controllerServe(args: string[]): Promise<number> {
@@ -162,6 +229,13 @@ async function controllerServe(args: string[]): Promise<number> {
   const mode = oneOf("mode", f.values.mode ?? "fast", ["fast", "strong"], SERVE_USAGE);
   const agentTimeoutMs = duration("agent-timeout", f.values["agent-timeout"] ?? "10s", SERVE_USAGE);
   const deleteGraceMs = duration("delete-grace", f.values["delete-grace"] ?? "10s", SERVE_USAGE);
+  const auth = oneOf("auth", f.values.auth ?? "token", ["token", "none"], SERVE_USAGE);
+  const tls = await tlsFiles(f.values, SERVE_USAGE);
+  if (tls !== undefined && tls.cert === undefined) {
+    throw new UsageError("Flag --tls-ca needs --tls-cert and --tls-key on a controller", {
+      usage: SERVE_USAGE,
+    });
+  }
   const logger = await createLogger(f.verbose);
   const { startController } = await load<typeof import("./controller/mod.ts")>(
     "./controller/mod.ts",
@@ -177,9 +251,15 @@ async function controllerServe(args: string[]): Promise<number> {
     deleteGraceMs,
     logger,
     metricsRegistry: await metricsRegistry(),
+    auth,
+    tls: tls === undefined ? undefined : { cert: tls.cert!, key: tls.key!, ca: tls.ca },
   });
+  io.stderr(clearTextWarning(handle.address, tls));
   io.stdout(
-    `fsb controller listening on ${handle.address} (metrics on ${handle.metricsAddress})\n`,
+    `fsb controller listening on ${handle.address} (metrics on ${handle.metricsAddress})\n` +
+      (auth === "token"
+        ? `admin token: ${dataDir}/admin-token; agents join with --join-token-file ${dataDir}/join-token\n`
+        : "warning: --auth none: every call is accepted without a token\n"),
   );
   const sig = await untilSignal();
   logger.info({ signal: sig }, "shutting down");
@@ -199,6 +279,8 @@ const AGENT_FLAGS = {
   "containerd-socket": { type: "string" },
   "data-dir": { type: "string" },
   image: { type: "string", multiple: true },
+  "join-token-file": { type: "string" },
+  ...TLS_FLAGS,
   ...ISOLATION_FLAGS,
 } as const;
 
@@ -262,9 +344,12 @@ async function agentRun(args: string[]): Promise<number> {
     logger,
     metricsRegistry: await metricsRegistry(),
     logMaxBytes: isolation.logMaxBytes,
+    joinToken: await readSecretFile(f.values["join-token-file"], AGENT_USAGE),
+    tls: await tlsFiles(f.values, AGENT_USAGE),
   });
   await agent.start();
   for (const note of notes) io.stderr(`${note}\n`);
+  io.stderr(clearTextWarning(agent.address, f.values["tls-cert"]));
   io.stdout(
     `fsb agent ${
       f.values.id ?? Deno.hostname()
@@ -288,6 +373,7 @@ const UP_FLAGS = {
   capacity: { type: "string" },
   mode: { type: "string" },
   image: { type: "string", multiple: true },
+  ...TLS_FLAGS,
   ...ISOLATION_FLAGS,
 } as const;
 
@@ -316,6 +402,7 @@ async function up(args: string[]): Promise<number> {
   const logger = await createLogger(f.verbose);
   const dataDir = f.values["data-dir"] ?? `${home()}/.fsb`;
   const registry = await metricsRegistry();
+  const tls = await tlsFiles(f.values, UP_USAGE);
   const { startController } = await load<typeof import("./controller/mod.ts")>(
     "./controller/mod.ts",
   );
@@ -329,6 +416,7 @@ async function up(args: string[]): Promise<number> {
     agentTimeoutMs: 10_000,
     logger,
     metricsRegistry: registry,
+    tls: tls?.cert === undefined ? undefined : { cert: tls.cert, key: tls.key!, ca: tls.ca },
   });
   const isolation = withUsage(() => isolationOptions(f.values), UP_USAGE);
   const { runtime, notes } = await createAgentRuntime({
@@ -352,15 +440,24 @@ async function up(args: string[]): Promise<number> {
     logger,
     metricsRegistry: registry,
     logMaxBytes: isolation.logMaxBytes,
+    joinToken: (await Deno.readTextFile(`${dataDir}/controller/join-token`)).trim(),
+    tls,
   });
   const seeded = runtimeKind === "containerd" ? await seedBusybox(runtime, socket) : "";
   await agent.start();
+  const tlsCa = f.values["tls-ca"];
+  const config = await writeClientConfig({
+    endpoint: handle.address.replace(/^0\.0\.0\.0:/, "127.0.0.1:"),
+    token: (await Deno.readTextFile(`${dataDir}/controller/admin-token`)).trim(),
+    ...(tlsCa === undefined ? {} : { tlsCa: await Deno.realPath(tlsCa) }),
+  });
   for (const note of notes) io.stderr(`${note}\n`);
   io.stdout(
     seeded +
       `fsb up: controller on ${handle.address}, metrics on http://${handle.metricsAddress}/metrics, ` +
       `agent on ${agent.address}\n` +
       `runtime: ${runtimeKind} (${why}); data in ${dataDir}\n` +
+      `client config (endpoint, admin token): ${config}\n` +
       `try: fsb sandbox create demo --image busybox -- sh -c 'echo hello; sleep 60'\n`,
   );
   const sig = await untilSignal();

@@ -16,7 +16,9 @@ import {
   type SandboxStatus,
 } from "../proto/gen/fsb/agent/v1/agent_pb.ts";
 import { RpcChannel, RpcServer, type ServiceClient } from "../proto/grpc.ts";
-import { InvalidArgumentError, UnavailableError } from "../registry/mod.ts";
+import { timingSafeEqual } from "node:crypto";
+import { InvalidArgumentError, UnauthenticatedError, UnavailableError } from "../registry/mod.ts";
+import { Code, RpcError } from "../proto/grpc.ts";
 import type { Runtime } from "./runtime.ts";
 import { DEFAULT_LOG_MAX_BYTES, LogCap } from "./log_cap.ts";
 
@@ -41,7 +43,28 @@ export interface AgentOptions {
   heartbeatMs?: number;
   /** Each sandbox's log file is kept to at most about this many bytes, the newest kept; 10 MiB unless told. */
   logMaxBytes?: number;
+  /**
+   * The cluster's join token (the controller's `join-token` file), for the
+   * first Register; afterwards the agent uses the credential the controller
+   * gave it, saved as `dataDir/credential`. Not needed with `--auth none`.
+   */
+  joinToken?: string;
+  /**
+   * TLS: this agent's port presents `cert` and `key`; with `ca`, it dials
+   * the controller over TLS and checks its certificate by it.
+   */
+  tls?: { cert?: string; key?: string; ca?: string };
 }
+
+/**
+ * The most sandboxes one agent may hold: its heartbeat carries every
+ * sandbox's spec, and this many at their size bound still fit the
+ * controller's message limit (32 MiB against 100 x 292 KiB).
+ */
+export const MAX_AGENT_CAPACITY = 100;
+
+/** The most one call may carry to an agent: a create with a spec at its bounds, with room. */
+const MAX_AGENT_MESSAGE_BYTES = 1024 * 1024;
 
 const SANDBOX_ID = /^[0-9a-f]{32}$/;
 
@@ -56,6 +79,12 @@ function checkSandboxId(field: string, id: string): void {
       `must be 32 lowercase hex characters, got "${id.length > 40 ? id.slice(0, 40) + "..." : id}"`,
     );
   }
+}
+
+const encoder = new TextEncoder();
+
+function isUnauthenticated(err: unknown): boolean {
+  return err instanceof RpcError && err.code === Code.UNAUTHENTICATED;
 }
 
 /** How often the runtime is asked to remove what it cannot account for. */
@@ -87,12 +116,17 @@ export class AgentServer {
   readonly #opts: AgentOptions;
   readonly #runtime: Runtime;
   readonly #server: RpcServer;
-  readonly #channel: RpcChannel;
-  readonly #registry: ServiceClient<typeof AgentRegistry.method>;
+  #channel: RpcChannel;
+  #registry: ServiceClient<typeof AgentRegistry.method>;
+  /** What calls to the controller carry: the credential, else the join token. */
+  #bearer = "";
+  /** The credential the controller gave; calls to this agent must carry it. */
+  #credential: string | undefined;
   readonly #log: Logger<"timing">;
   readonly #stage: client.Histogram<"stage">;
   readonly #logCap: LogCap;
   #address = "";
+  readonly #credentialPath: string;
   #advertiseHost = "";
   #heartbeatMs: number;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -109,11 +143,27 @@ export class AgentServer {
     this.#runtime = opts.runtime;
     this.#log = opts.logger;
     this.#heartbeatMs = opts.heartbeatMs ?? 2_000;
+    if (
+      !Number.isInteger(opts.capacity) || opts.capacity < 0 || opts.capacity > MAX_AGENT_CAPACITY
+    ) {
+      throw new InvalidArgumentError(
+        "capacity",
+        `must be a whole number from 0 to ${MAX_AGENT_CAPACITY}, got ${opts.capacity}`,
+      );
+    }
     this.#server = new RpcServer({
+      maxReceiveBytes: MAX_AGENT_MESSAGE_BYTES,
+      tls: opts.tls?.cert !== undefined && opts.tls.key !== undefined
+        ? { cert: opts.tls.cert, key: opts.tls.key }
+        : undefined,
       onInternalError: (err, method) => this.#log.error({ err, method }, "internal error"),
     });
-    this.#channel = new RpcChannel(opts.controller, { timeoutMs: 5_000 });
+    this.#channel = new RpcChannel(opts.controller, {
+      timeoutMs: 5_000,
+      tls: this.#controllerTls(),
+    });
     this.#registry = this.#channel.client(AgentRegistry);
+    this.#credentialPath = join(opts.dataDir, "credential");
     this.#logCap = new LogCap({
       maxBytes: opts.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES,
       logger: opts.logger,
@@ -140,11 +190,28 @@ export class AgentServer {
   /** Binds the listener, then registers with the controller in the background. */
   async start(): Promise<void> {
     await mkdir(join(this.#opts.dataDir, "logs"), { recursive: true });
+    this.#credential = await Deno.readTextFile(this.#credentialPath).then(
+      (t) => t.trim() || undefined,
+      () => undefined,
+    );
+    this.#useBearer(this.#credential ?? this.#opts.joinToken ?? "");
     this.#server.add(AgentService, {
-      createSandbox: (req, ctx) => this.#create(req.spec, ctx.signal),
-      deleteSandbox: async (req) => ({ existed: await this.#delete(req.sandboxId, req.graceMs) }),
-      listSandboxes: async () => ({ sandboxes: await this.#list() }),
-      streamLogs: (req, ctx) => this.#logs(req.sandboxId, req.follow, ctx.signal),
+      createSandbox: (req, ctx) => {
+        this.#admit(ctx.metadata);
+        return this.#create(req.spec, ctx.signal);
+      },
+      deleteSandbox: async (req, ctx) => {
+        this.#admit(ctx.metadata);
+        return { existed: await this.#delete(req.sandboxId, req.graceMs) };
+      },
+      listSandboxes: async (_req, ctx) => {
+        this.#admit(ctx.metadata);
+        return { sandboxes: await this.#list() };
+      },
+      streamLogs: (req, ctx) => {
+        this.#admit(ctx.metadata);
+        return this.#logs(req.sandboxId, req.follow, ctx.signal);
+      },
     });
     const bound = await this.#server.listen(this.#opts.listen);
     // Sandboxes from before a restart keep their logs capped too.
@@ -183,8 +250,20 @@ export class AgentServer {
       // A registration made without the inventory is redone, in full, once the runtime can list.
       if (this.#registered && this.#partial && !report.inventoryUnknown) this.#registered = false;
       if (!this.#registered) {
-        const res = await this.#registry.register(report);
+        let res;
+        try {
+          res = await this.#registry.register(report);
+        } catch (err) {
+          // A saved credential the controller no longer knows: join again with the join token.
+          if (isUnauthenticated(err) && this.#bearer === this.#credential && this.#opts.joinToken) {
+            this.#useBearer(this.#opts.joinToken);
+          }
+          throw err;
+        }
         if (res.heartbeatIntervalMs > 0) this.#heartbeatMs = res.heartbeatIntervalMs;
+        if (res.credential !== "" && res.credential !== this.#credential) {
+          await this.#saveCredential(res.credential);
+        }
         this.#registered = true;
         this.#partial = report.inventoryUnknown;
         this.#lastError = "";
@@ -193,7 +272,13 @@ export class AgentServer {
           "registered with controller",
         );
       } else {
-        const res = await this.#registry.heartbeat(report);
+        let res;
+        try {
+          res = await this.#registry.heartbeat(report);
+        } catch (err) {
+          if (isUnauthenticated(err)) this.#registered = false;
+          throw err;
+        }
         this.#lastError = "";
         if (res.reregister) {
           this.#registered = false;
@@ -214,6 +299,49 @@ export class AgentServer {
       return;
     }
     this.#schedule(this.#heartbeatMs);
+  }
+
+  #controllerTls(): { ca: string } | undefined {
+    return this.#opts.tls?.ca === undefined ? undefined : { ca: this.#opts.tls.ca };
+  }
+
+  /** Calls to the controller carry `bearer` from now on. */
+  #useBearer(bearer: string): void {
+    if (bearer === this.#bearer) return;
+    this.#bearer = bearer;
+    this.#channel.close();
+    this.#channel = new RpcChannel(this.#opts.controller, {
+      timeoutMs: 5_000,
+      tls: this.#controllerTls(),
+      metadata: bearer === "" ? {} : { authorization: `Bearer ${bearer}` },
+    });
+    this.#registry = this.#channel.client(AgentRegistry);
+  }
+
+  /** Keeps the controller's credential for calls both ways, and on disk for a restart. */
+  async #saveCredential(credential: string): Promise<void> {
+    this.#credential = credential;
+    await Deno.writeTextFile(`${this.#credentialPath}.tmp`, `${credential}\n`, { mode: 0o600 });
+    await Deno.chmod(`${this.#credentialPath}.tmp`, 0o600);
+    await Deno.rename(`${this.#credentialPath}.tmp`, this.#credentialPath);
+    this.#useBearer(credential);
+  }
+
+  /** Refuses a call that does not carry this agent's credential: only the controller has it. */
+  #admit(metadata: Readonly<Record<string, string>>): void {
+    if (this.#credential === undefined) {
+      throw new UnavailableError(
+        `Agent "${this.#opts.id}" has not registered with a controller yet`,
+      );
+    }
+    const presented = metadata.authorization ?? "";
+    const expected = `Bearer ${this.#credential}`;
+    if (
+      presented.length !== expected.length ||
+      !timingSafeEqual(encoder.encode(presented), encoder.encode(expected))
+    ) {
+      throw new UnauthenticatedError("Calls to an agent must carry the controller's credential");
+    }
   }
 
   #sweepOrphans(): void {

@@ -8,11 +8,9 @@
  *
  * @module
  */
-import { Code, RpcError } from "../proto/rpc.ts";
-import { FetchChannel } from "../proto/fetch_client.ts";
-import { FastPathLite, type FastPathLiteClient } from "../proto/fastpath_lite.ts";
 import type { SandboxInfo } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
-import type { ResolvedEndpoint } from "./endpoint.ts";
+import { type Channel, withChannel } from "./_channel.ts";
+import type { ClientConfig } from "./client_config.ts";
 import type { CallingPlan, OutputFormat } from "./parse_sandbox_args.ts";
 import type { CliIo } from "./sandbox_command.ts";
 import { sandboxJson } from "./sandbox_json.ts";
@@ -30,60 +28,13 @@ const TIMEOUT_MS = {
   logs: 60_000,
 } as const;
 
-// Long enough to connect over any sane network, short enough not to hold up an
-// error that is already known.
-const PROBE_MS = 300;
-
-/** Runs `plan` against the controller at `endpoint`; resolves to the exit status. */
-export async function runSandboxPlan(
+/** Runs `plan` against the controller `config` names; resolves to the exit status. */
+export function runSandboxPlan(
   plan: CallingPlan,
-  endpoint: ResolvedEndpoint,
+  config: ClientConfig,
   io: CliIo,
 ): Promise<number> {
-  const channel = await openChannel(endpoint.address);
-  let probe: Promise<boolean> | undefined;
-  const reachable = () => probe ??= channel.ready(PROBE_MS).then(() => true, () => false);
-  const describe = (err: unknown) => describeError(err, reachable, endpoint);
-  try {
-    return await run(plan, channel, describe, io);
-  } catch (err) {
-    io.stderr(await describe(err));
-    return 1;
-  } finally {
-    channel.close();
-  }
-}
-
-/** A FastPath client and the connection under it. */
-interface Channel {
-  readonly client: FastPathLiteClient;
-  ready(timeoutMs: number): Promise<void>;
-  close(): void;
-}
-
-/**
- * fetch for TCP endpoints; grpc-js, with the generated schemas, only for
- * `unix:` ones, which fetch cannot dial.
- */
-async function openChannel(address: string): Promise<Channel> {
-  if (!address.startsWith("unix:")) {
-    const channel = new FetchChannel(address);
-    return {
-      client: channel.client(FastPathLite),
-      ready: (timeoutMs) => channel.ready(timeoutMs),
-      close: () => channel.close(),
-    };
-  }
-  const [{ RpcChannel }, { FastPath }] = await Promise.all([
-    import("../proto/grpc.ts"),
-    import("../proto/gen/fsb/fastpath/v1/fastpath_pb.ts"),
-  ]);
-  const channel = new RpcChannel(address);
-  return {
-    client: channel.client(FastPath),
-    ready: (timeoutMs) => channel.ready(timeoutMs),
-    close: () => channel.close(),
-  };
+  return withChannel(config, io.stderr, (channel, describe) => run(plan, channel, describe, io));
 }
 
 async function run(
@@ -183,46 +134,4 @@ async function streamLogs(
 
 function nowSec(io: CliIo): number {
   return Math.floor((io.now ?? Date.now)() / 1000);
-}
-
-/**
- * The stderr line for a failed call. UNAVAILABLE and DEADLINE_EXCEEDED can come
- * from the controller (an agent it cannot reach) or from our own connection;
- * `reachable`, a quick connect probe made only when needed, tells which, so
- * that the message names the endpoint only when the endpoint is what failed.
- */
-async function describeError(
-  err: unknown,
-  reachable: () => Promise<boolean>,
-  endpoint: ResolvedEndpoint,
-): Promise<string> {
-  if (!(err instanceof RpcError)) return `fsb: ${err instanceof Error ? err.message : err}\n`;
-  if (err.code === Code.UNAVAILABLE || err.code === Code.DEADLINE_EXCEEDED) {
-    if (LOCAL_FAILURE.test(err.message) || !(await reachable())) {
-      return `fsb: ${err.codeName}: Cannot reach the controller at ${endpoint.address} (${
-        origin(endpoint)
-      }): ${transportDetail(err.message)}\n`;
-    }
-  }
-  return `fsb: ${err.codeName}: ${err.message}\n`;
-}
-
-function origin(endpoint: ResolvedEndpoint): string {
-  return endpoint.source === "default"
-    ? "the default endpoint; set --endpoint or FSB_ENDPOINT"
-    : `from ${endpoint.source}`;
-}
-
-// How the transports word a connection they could not make; these need no probe.
-const LOCAL_FAILURE = /^(?:No connection established|Name resolution failed|Cannot connect to )/;
-
-// grpc-js wraps the socket error as "No connection established. Last error:
-// Error: connect ECONNREFUSED 127.0.0.1:9. Resolution note: "; keep the socket error.
-function transportDetail(message: string): string {
-  const fetchFailure = /^Cannot connect to \S+: (.*)$/s.exec(message);
-  if (fetchFailure !== null) return fetchFailure[1];
-  const match =
-    /^No connection established\. Last error: (?:Error: )?(.*?)(?:\. Resolution note: ?)?$/s
-      .exec(message);
-  return match === null ? message : match[1];
 }

@@ -14,8 +14,8 @@ export interface DenoCliIoOptions {
 const encoder = new TextEncoder();
 
 /**
- * A {@linkcode CliIo} on this process's stdout, stderr, environment, working
- * directory and `HOME`. Text writes are synchronous so that nothing is lost
+ * A {@linkcode CliIo} on this process's stdout, stderr, environment and
+ * `HOME`. Text writes are synchronous so that nothing is lost
  * when the caller exits right after the command returns.
  */
 export function denoCliIo(opts: DenoCliIoOptions = {}): CliIo {
@@ -24,7 +24,6 @@ export function denoCliIo(opts: DenoCliIoOptions = {}): CliIo {
     stdoutBytes: (b) => writeAll(Deno.stdout, b),
     stderr: (s) => writeAllSync(Deno.stderr, encoder.encode(s)),
     env: Deno.env.toObject(),
-    cwd: Deno.cwd(),
     home: Deno.env.get("HOME") ?? Deno.env.get("USERPROFILE") ?? "",
     signal: opts.signal,
   };

@@ -1,11 +1,12 @@
 /**
  * The fsb command-line client and the flag parsing every fsb command shares.
  * Importing this module is cheap: the gRPC stack is loaded only when a
- * `sandbox` command actually calls the controller.
+ * `sandbox` or `token` command actually calls the controller.
  *
  * @module
  */
 export { type CliIo, sandboxCommand } from "./sandbox_command.ts";
+export { tokenCommand } from "./token_command.ts";
 export { denoCliIo, type DenoCliIoOptions } from "./deno_cli_io.ts";
 export {
   type FlagDef,
@@ -19,9 +20,15 @@ export { parseDuration, type ParseDurationOptions } from "./parse_duration.ts";
 export { parseExpire, type ParseExpireOptions } from "./parse_expire.ts";
 export { parseKeyValue, type ParseKeyValueOptions } from "./parse_key_value.ts";
 export {
+  callMetadata,
+  type ClientConfig,
+  type ClientConfigSources,
+  type ConnectionFlags,
   DEFAULT_ENDPOINT,
-  type EndpointSources,
+  resolveClientConfig,
   type ResolvedEndpoint,
-  resolveEndpoint,
-} from "./endpoint.ts";
+  type ResolvedTlsCa,
+  type ResolvedToken,
+} from "./client_config.ts";
 export { type SandboxSubcommand, sandboxUsage } from "./sandbox_usage.ts";
+export { type TokenSubcommand, tokenUsage } from "./token_usage.ts";

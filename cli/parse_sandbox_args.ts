@@ -20,6 +20,12 @@ import type {
   StreamLogsRequestSchema,
   UpdateSandboxRequestSchema,
 } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
+import {
+  CONNECTION_FLAGS,
+  type ConnectionFlags,
+  connectionFlags,
+  type ConnectionFlagValues,
+} from "./client_config.ts";
 import { type FlagSpec, parseFlags } from "./flags.ts";
 import { parseExpire } from "./parse_expire.ts";
 import { parseKeyValue } from "./parse_key_value.ts";
@@ -30,10 +36,8 @@ import { UsageError } from "./usage_error.ts";
 /** How a sandbox is printed. */
 export type OutputFormat = "table" | "json";
 
-/** What every call needs besides its request. */
-export interface CallPlan {
-  /** The `--endpoint` value, if given. */
-  readonly endpoint: string | undefined;
+/** What every call needs besides its request: the connection flags and `-v`. */
+export interface CallPlan extends ConnectionFlags {
   /** The `-v` level. */
   readonly verbose: number;
 }
@@ -115,7 +119,7 @@ const ALIASES: Readonly<Record<string, SandboxSubcommand>> = {
 
 const COMMON = {
   namespace: { type: "string", short: "n" },
-  endpoint: { type: "string" },
+  ...CONNECTION_FLAGS,
 } as const satisfies FlagSpec;
 
 const OUTPUT = { output: { type: "string", short: "o" } } as const satisfies FlagSpec;
@@ -400,8 +404,8 @@ function help(sub: SandboxSubcommand): SandboxPlan {
   return { kind: "help", text: sandboxUsage[sub] };
 }
 
-function call(f: { values: { endpoint: string | undefined }; verbose: number }): CallPlan {
-  return { endpoint: f.values.endpoint, verbose: f.verbose };
+function call(f: { values: ConnectionFlagValues; verbose: number }): CallPlan {
+  return { ...connectionFlags(f.values), verbose: f.verbose };
 }
 
 function oneName(positionals: readonly string[], passthrough: readonly string[]): string {

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { type ResolvedEndpoint, resolveEndpoint } from "./endpoint.ts";
+import { type ClientConfig, resolveClientConfig } from "./client_config.ts";
 import { parseSandboxArgs, type SandboxPlan } from "./parse_sandbox_args.ts";
 import { UsageError } from "./usage_error.ts";
 
@@ -18,11 +18,12 @@ export interface CliIo {
   readonly stdoutBytes: (b: Uint8Array) => Promise<void> | void;
   /** Writes text to standard error (errors, usage, timings). */
   readonly stderr: (s: string) => void;
-  /** The process environment (`FSB_ENDPOINT`). */
+  /** The process environment (`FSB_ENDPOINT`, `FSB_TOKEN`, `FSB_TLS_CA`). */
   readonly env: Readonly<Record<string, string | undefined>>;
-  /** The working directory, for `./.fsb/config.json`. */
-  readonly cwd: string;
-  /** The home directory, for `~/.fsb/config.json`. */
+  /**
+   * The home directory, for `~/.fsb/config.json`. No config is read from the
+   * working directory, so that a cloned repository cannot redirect the CLI.
+   */
   readonly home: string;
   /** Cancels the call in flight; ends `logs -f` with status 0. */
   readonly signal?: AbortSignal;
@@ -40,20 +41,38 @@ export interface CliIo {
  */
 export async function sandboxCommand(args: readonly string[], io: CliIo): Promise<number> {
   let plan: SandboxPlan;
-  let endpoint: ResolvedEndpoint;
+  let config: ClientConfig;
   try {
     plan = parseSandboxArgs(args, { nowSec: Math.floor((io.now ?? Date.now)() / 1000) });
     if (plan.kind === "help") {
       io.stdout(plan.text);
       return 0;
     }
-    endpoint = resolveEndpoint({ flag: plan.endpoint, env: io.env, cwd: io.cwd, home: io.home });
+    config = resolveClientConfig({ flags: plan, env: io.env, home: io.home });
   } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    io.stderr(`fsb: ${err.message}\n${err.usage === undefined ? "" : err.usage + "\n"}`);
-    return 2;
+    return usageFailure(err, io);
   }
-  if (plan.verbose >= 4) io.stderr(`fsb: endpoint ${endpoint.address} (${endpoint.source})\n`);
+  if (plan.verbose >= 4) debugConfig(config, io);
   const { runSandboxPlan } = await import("./_sandbox_run.ts");
-  return runSandboxPlan(plan, endpoint, io);
+  return runSandboxPlan(plan, config, io);
+}
+
+/**
+ * Prints a {@linkcode UsageError} with its one-line usage and returns 2;
+ * rethrows anything else.
+ */
+export function usageFailure(err: unknown, io: CliIo): number {
+  if (!(err instanceof UsageError)) throw err;
+  io.stderr(`fsb: ${err.message}\n${err.usage === undefined ? "" : err.usage + "\n"}`);
+  return 2;
+}
+
+/** `-v 4`: where the endpoint, token and CA came from (never the token itself). */
+export function debugConfig(config: ClientConfig, io: CliIo): void {
+  const { endpoint, token, tlsCa } = config;
+  io.stderr(
+    `fsb: endpoint ${endpoint.address} (${endpoint.source}), ${
+      token === undefined ? "no token" : `token from ${token.source}`
+    }, ${tlsCa === undefined ? "no TLS" : `TLS CA ${tlsCa.path} (${tlsCa.source})`}\n`,
+  );
 }

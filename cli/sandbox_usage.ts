@@ -4,15 +4,13 @@
  *
  * @module
  */
+import { CONNECTION_HELP } from "./client_config.ts";
 
 /** The subcommands of `fsb sandbox`, by canonical name. */
 export type SandboxSubcommand = "create" | "get" | "list" | "delete" | "update" | "reset" | "logs";
 
 const COMMON = `  -n, --namespace NS     namespace (default "default")
-      --endpoint H:P     controller address (else $FSB_ENDPOINT, ./.fsb/config.json,
-                         ~/.fsb/config.json, 127.0.0.1:9090)
-  -v, --verbose N        2 prints client timings, 4 debug
-  -h, --help             show this help`;
+${CONNECTION_HELP}`;
 
 const OUTPUT = `  -o, --output FORMAT    table (default) or json (proto3 JSON of SandboxInfo)`;
 

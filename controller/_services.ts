@@ -1,25 +1,93 @@
 /**
- * gRPC bindings: FastPath and AgentRegistry calls onto the Controller.
+ * gRPC bindings: FastPath and AgentRegistry calls onto the Controller, each
+ * checked by the token authority first (shared/DESIGN.md section 12).
  *
  * @module
  */
-import { FastPath } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
+import { create } from "@bufbuild/protobuf";
+import {
+  FastPath,
+  type TokenInfo,
+  TokenInfoSchema,
+} from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import { AgentRegistry } from "../proto/gen/fsb/agent/v1/agent_pb.ts";
 import type { RpcServer } from "../proto/grpc.ts";
+import { InvalidArgumentError, NotFoundError } from "../registry/mod.ts";
 import type { Controller } from "./controller.ts";
+import { requireAdmin, type TokenAuth, type TokenView } from "./auth.ts";
+import { checkDnsLabel } from "./_validate.ts";
+
+/** The longest token lifetime accepted: about 100 years. */
+const MAX_TTL_SECONDS = 100n * 365n * 86_400n;
+
+function tokenInfo(t: TokenView): TokenInfo {
+  return create(TokenInfoSchema, {
+    id: t.id,
+    namespaces: [...t.namespaces],
+    admin: t.admin,
+    expireTime: BigInt(t.expireTime),
+    createdAt: BigInt(t.createdAt),
+  });
+}
 
 /** Adds the FastPath and AgentRegistry services, backed by `controller`, to `server`. */
-export function addControllerServices(server: RpcServer, controller: Controller): void {
+export function addControllerServices(
+  server: RpcServer,
+  controller: Controller,
+  auth: TokenAuth,
+): void {
   server.add(FastPath, {
-    createSandbox: (req) => controller.createSandbox(req),
-    getSandbox: (req) => controller.getSandbox(req),
-    listSandboxes: (req) => ({ sandboxes: controller.listSandboxes(req) }),
-    deleteSandbox: (req) => controller.deleteSandbox(req),
-    updateSandbox: (req) => controller.updateSandbox(req),
-    streamLogs: (req, ctx) => controller.streamLogs(req, ctx.signal),
+    createSandbox: (req, ctx) => controller.createSandbox(req, auth.authenticate(ctx.metadata)),
+    getSandbox: (req, ctx) => controller.getSandbox(req, auth.authenticate(ctx.metadata)),
+    listSandboxes: (req, ctx) => ({
+      sandboxes: controller.listSandboxes(req, auth.authenticate(ctx.metadata)),
+    }),
+    deleteSandbox: (req, ctx) => controller.deleteSandbox(req, auth.authenticate(ctx.metadata)),
+    updateSandbox: (req, ctx) => controller.updateSandbox(req, auth.authenticate(ctx.metadata)),
+    streamLogs: (req, ctx) =>
+      controller.streamLogs(req, ctx.signal, auth.authenticate(ctx.metadata)),
+    createToken: async (req, ctx) => {
+      requireAdmin(auth.authenticate(ctx.metadata), "create tokens");
+      if (!req.admin && req.namespaces.length === 0) {
+        throw new InvalidArgumentError(
+          "namespaces",
+          "must name at least one namespace unless admin",
+        );
+      }
+      req.namespaces.forEach((ns, i) => checkDnsLabel(`namespaces[${i}]`, ns));
+      if (req.ttlSeconds < 0n || req.ttlSeconds > MAX_TTL_SECONDS) {
+        throw new InvalidArgumentError(
+          "ttl_seconds",
+          `must be from 0 (never expires) to ${MAX_TTL_SECONDS}, got ${req.ttlSeconds}`,
+        );
+      }
+      if (req.quota !== undefined && req.quota === 0) {
+        throw new InvalidArgumentError("quota", "must be at least 1 sandbox when set");
+      }
+      const made = await auth.create({
+        namespaces: req.namespaces,
+        admin: req.admin,
+        ttlSeconds: Number(req.ttlSeconds),
+        quota: req.quota,
+      });
+      return { token: tokenInfo(made.token), secret: made.secret };
+    },
+    listTokens: (_req, ctx) => {
+      requireAdmin(auth.authenticate(ctx.metadata), "list tokens");
+      return { tokens: auth.list().map(tokenInfo) };
+    },
+    revokeToken: async (req, ctx) => {
+      requireAdmin(auth.authenticate(ctx.metadata), "revoke tokens");
+      if (req.id === "") throw new InvalidArgumentError("id", "is required");
+      const gone = await auth.revoke(req.id);
+      if (gone === undefined) {
+        throw new NotFoundError(`Cannot revoke token "${req.id}" as it does not exist`);
+      }
+      return tokenInfo(gone);
+    },
   });
   server.add(AgentRegistry, {
-    register: (report) => controller.register(report),
-    heartbeat: (report) => controller.heartbeat(report),
+    register: (report, ctx) => controller.register(report, ctx.metadata),
+    heartbeat: (report, ctx) => controller.heartbeat(report, ctx.metadata),
   });
 }

@@ -11,7 +11,9 @@ import {
   AlreadyExistsError,
   InvalidArgumentError,
   NotFoundError,
+  PermissionDeniedError,
   Registry,
+  UnauthenticatedError,
   UnavailableError,
 } from "../registry/mod.ts";
 import {
@@ -31,8 +33,10 @@ import {
 import { Code, RpcChannel, RpcError, type ServiceClient } from "../proto/grpc.ts";
 import type { Store } from "./store/mod.ts";
 import type { ControllerMetrics } from "./metrics.ts";
+import { type AuthRecord, bearerOf, type Principal, requireNamespace, TokenAuth } from "./auth.ts";
 import {
   checkDnsLabel,
+  checkMergedLabels,
   newSandboxId,
   sameRequest,
   validateCreate,
@@ -86,6 +90,10 @@ export interface ControllerOptions {
   agentCreateTimeoutMs?: number;
   /** Heartbeat interval told to agents. Default 2 s. */
   heartbeatIntervalMs?: number;
+  /** Tokens and agent credentials; without it nothing is checked (in-process use). */
+  auth?: TokenAuth;
+  /** Dial agents over TLS, checking their certificates against `ca`. */
+  agentTls?: { ca: string };
 }
 
 interface Entry {
@@ -130,7 +138,12 @@ export class Controller {
   readonly #byAgent = new Map<string, Set<Entry>>();
   readonly #channels = new Map<
     string,
-    { address: string; channel: RpcChannel; client: ServiceClient<typeof AgentService.method> }
+    {
+      address: string;
+      credential: string;
+      channel: RpcChannel;
+      client: ServiceClient<typeof AgentService.method>;
+    }
   >();
   /** Ids of sandboxes the controller gave up on; an agent reporting one is told to delete it. */
   readonly #tombstones = new Set<string>();
@@ -149,6 +162,8 @@ export class Controller {
   readonly #graceMs: number;
   readonly #createTimeoutMs: number;
   readonly #heartbeatMs: number;
+  readonly #auth: TokenAuth;
+  readonly #agentTls: { ca: string } | undefined;
   readonly #startedAt: number;
   #closed = false;
 
@@ -163,6 +178,9 @@ export class Controller {
     this.#graceMs = opts.deleteGraceMs ?? 10_000;
     this.#createTimeoutMs = opts.agentCreateTimeoutMs ?? 30_000;
     this.#heartbeatMs = opts.heartbeatIntervalMs ?? 2_000;
+    this.#agentTls = opts.agentTls;
+    this.#auth = opts.auth ??
+      new TokenAuth({ store: opts.store as unknown as Store<AuthRecord>, enabled: false });
     this.#startedAt = this.#clock.now();
   }
 
@@ -205,7 +223,7 @@ export class Controller {
   // ---------------------------------------------------------------- FastPath
 
   /** CreateSandbox: idempotent by (namespace, name). */
-  async createSandbox(req: CreateSandboxRequest): Promise<SandboxInfo> {
+  async createSandbox(req: CreateSandboxRequest, caller?: Principal): Promise<SandboxInfo> {
     const t0 = performance.now();
     let mode: "fast" | "strong" = this.#defaultMode;
     let ok = false;
@@ -215,6 +233,8 @@ export class Controller {
         defaultMode: this.#defaultMode,
       });
       mode = valid.mode;
+      if (caller !== undefined) requireNamespace(caller, valid.spec.namespace);
+      this.#checkQuota(valid.spec);
       const info = await this.#create(valid.spec, valid.mode, t0);
       ok = true;
       return info;
@@ -344,29 +364,63 @@ export class Controller {
     }
   }
 
+  /**
+   * Throws RESOURCE_EXHAUSTED when the spec's namespace has a quota and as
+   * many sandboxes as it allows (an idempotent repeat of an existing name
+   * passes). Counting walks the sandboxes, so only namespaces with a quota pay.
+   */
+  #checkQuota(spec: SandboxSpec): void {
+    const quota = this.#auth.quota(spec.namespace);
+    if (quota === undefined || this.#entries.has(keyOf(spec.namespace, spec.name))) return;
+    const prefix = `${SANDBOX_PREFIX}${spec.namespace}/`;
+    let count = 0;
+    for (const entry of this.#entries.values()) {
+      if (entry.key.startsWith(prefix) && entry.phase !== "Expired") count++;
+    }
+    if (count >= quota) {
+      throw new RpcError(
+        Code.RESOURCE_EXHAUSTED,
+        `Cannot create sandbox "${spec.namespace}/${spec.name}" as namespace "${spec.namespace}" has reached its quota of ${quota} sandboxes`,
+      );
+    }
+  }
+
   /** GetSandbox. */
-  getSandbox(req: { name: string; namespace: string }): SandboxInfo {
-    return this.#info(this.#mustGet(req));
+  getSandbox(req: { name: string; namespace: string }, caller?: Principal): SandboxInfo {
+    return this.#info(this.#mustGet(req, caller));
   }
 
   /** ListSandboxes, sorted by namespace then name. */
-  listSandboxes(req: { namespace: string; allNamespaces: boolean }): SandboxInfo[] {
+  listSandboxes(
+    req: { namespace: string; allNamespaces: boolean },
+    caller?: Principal,
+  ): SandboxInfo[] {
     let prefix = SANDBOX_PREFIX;
     if (!req.allNamespaces) {
       const ns = req.namespace === "" ? "default" : req.namespace;
       checkDnsLabel("namespace", ns);
+      if (caller !== undefined) requireNamespace(caller, ns);
       prefix = `${SANDBOX_PREFIX}${ns}/`;
     }
+    // Every namespace means every namespace the caller may see.
+    const only = caller === undefined || caller.admin ? undefined : caller.namespaces;
     const out: Entry[] = [];
-    for (const entry of this.#entries.values()) if (entry.key.startsWith(prefix)) out.push(entry);
+    for (const entry of this.#entries.values()) {
+      if (!entry.key.startsWith(prefix)) continue;
+      if (only !== undefined && !only.has(entry.spec.namespace)) continue;
+      out.push(entry);
+    }
     out.sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
     return out.map((e) => this.#info(e));
   }
 
   /** DeleteSandbox: stops and removes it, then frees its slot and ports. Returns its last state. */
-  async deleteSandbox(req: { name: string; namespace: string }): Promise<SandboxInfo> {
+  async deleteSandbox(
+    req: { name: string; namespace: string },
+    caller?: Principal,
+  ): Promise<SandboxInfo> {
     for (;;) {
-      const entry = this.#mustGet(req);
+      const entry = this.#mustGet(req, caller);
       if (entry.busy) {
         await entry.busy.catch(() => {});
         continue;
@@ -389,14 +443,15 @@ export class Controller {
   }
 
   /** UpdateSandbox: expiry, failure policy, labels; `reset` recreates it on a fresh placement. */
-  async updateSandbox(req: UpdateSandboxRequest): Promise<SandboxInfo> {
+  async updateSandbox(req: UpdateSandboxRequest, caller?: Principal): Promise<SandboxInfo> {
     const valid = validateUpdate(req, { nowMs: this.#clock.now() });
     for (;;) {
-      const entry = this.#mustGet(valid);
+      const entry = this.#mustGet(valid, caller);
       if (entry.busy) {
         await entry.busy.catch(() => {});
         continue;
       }
+      checkMergedLabels(entry.spec.labels, valid.labels);
       const spec = create(SandboxSpecSchema, entry.spec);
       if (valid.expireTime !== undefined) spec.expireTime = BigInt(valid.expireTime);
       if (valid.failurePolicy !== undefined) spec.failurePolicy = valid.failurePolicy;
@@ -417,8 +472,9 @@ export class Controller {
   async *streamLogs(
     req: { name: string; namespace: string; follow: boolean },
     signal: AbortSignal,
+    caller?: Principal,
   ): AsyncGenerator<{ data: Uint8Array }> {
-    const entry = this.#mustGet(req);
+    const entry = this.#mustGet(req, caller);
     if (entry.busy) await entry.busy.catch(() => {});
     const agent = entry.placed ? this.#registry.getAgentById(entry.agentId) : undefined;
     if (agent === undefined) {
@@ -441,7 +497,46 @@ export class Controller {
    * registry slots are rebuilt from scratch from what it reports plus creates
    * in flight to it; sandboxes it no longer has are lost.
    */
-  register(report: AgentReport): { heartbeatIntervalMs: number } {
+  async register(
+    report: AgentReport,
+    metadata?: Readonly<Record<string, string>>,
+  ): Promise<{ heartbeatIntervalMs: number; credential: string }> {
+    const credential = await this.#admitAgent(report.agentId, metadata);
+    return { heartbeatIntervalMs: this.#registerNow(report), credential };
+  }
+
+  /**
+   * The credential agent `id` is to use: the one it presents, if it is its
+   * own; else, for a caller with the join token, a new one, unless a live
+   * agent already holds the id (nobody may take over a live agent). Calls
+   * made in process (no metadata) are trusted.
+   */
+  async #admitAgent(
+    id: string,
+    metadata: Readonly<Record<string, string>> | undefined,
+  ): Promise<string> {
+    if (id === "") throw new InvalidArgumentError("agent_id", "is required");
+    const presented = metadata === undefined ? undefined : bearerOf(metadata);
+    if (this.#auth.isAgentCredential(id, presented)) return presented!;
+    const known = this.#auth.agentCredential(id);
+    if (metadata === undefined || !this.#auth.enabled) {
+      return known ?? await this.#auth.issueAgentCredential(id);
+    }
+    if (!this.#auth.isJoinToken(presented)) {
+      throw new UnauthenticatedError(
+        `Cannot register agent "${id}": it needs the cluster's join token (--join-token-file) or its own credential`,
+      );
+    }
+    if (known !== undefined && this.#registry.getAgentById(id) !== undefined) {
+      throw new PermissionDeniedError(
+        `Cannot register agent "${id}" as a live agent holds that id (a restarted agent presents its saved credential)`,
+      );
+    }
+    return await this.#auth.issueAgentCredential(id);
+  }
+
+  /** The synchronous part of Register; resolves to the heartbeat interval. */
+  #registerNow(report: AgentReport): number {
     const agent = this.#upsertAgent(report, true);
     // A registering agent is a new process: a channel to its predecessor may still hold a dead
     // connection, and its first call would fail before grpc-js noticed.
@@ -458,7 +553,7 @@ export class Controller {
         entry.placed = true;
       }
       this.#log.warn({ agent: agent.id }, "agent registered without its inventory");
-      return { heartbeatIntervalMs: this.#heartbeatMs };
+      return this.#heartbeatMs;
     }
     for (const entry of mine) entry.placed = false;
     for (const entry of mine) {
@@ -485,11 +580,22 @@ export class Controller {
       },
       "agent registered",
     );
-    return { heartbeatIntervalMs: this.#heartbeatMs };
+    return this.#heartbeatMs;
   }
 
   /** Heartbeat: liveness, capacity and images; phase changes and sandboxes to adopt. */
-  heartbeat(report: AgentReport): { reregister: boolean } {
+  heartbeat(
+    report: AgentReport,
+    metadata?: Readonly<Record<string, string>>,
+  ): { reregister: boolean } {
+    if (
+      metadata !== undefined && this.#auth.enabled &&
+      !this.#auth.isAgentCredential(report.agentId, bearerOf(metadata))
+    ) {
+      throw new UnauthenticatedError(
+        `Heartbeat of agent "${report.agentId}" carries no valid credential: register again`,
+      );
+    }
     if (this.#registry.getAgentById(report.agentId) === undefined) return { reregister: true };
     const agent = this.#upsertAgent(report, false);
     for (const status of report.sandboxes) {
@@ -743,8 +849,10 @@ export class Controller {
 
   // ------------------------------------------------------------ helpers
 
-  #mustGet(req: { name: string; namespace: string }): Entry {
+  #mustGet(req: { name: string; namespace: string }, caller?: Principal): Entry {
     const { name, namespace } = validateName(req);
+    // Before the lookup, so a caller learns nothing of other namespaces.
+    if (caller !== undefined) requireNamespace(caller, namespace);
     const entry = this.#entries.get(keyOf(namespace, name));
     if (entry === undefined) throw new NotFoundError(`Sandbox "${namespace}/${name}" not found`);
     return entry;
@@ -792,10 +900,20 @@ export class Controller {
   #client(agent: AgentInfo): ServiceClient<typeof AgentService.method> {
     if (this.#closed) throw new UnavailableError("The controller is shutting down");
     let ch = this.#channels.get(agent.id);
-    if (ch === undefined || ch.address !== agent.address) {
+    const credential = this.#auth.agentCredential(agent.id) ?? "";
+    if (ch === undefined || ch.address !== agent.address || ch.credential !== credential) {
       ch?.channel.close();
-      const channel = new RpcChannel(agent.address);
-      ch = { address: agent.address, channel, client: channel.client(AgentService) };
+      // The agent serves only calls carrying its credential.
+      const channel = new RpcChannel(agent.address, {
+        metadata: { authorization: `Bearer ${credential}` },
+        tls: this.#agentTls,
+      });
+      ch = {
+        address: agent.address,
+        credential,
+        channel,
+        client: channel.client(AgentService),
+      };
       this.#channels.set(agent.id, ch);
     }
     return ch.client;

@@ -11,10 +11,13 @@ import { type Clock, Controller, type SandboxRecord } from "./controller.ts";
 import { createControllerMetrics } from "./metrics.ts";
 import { addControllerServices } from "./_services.ts";
 import { openStore } from "./store/mod.ts";
-import { serveHttp } from "./_http.ts";
+import { serveHttp, splitHostPort } from "./_http.ts";
+import { type AuthRecord, TokenAuth } from "./auth.ts";
+import type { Store } from "./store/mod.ts";
 
 export { type Clock, Controller, type Phase, type SandboxRecord } from "./controller.ts";
 export { createControllerMetrics } from "./metrics.ts";
+export { type Principal, TokenAuth } from "./auth.ts";
 
 /** Options for {@linkcode startController}. */
 export interface StartControllerOptions {
@@ -36,9 +39,30 @@ export interface StartControllerOptions {
   /** Deadline for an agent's create. Default 30 s. */
   agentCreateTimeoutMs?: number;
   clock?: Clock;
+  /**
+   * `token` (default): every call needs a token, agents the join token;
+   * `none`: nothing is checked, refused unless every listener is on loopback.
+   */
+  auth?: "token" | "none";
+  /**
+   * TLS: the FastPath port presents `cert` and `key`; with `ca`, the
+   * controller dials agents over TLS and checks their certificates by it.
+   */
+  tls?: { cert: string; key: string; ca?: string };
 }
 
-/** A running controller. */
+/**
+ * The most one call may carry to the controller: a heartbeat holds every
+ * sandbox's spec, and an agent's capacity is capped so that even specs at
+ * their bounds fit (see MAX_AGENT_CAPACITY).
+ */
+export const MAX_CONTROLLER_MESSAGE_BYTES = 32 * 1024 * 1024;
+
+/** Whether `address` (`HOST:PORT`) listens on loopback only. */
+function isLoopback(address: string): boolean {
+  const { host } = splitHostPort(address);
+  return host === "localhost" || host.startsWith("127.") || host === "::1" || host === "[::1]";
+}
 export interface ControllerHandle {
   readonly controller: Controller;
   /** The bound FastPath address. */
@@ -51,7 +75,35 @@ export interface ControllerHandle {
 
 /** Opens the store, loads sandboxes, and starts serving. */
 export async function startController(opts: StartControllerOptions): Promise<ControllerHandle> {
+  const authMode = opts.auth ?? "token";
+  if (authMode === "none") {
+    for (const address of [opts.listen, opts.metricsListen]) {
+      if (address !== "" && !isLoopback(address)) {
+        throw new Error(
+          `Cannot serve with --auth none on ${address}: without auth every listener must be on loopback`,
+        );
+      }
+    }
+  }
   const store = await openStore<SandboxRecord>(opts.store, { dataDir: opts.dataDir });
+  // One store for everything, keyed by prefix: auth records live beside sandboxes.
+  const auth = new TokenAuth({
+    store: store as unknown as Store<AuthRecord>,
+    enabled: authMode === "token",
+    now: opts.clock === undefined ? undefined : () => opts.clock!.now(),
+  });
+  try {
+    await auth.load();
+    // Written before the controller listens, so whoever starts it can use them at once.
+    await Deno.mkdir(opts.dataDir, { recursive: true });
+    await auth.bootstrap({
+      admin: `${opts.dataDir}/admin-token`,
+      join: `${opts.dataDir}/join-token`,
+    });
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   // The gauges read the controller only when scraped, after it exists.
   const controller: Controller = new Controller({
     store,
@@ -65,12 +117,16 @@ export async function startController(opts: StartControllerOptions): Promise<Con
     deleteGraceMs: opts.deleteGraceMs,
     agentCreateTimeoutMs: opts.agentCreateTimeoutMs,
     clock: opts.clock,
+    auth,
+    agentTls: opts.tls?.ca === undefined ? undefined : { ca: opts.tls.ca },
   });
   await controller.load();
   const server = new RpcServer({
+    maxReceiveBytes: MAX_CONTROLLER_MESSAGE_BYTES,
+    tls: opts.tls === undefined ? undefined : { cert: opts.tls.cert, key: opts.tls.key },
     onInternalError: (err, method) => opts.logger.error({ err, method }, "internal error"),
   });
-  addControllerServices(server, controller);
+  addControllerServices(server, controller, auth);
   let address: string;
   try {
     address = await server.listen(opts.listen);
@@ -89,7 +145,7 @@ export async function startController(opts: StartControllerOptions): Promise<Con
       .finally(() => ticking = undefined);
   }, opts.tickMs ?? 500);
   opts.logger.info(
-    { address, metrics: http?.address ?? "", mode: opts.mode, store: opts.store },
+    { address, metrics: http?.address ?? "", mode: opts.mode, store: opts.store, auth: authMode },
     "controller serving",
   );
   return {

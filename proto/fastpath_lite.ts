@@ -1,9 +1,10 @@
 /**
  * The FastPath messages encoded and decoded by hand, on protobuf-es's wire
  * primitives alone, for the CLI: loading protobuf-es's reflection and the
- * generated schemas costs 25 to 45 ms of every `fsb sandbox` command's start,
- * the wire primitives a few. Values have the very shapes of the generated
- * types (imported as types only, so nothing of them loads at run time).
+ * generated schemas costs 25 to 45 ms of every `fsb sandbox` and `fsb token`
+ * command's start, the wire primitives a few. Values have the very shapes of
+ * the generated types (imported as types only, so nothing of them loads at
+ * run time).
  *
  * This file restates `fsb/fastpath/v1/fastpath.proto` by hand. What keeps it
  * honest is `tests/proto/fastpath_lite_test.ts`: it fails when the generated
@@ -18,20 +19,26 @@ import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
 import type {
   CreateSandboxRequestSchema,
+  CreateTokenRequestSchema,
+  CreateTokenResponse,
   DeleteSandboxRequestSchema,
   Egress,
   FailurePolicy,
   GetSandboxRequestSchema,
   ListSandboxesRequestSchema,
   ListSandboxesResponse,
+  ListTokensRequestSchema,
+  ListTokensResponse,
   LogChunk,
   NetworkMode,
   NetworkPolicy,
   NetworkPolicySchema,
   Resources,
   ResourcesSchema,
+  RevokeTokenRequestSchema,
   SandboxInfo,
   StreamLogsRequestSchema,
+  TokenInfo,
   UpdateSandboxRequestSchema,
 } from "./gen/fsb/fastpath/v1/fastpath_pb.ts";
 import type { LiteClient, LiteMethod, LiteService } from "./lite_service.ts";
@@ -52,6 +59,12 @@ export type StreamLogsRequestInit = MessageInitShape<typeof StreamLogsRequestSch
 export type NetworkPolicyInit = MessageInitShape<typeof NetworkPolicySchema>;
 /** Resources inside a request; an absent limit is not sent (the agent's default applies). */
 export type ResourcesInit = MessageInitShape<typeof ResourcesSchema>;
+/** A CreateToken request, every field optional; an absent `quota` is not sent. */
+export type CreateTokenRequestInit = MessageInitShape<typeof CreateTokenRequestSchema>;
+/** A ListTokens request (it has no fields). */
+export type ListTokensRequestInit = MessageInitShape<typeof ListTokensRequestSchema>;
+/** A RevokeToken request, every field optional. */
+export type RevokeTokenRequestInit = MessageInitShape<typeof RevokeTokenRequestSchema>;
 
 /**
  * Everything of fastpath.proto this file knows, written as in the .proto
@@ -130,6 +143,26 @@ export const fastPathLiteSchema = {
       "bool follow = 3",
     ],
     "fsb.fastpath.v1.LogChunk": ["bytes data = 1"],
+    "fsb.fastpath.v1.CreateTokenRequest": [
+      "repeated string namespaces = 1",
+      "bool admin = 2",
+      "int64 ttl_seconds = 3",
+      "optional uint32 quota = 4",
+    ],
+    "fsb.fastpath.v1.TokenInfo": [
+      "string id = 1",
+      "repeated string namespaces = 2",
+      "bool admin = 3",
+      "int64 expire_time = 4",
+      "int64 created_at = 5",
+    ],
+    "fsb.fastpath.v1.CreateTokenResponse": [
+      "fsb.fastpath.v1.TokenInfo token = 1",
+      "string secret = 2",
+    ],
+    "fsb.fastpath.v1.ListTokensRequest": [],
+    "fsb.fastpath.v1.ListTokensResponse": ["repeated fsb.fastpath.v1.TokenInfo tokens = 1"],
+    "fsb.fastpath.v1.RevokeTokenRequest": ["string id = 1"],
   },
   enums: {
     "fsb.fastpath.v1.ConsistencyMode": [
@@ -186,6 +219,10 @@ function putInt64(w: BinaryWriter, no: number, value: bigint | undefined): void 
 
 function putOptionalInt64(w: BinaryWriter, no: number, value: bigint | undefined): void {
   if (value !== undefined) w.tag(no, WireType.Varint).int64(value);
+}
+
+function putOptionalUint32(w: BinaryWriter, no: number, value: number | undefined): void {
+  if (value !== undefined) w.tag(no, WireType.Varint).uint32(value);
 }
 
 function putEnum(w: BinaryWriter, no: number, value: number | undefined): void {
@@ -300,6 +337,31 @@ export function encodeStreamLogsRequest(req: StreamLogsRequestInit): Uint8Array 
   putString(w, 1, req.name);
   putString(w, 2, req.namespace);
   putBool(w, 3, req.follow);
+  return w.finish();
+}
+
+/**
+ * Serializes a `fsb.fastpath.v1.CreateTokenRequest`; `quota` is sent whenever
+ * present, 0 included.
+ */
+export function encodeCreateTokenRequest(req: CreateTokenRequestInit): Uint8Array {
+  const w = new BinaryWriter();
+  putStrings(w, 1, req.namespaces);
+  putBool(w, 2, req.admin);
+  putInt64(w, 3, req.ttlSeconds);
+  putOptionalUint32(w, 4, req.quota);
+  return w.finish();
+}
+
+/** Serializes a `fsb.fastpath.v1.ListTokensRequest`: always empty. */
+export function encodeListTokensRequest(_req: ListTokensRequestInit): Uint8Array {
+  return new Uint8Array(0);
+}
+
+/** Serializes a `fsb.fastpath.v1.RevokeTokenRequest`. */
+export function encodeRevokeTokenRequest(req: RevokeTokenRequestInit): Uint8Array {
+  const w = new BinaryWriter();
+  putString(w, 1, req.id);
   return w.finish();
 }
 
@@ -535,6 +597,84 @@ export function decodeLogChunk(bytes: Uint8Array): LogChunk {
   return chunk;
 }
 
+// A TokenInfo that comes more than once inside a CreateTokenResponse is merged into.
+function readTokenInfo(r: BinaryReader, end: number, into?: TokenInfo): TokenInfo {
+  const token: TokenInfo = into ?? {
+    $typeName: "fsb.fastpath.v1.TokenInfo",
+    id: "",
+    namespaces: [],
+    admin: false,
+    expireTime: 0n,
+    createdAt: 0n,
+  };
+  while (r.pos < end) {
+    const [no, wireType] = r.tag();
+    switch (no) {
+      case 1:
+        token.id = r.string(true);
+        break;
+      case 2:
+        token.namespaces.push(r.string(true));
+        break;
+      case 3:
+        token.admin = r.bool();
+        break;
+      case 4:
+        token.expireTime = readInt64(r);
+        break;
+      case 5:
+        token.createdAt = readInt64(r);
+        break;
+      default:
+        r.skip(wireType, no);
+    }
+  }
+  return token;
+}
+
+/** Parses a `fsb.fastpath.v1.TokenInfo`. Throws on malformed input. */
+export function decodeTokenInfo(bytes: Uint8Array): TokenInfo {
+  const r = new BinaryReader(bytes);
+  return readTokenInfo(r, r.len);
+}
+
+/**
+ * Parses a `fsb.fastpath.v1.CreateTokenResponse`; `token` gets a property only
+ * when present, as protobuf-es's does. Throws on malformed input.
+ */
+export function decodeCreateTokenResponse(bytes: Uint8Array): CreateTokenResponse {
+  const r = new BinaryReader(bytes);
+  const res: CreateTokenResponse = { $typeName: "fsb.fastpath.v1.CreateTokenResponse", secret: "" };
+  while (r.pos < r.len) {
+    const [no, wireType] = r.tag();
+    if (no === 1) {
+      const len = r.uint32();
+      res.token = readTokenInfo(r, r.pos + len, res.token);
+    } else if (no === 2) {
+      res.secret = r.string(true);
+    } else {
+      r.skip(wireType, no);
+    }
+  }
+  return res;
+}
+
+/** Parses a `fsb.fastpath.v1.ListTokensResponse`. Throws on malformed input. */
+export function decodeListTokensResponse(bytes: Uint8Array): ListTokensResponse {
+  const r = new BinaryReader(bytes);
+  const res: ListTokensResponse = { $typeName: "fsb.fastpath.v1.ListTokensResponse", tokens: [] };
+  while (r.pos < r.len) {
+    const [no, wireType] = r.tag();
+    if (no === 1) {
+      const len = r.uint32();
+      res.tokens.push(readTokenInfo(r, r.pos + len));
+    } else {
+      r.skip(wireType, no);
+    }
+  }
+  return res;
+}
+
 // --- JSON ------------------------------------------------------------------
 
 function jsonMap(map: Readonly<Record<string, string>>): JsonObject {
@@ -600,6 +740,22 @@ export function sandboxInfoToJson(info: SandboxInfo): JsonObject {
   return json;
 }
 
+/**
+ * The proto3 JSON mapping of a TokenInfo with every field present, exactly as
+ * protobuf-es's `toJson(TokenInfoSchema, token, { alwaysEmitImplicit: true })`
+ * builds it: `id`, `namespaces`, `admin`, then `expireTime` and `createdAt` as
+ * decimal strings of unix seconds.
+ */
+export function tokenInfoToJson(token: TokenInfo): JsonObject {
+  return {
+    id: token.id,
+    namespaces: token.namespaces.slice(),
+    admin: token.admin,
+    expireTime: token.expireTime.toString(),
+    createdAt: token.createdAt.toString(),
+  };
+}
+
 // --- the service -------------------------------------------------------------
 
 function unary<I, O>(
@@ -633,6 +789,9 @@ export const FastPathLite = {
       encode: encodeStreamLogsRequest,
       decode: decodeLogChunk,
     } satisfies LiteMethod<StreamLogsRequestInit, LogChunk, "server_streaming">,
+    createToken: unary("CreateToken", encodeCreateTokenRequest, decodeCreateTokenResponse),
+    listTokens: unary("ListTokens", encodeListTokensRequest, decodeListTokensResponse),
+    revokeToken: unary("RevokeToken", encodeRevokeTokenRequest, decodeTokenInfo),
   },
 } as const satisfies LiteService;
 

@@ -8,6 +8,10 @@
  * reports a failed call that has sent nothing yet); a server stream that fails
  * after sending messages just ends. TCP endpoints only (`HOST:PORT`).
  *
+ * With `tlsCa` it speaks HTTP/2 over TLS (`https://`, ALPN `h2` only),
+ * trusting that CA besides Deno's default roots, and reports handshake
+ * failures in plain words.
+ *
  * Services are described by hand-written codecs ({@linkcode LiteService}, e.g.
  * `fastpath_lite.ts`), not protobuf-es schemas: loading protobuf-es and the
  * generated code would cost the CLI another 45 ms of start-up.
@@ -94,21 +98,68 @@ function decode<O>(codec: Codec<O>, bytes: Uint8Array): O {
   }
 }
 
+/** Options for {@linkcode FetchChannel}. */
+export interface FetchChannelOptions {
+  /** Default per-call timeout in milliseconds. */
+  timeoutMs?: number;
+  /** Sent with every call (e.g. `authorization`). */
+  metadata?: Readonly<Record<string, string>>;
+  /**
+   * Connect over TLS, trusting this CA certificate (PEM text; Deno's default
+   * roots stay trusted too) for the server's certificate; plaintext HTTP/2 when unset.
+   */
+  tlsCa?: string;
+  /** A client certificate (PEM) for servers that require mutual TLS; needs `tlsCa`, `tlsKey`. */
+  tlsCert?: string;
+  /** The client certificate's private key (PEM). */
+  tlsKey?: string;
+}
+
 /** One HTTP/2 connection to a gRPC server, shared by the clients made from it. */
 export class FetchChannel {
   readonly address: string;
   readonly #http: Deno.HttpClient;
+  /** `http://HOST:PORT`, or `https://` with TLS. */
+  readonly #origin: string;
+  readonly #tls: boolean;
   readonly #timeoutMs: number | undefined;
+  /** Sent with every call (e.g. `authorization`). */
+  readonly #metadata: Readonly<Record<string, string>>;
   #connectError: string | undefined;
 
   /** Prepares a channel to `address` (`HOST:PORT`); it connects on first use. */
-  constructor(address: string, opts: { timeoutMs?: number } = {}) {
+  constructor(address: string, opts: FetchChannelOptions = {}) {
     if (address.startsWith("unix:")) {
       throw new RpcError(Code.INVALID_ARGUMENT, `FetchChannel needs HOST:PORT, got ${address}`);
     }
+    const { tlsCa, tlsCert, tlsKey } = opts;
+    if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+      throw new RpcError(
+        Code.INVALID_ARGUMENT,
+        "A TLS client certificate and its key go together: give both or neither",
+      );
+    }
+    if (tlsCert !== undefined && tlsCa === undefined) {
+      throw new RpcError(Code.INVALID_ARGUMENT, "A TLS client certificate needs tlsCa");
+    }
+    // Deno takes any text here and only fails each handshake later, as an unknown authority.
+    if (tlsCa !== undefined && !tlsCa.includes("-----BEGIN CERTIFICATE-----")) {
+      throw new RpcError(Code.INVALID_ARGUMENT, "The TLS CA is not a PEM certificate");
+    }
     this.address = address;
-    this.#http = Deno.createHttpClient({ http1: false, http2: true });
+    this.#tls = tlsCa !== undefined;
+    // One client per channel: its connection pool holds the one HTTP/2 connection all calls share.
+    this.#http = tlsCa === undefined
+      ? Deno.createHttpClient({ http1: false, http2: true })
+      : Deno.createHttpClient({
+        http1: false,
+        http2: true,
+        caCerts: [tlsCa],
+        ...(tlsCert === undefined || tlsKey === undefined ? {} : { cert: tlsCert, key: tlsKey }),
+      });
+    this.#origin = `${this.#tls ? "https" : "http"}://${address}`;
     this.#timeoutMs = opts.timeoutMs;
+    this.#metadata = opts.metadata ?? {};
   }
 
   /** Resolves once a TCP connection can be made, or rejects with UNAVAILABLE after `timeoutMs`. */
@@ -142,7 +193,7 @@ export class FetchChannel {
   client<S extends LiteService>(service: S): LiteClient<S> {
     const out: Record<string, unknown> = {};
     for (const [localName, method] of Object.entries(service.methods)) {
-      const url = `http://${this.address}/${service.typeName}/${method.name}`;
+      const url = `${this.#origin}/${service.typeName}/${method.name}`;
       out[localName] = method.kind === "server_streaming"
         ? (req: unknown, opts?: CallOptions) => this.#stream(url, method, req, opts)
         : (req: unknown, opts?: CallOptions) => this.#unary(url, method, req, opts);
@@ -155,7 +206,11 @@ export class FetchChannel {
     const signals: AbortSignal[] = [];
     if (opts?.signal) signals.push(opts.signal);
     if (timeoutMs !== undefined) signals.push(AbortSignal.timeout(timeoutMs));
-    const headers: Record<string, string> = { "content-type": "application/grpc", te: "trailers" };
+    const headers: Record<string, string> = {
+      ...this.#metadata,
+      "content-type": "application/grpc",
+      te: "trailers",
+    };
     if (timeoutMs !== undefined) headers["grpc-timeout"] = `${Math.max(1, Math.ceil(timeoutMs))}m`;
     try {
       const res = await fetch(url, {
@@ -188,14 +243,24 @@ export class FetchChannel {
     const cause = err instanceof Error && err.cause instanceof Error
       ? err.cause.message
       : undefined;
+    const full = cause ?? (err instanceof Error ? err.message : String(err));
+    const tlsReason = this.#tls ? rustlsReason(full) : undefined;
     const message = cause === undefined
-      ? (err instanceof Error ? err.message : String(err))
+      ? full
       : cause.slice(cause.lastIndexOf(": ") + 2).replace(/ \(os error \d+\)$/, "");
     // Calls queued on a connection that failed are "canceled"; they failed for the same reason.
     if (/canceled/.test(message) && this.#connectError !== undefined) {
       return new RpcError(Code.UNAVAILABLE, this.#connectError);
     }
-    this.#connectError = `Cannot connect to ${this.address}: ${message}`;
+    if (tlsReason !== undefined) {
+      this.#connectError = `Cannot reach ${this.address} over TLS: ${tlsReason}`;
+    } else if (!this.#tls && /frame with invalid size/.test(message)) {
+      // A TLS server's alert record, read as an HTTP/2 frame header, is a frame of over 1 MiB.
+      this.#connectError = `Cannot connect to ${this.address}: ${message} ` +
+        "(the server may require TLS: check --tls-ca)";
+    } else {
+      this.#connectError = `Cannot connect to ${this.address}: ${message}`;
+    }
     return new RpcError(Code.UNAVAILABLE, this.#connectError);
   }
 
@@ -238,4 +303,49 @@ export class FetchChannel {
   close(): void {
     this.#http.close();
   }
+}
+
+/**
+ * Plain words for the TLS failures Deno's fetch (hyper and rustls) reports, or
+ * undefined when `cause` is not a TLS failure (a refused connection, a reset).
+ */
+function rustlsReason(cause: string): string | undefined {
+  const cert = /invalid peer certificate: (.*)$/.exec(cause)?.[1];
+  if (cert !== undefined) {
+    if (/^UnknownIssuer/.test(cert)) {
+      return "certificate signed by an unknown authority (check --tls-ca)";
+    }
+    if (/CaUsedAsEndEntity/.test(cert)) {
+      return "the server presents a CA (self-signed?) certificate; it needs one signed by the CA " +
+        "in --tls-ca";
+    }
+    if (/^(Expired|NotValidYet)/.test(cert)) {
+      return `the server's certificate is expired or not yet valid (${cert})`;
+    }
+    if (/not valid for name|NotValidForName/.test(cert)) {
+      return `the server's ${cert}`;
+    }
+    if (/^Revoked/.test(cert)) return "the server's certificate is revoked";
+    return `invalid server certificate: ${cert}`;
+  }
+  if (/received fatal alert: CertificateRequired/.test(cause)) {
+    return "the server requires a client certificate";
+  }
+  const alert = /received fatal alert: (\w+)/.exec(cause)?.[1];
+  if (alert !== undefined) {
+    return /Certificate|UnknownCA|AccessDenied|DecryptError/.test(alert)
+      ? `the server refused the client certificate (TLS alert ${alert})`
+      : `the server ended the TLS handshake (TLS alert ${alert})`;
+  }
+  if (/peer closed connection without sending TLS close_notify/.test(cause)) {
+    return "the server closed the connection during the TLS handshake (does it refuse the client " +
+      "certificate?)";
+  }
+  if (/corrupt message|InvalidContentType|InvalidMessage|peer is incompatible/.test(cause)) {
+    return `the server does not speak TLS here (${cause.slice(cause.lastIndexOf(": ") + 2)})`;
+  }
+  if (/NoApplicationProtocol|ALPN/i.test(cause)) {
+    return "the server does not offer HTTP/2 (ALPN h2) over TLS";
+  }
+  return undefined;
 }

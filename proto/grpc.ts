@@ -6,7 +6,16 @@
  */
 import { Buffer } from "node:buffer";
 import * as grpc from "@grpc/grpc-js";
-import { createServer, type Server as NetServer, type Socket } from "node:net";
+import { createServer, isIP, type Server as NetServer, type Socket } from "node:net";
+import {
+  checkServerIdentity,
+  connect as tlsConnect,
+  createSecureContext,
+  createServer as createTlsServer,
+  type SecureContext,
+  type TLSSocket,
+} from "node:tls";
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
@@ -68,10 +77,30 @@ function toServiceError(err: unknown): grpc.ServiceError {
   });
 }
 
+/** TLS for an {@linkcode RpcServer}: PEM texts, not file names. */
+export interface RpcServerTls {
+  /** The server's certificate (chain), PEM. */
+  cert: string;
+  /** The certificate's private key, PEM (unencrypted). */
+  key: string;
+  /**
+   * CA certificate(s), PEM. When set, every client must present a certificate
+   * signed by one of them (mutual TLS); a client without one is refused in the handshake.
+   */
+  ca?: string;
+}
+
 /** Options for {@linkcode RpcServer}. */
 export interface RpcServerOptions {
   /** Called with errors that map to INTERNAL or UNKNOWN, i.e. bugs rather than refusals. */
   onInternalError?: (err: unknown, method: string) => void;
+  /** Serve TLS only (ALPN `h2`); without it the server speaks plaintext HTTP/2. */
+  tls?: RpcServerTls;
+  /**
+   * The largest request message accepted, in bytes (16 MiB by default); a
+   * larger one fails with RESOURCE_EXHAUSTED.
+   */
+  maxReceiveBytes?: number;
 }
 
 /**
@@ -82,6 +111,11 @@ export interface RpcServerOptions {
  * client aborts the whole process in nghttp2 when a GOAWAY reaches an idle
  * session (denoland/deno#36788), and every fsb server's peers are Deno
  * processes. Close waits for calls in flight, then drops the connections.
+ *
+ * With TLS the listening socket is a `node:tls` server and what is injected is
+ * the decrypted `TLSSocket`, through a plaintext injector: Deno's node:http2
+ * secure server does not wrap injected sockets in TLS (it would speak
+ * plaintext HTTP/2 on them).
  */
 export class RpcServer {
   #server: grpc.Server;
@@ -93,9 +127,14 @@ export class RpcServer {
 
   /** Creates an idle server; add services, then {@linkcode RpcServer.listen}. */
   constructor(opts: RpcServerOptions = {}) {
+    if (opts.tls !== undefined) checkTlsPems("server", opts.tls);
+    const maxReceiveBytes = opts.maxReceiveBytes ?? 16 * 1024 * 1024;
+    if (!Number.isSafeInteger(maxReceiveBytes) || maxReceiveBytes <= 0) {
+      throw new Error(`maxReceiveBytes must be a positive integer, got ${maxReceiveBytes}`);
+    }
     this.#server = new grpc.Server({
       "grpc.keepalive_permit_without_calls": 1,
-      "grpc.max_receive_message_length": 16 * 1024 * 1024,
+      "grpc.max_receive_message_length": maxReceiveBytes,
     });
     this.#opts = opts;
   }
@@ -199,16 +238,46 @@ export class RpcServer {
    */
   listen(address: string): Promise<string> {
     const injector = this.#server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-    const net = createServer((socket) => {
+    const track = (socket: Socket) => {
       this.#sockets.add(socket);
       socket.on("close", () => this.#sockets.delete(socket));
-      socket.setNoDelay(true);
-      // A connection silent this long (no calls, no keepalive pings) is dropped,
-      // so half-open or stalled handshakes cannot pile up.
-      socket.setTimeout(IDLE_SOCKET_MS, () => socket.destroy());
       socket.on("error", () => socket.destroy());
+    };
+    // A connection silent this long (no calls, no keepalive pings) is dropped,
+    // so half-open or stalled connections cannot pile up.
+    const serve = (socket: Socket) => {
+      socket.setTimeout(IDLE_SOCKET_MS, () => socket.destroy());
       injector.injectConnection(socket);
-    });
+    };
+    const tls = this.#opts.tls;
+    let net: NetServer;
+    if (tls === undefined) {
+      net = createServer((socket) => {
+        track(socket);
+        socket.setNoDelay(true);
+        serve(socket);
+      });
+    } else {
+      net = createTlsServer({
+        cert: tls.cert,
+        key: tls.key,
+        ca: tls.ca,
+        requestCert: tls.ca !== undefined,
+        rejectUnauthorized: tls.ca !== undefined,
+        ALPNProtocols: ["h2"],
+        handshakeTimeout: TLS_HANDSHAKE_MS,
+      }, (socket: TLSSocket) => {
+        track(socket);
+        serve(socket);
+      });
+      // The raw TCP socket, tracked from accept so that close() also drops handshakes in progress.
+      net.on("connection", (socket: Socket) => {
+        track(socket);
+        socket.setNoDelay(true);
+      });
+      // A failed handshake (plaintext client, untrusted or missing client certificate, timeout).
+      net.on("tlsClientError", (_err: Error, socket: TLSSocket) => socket.destroy());
+    }
     this.#net = net;
     return new Promise((resolve, reject) => {
       net.once("error", (err) => reject(new Error(`Cannot listen on ${address}: ${err.message}`)));
@@ -277,8 +346,64 @@ function drainOrAbort(
 /** Our clients ping every 30 s, so only dead or stalled connections stay silent this long. */
 const IDLE_SOCKET_MS = 5 * 60_000;
 
+/** A TLS handshake takes a round trip or two; one not done by then is stalled or hostile. */
+const TLS_HANDSHAKE_MS = 10_000;
+
+/**
+ * Fails fast on PEM texts that cannot work: node:tls in Deno accepts anything
+ * when the context is made and only fails each handshake later.
+ */
+function checkTlsPems(
+  side: "server" | "client",
+  tls: { cert?: string; key?: string; ca?: string },
+) {
+  let cert: X509Certificate | undefined;
+  if (tls.cert !== undefined) {
+    try {
+      cert = new X509Certificate(tls.cert);
+    } catch (err) {
+      throw new Error(
+        `TLS ${side} certificate is not a PEM certificate: ${(err as Error).message}`,
+      );
+    }
+  }
+  if (tls.key !== undefined) {
+    let key;
+    try {
+      key = createPrivateKey(tls.key);
+    } catch (err) {
+      throw new Error(`TLS ${side} key is not a PEM private key: ${(err as Error).message}`);
+    }
+    if (cert !== undefined && !cert.checkPrivateKey(key)) {
+      throw new Error(`TLS ${side} key does not match the ${side} certificate`);
+    }
+  }
+  if (tls.ca !== undefined) {
+    try {
+      new X509Certificate(tls.ca);
+    } catch (err) {
+      throw new Error(`TLS CA is not a PEM certificate: ${(err as Error).message}`);
+    }
+  }
+}
+
 type UnaryFn = (req: unknown, ctx: CallContext) => unknown;
 type StreamFn = (req: unknown, ctx: CallContext) => AsyncIterable<unknown>;
+
+/** TLS for an {@linkcode RpcChannel}: PEM texts, not file names. */
+export interface RpcChannelTls {
+  /** CA certificate(s) the server's certificate must chain to, PEM; the default roots when unset. */
+  ca?: string;
+  /** A client certificate (chain), PEM, for servers that require one (mutual TLS); needs `key`. */
+  cert?: string;
+  /** The client certificate's private key, PEM (unencrypted); needs `cert`. */
+  key?: string;
+  /**
+   * The name the server's certificate must carry, when it differs from the
+   * address's host (a DNS name or an IP address). Also sent as SNI when it is a DNS name.
+   */
+  serverName?: string;
+}
 
 /** Options for {@linkcode RpcChannel}. */
 export interface RpcChannelOptions {
@@ -286,19 +411,25 @@ export interface RpcChannelOptions {
   metadata?: Record<string, string>;
   /** Default per-call timeout in milliseconds. */
   timeoutMs?: number;
+  /** Connect over TLS (ALPN `h2`), verifying the server's certificate; plaintext when unset. */
+  tls?: RpcChannelTls;
 }
 
 /** One connection to a server, shared by the typed clients made from it. */
 export class RpcChannel {
   #client: grpc.Client;
   #opts: RpcChannelOptions;
+  #tls: TlsChannelCredentials | undefined;
   readonly address: string;
 
   /** Connects lazily to `address` (`HOST:PORT` or `unix:///path`). */
   constructor(address: string, opts: RpcChannelOptions = {}) {
     this.address = address;
     this.#opts = opts;
-    this.#client = new grpc.Client(address, grpc.credentials.createInsecure(), {
+    this.#tls = opts.tls === undefined
+      ? undefined
+      : new TlsChannelCredentials(opts.tls, opts.tls.serverName ?? hostOf(address));
+    this.#client = new grpc.Client(address, this.#tls ?? grpc.credentials.createInsecure(), {
       "grpc.max_receive_message_length": 64 * 1024 * 1024,
       "grpc.keepalive_time_ms": 30_000,
       "grpc.enable_retries": 0,
@@ -318,11 +449,27 @@ export class RpcChannel {
 
   /** Waits until the channel is connected, or rejects with UNAVAILABLE after `timeoutMs`. */
   ready(timeoutMs: number): Promise<void> {
+    const started = Date.now();
     return new Promise((resolve, reject) => {
-      this.#client.waitForReady(Date.now() + timeoutMs, (err) => {
-        if (err) {
-          reject(new RpcError(Code.UNAVAILABLE, `Cannot reach ${this.address}: ${err.message}`));
-        } else resolve();
+      this.#client.waitForReady(started + timeoutMs, (err) => {
+        if (!err) {
+          resolve();
+          return;
+        }
+        // waitForReady only says "Failed to connect before the deadline"; a handshake
+        // that failed meanwhile says why.
+        const failed = this.#tls?.lastFailure;
+        const reason = failed !== undefined && failed.at >= started
+          ? nodeTlsReason(failed.error.message) ?? failed.error.message
+          : undefined;
+        reject(
+          new RpcError(
+            Code.UNAVAILABLE,
+            reason === undefined
+              ? this.#unreachable(err.message)
+              : `Cannot reach ${this.address} over TLS: ${reason}`,
+          ),
+        );
       });
     });
   }
@@ -356,7 +503,7 @@ export class RpcChannel {
         req,
         this.#metadata(),
         this.#callOptions(opts),
-        (err, value) => err ? reject(fromServiceError(err)) : resolve(value),
+        (err, value) => err ? reject(this.#error(err)) : resolve(value),
       );
       const signal = opts?.signal;
       if (signal) {
@@ -387,7 +534,7 @@ export class RpcChannel {
       for await (const item of call) yield item;
     } catch (err) {
       if ((err as grpc.ServiceError).code === Code.CANCELLED && opts?.signal?.aborted) return;
-      throw fromServiceError(err as grpc.ServiceError);
+      throw this.#error(err as grpc.ServiceError);
     } finally {
       opts?.signal?.removeEventListener("abort", onAbort);
       call.cancel();
@@ -397,6 +544,152 @@ export class RpcChannel {
   /** Closes the connection; calls in flight fail with CANCELLED or UNAVAILABLE. */
   close(): void {
     this.#client.close();
+  }
+
+  #error(err: grpc.ServiceError): RpcError {
+    const out = fromServiceError(err);
+    if (out.code !== Code.UNAVAILABLE || this.#tls === undefined) return out;
+    const message = this.#unreachable(out.message);
+    return message === out.message ? out : new RpcError(Code.UNAVAILABLE, message);
+  }
+
+  /**
+   * Names TLS and the endpoint when a connection failed in the handshake: grpc-js
+   * reports "No connection established. Last error: Error: <node:tls message>".
+   */
+  #unreachable(message: string): string {
+    const m =
+      /Last error: (?:Error(?: \[\w+\])?: )?(.*?)(?: \(\d{4}-\d\d-\d\dT[^)]*\))?\. Resolution note: ?/
+        .exec(message);
+    const cause = m?.[1];
+    if (this.#tls !== undefined && cause !== undefined) {
+      const reason = nodeTlsReason(cause);
+      if (reason !== undefined) return `Cannot reach ${this.address} over TLS: ${reason}`;
+    }
+    return `Cannot reach ${this.address}: ${message}`;
+  }
+}
+
+/**
+ * Plain language for the node:tls failures a misconfigured TLS hop shows (as
+ * Deno 2.9's node:tls words them), or undefined for failures that are not TLS's.
+ */
+function nodeTlsReason(cause: string): string | undefined {
+  if (
+    /unable to verify the first certificate|unable to get (local )?issuer|self[- ]signed certificate/
+      .test(cause)
+  ) {
+    return `certificate signed by an unknown authority (check --tls-ca): ${cause}`;
+  }
+  if (/does not match certificate's altnames|ERR_TLS_CERT_ALTNAME_INVALID/.test(cause)) {
+    return `certificate not valid for this server's name: ${cause}`;
+  }
+  if (/certificate has expired|not yet valid/.test(cause)) return `server certificate: ${cause}`;
+  if (/CertificateRequired/.test(cause)) {
+    return `the server requires a client certificate (${cause})`;
+  }
+  if (
+    /fatal alert: (BadCertificate|UnknownCA|CertificateUnknown|AccessDenied|DecryptError)/.test(
+      cause,
+    )
+  ) {
+    return `the server refused the client certificate (${cause})`;
+  }
+  if (
+    /wrong version number|corrupt message|packet length too long|InvalidContentType/.test(cause)
+  ) {
+    return `the server does not speak TLS (${cause})`;
+  }
+  if (/TLS|SSL|certificate|handshake|alert/i.test(cause)) return cause;
+  return undefined;
+}
+
+/**
+ * The host part of a channel address (`HOST:PORT`, `[V6]:PORT`, `dns:///HOST:PORT`);
+ * `localhost` for unix sockets, as grpc-js takes it.
+ */
+function hostOf(address: string): string {
+  if (address.startsWith("unix:")) return "localhost";
+  const target = address.replace(/^[a-z0-9+.-]+:\/\/[^/]*\//i, "");
+  const i = target.lastIndexOf(":");
+  const host = i < 0 || target.endsWith("]") ? target : target.slice(0, i);
+  return host.replace(/^\[|\]$/g, "");
+}
+
+type SecureConnector = ReturnType<grpc.ChannelCredentials["_createSecureConnector"]>;
+
+/**
+ * Client TLS, done here rather than by `grpc.credentials.createSsl`: grpc-js
+ * always passes the target host as `servername` (SNI), and Deno's node:tls
+ * throws on an IP address there ("The property 'options.servername' must not
+ * be an IP address"), so createSsl cannot reach `127.0.0.1:9090`. This sends
+ * SNI only for DNS names and still verifies the certificate against the IP.
+ */
+class TlsChannelCredentials extends grpc.ChannelCredentials {
+  readonly #context: SecureContext;
+  readonly #name: string;
+  /** The last handshake that failed, until one succeeds. */
+  lastFailure: { error: Error; at: number } | undefined;
+
+  constructor(tls: RpcChannelTls, name: string) {
+    super();
+    if ((tls.cert === undefined) !== (tls.key === undefined)) {
+      throw new Error("A TLS client certificate and its key go together: give both or neither");
+    }
+    checkTlsPems("client", tls);
+    this.#context = createSecureContext({ ca: tls.ca, cert: tls.cert, key: tls.key });
+    this.#name = name;
+  }
+
+  override _isSecure(): boolean {
+    return true;
+  }
+
+  override _equals(other: grpc.ChannelCredentials): boolean {
+    return other === this;
+  }
+
+  override _createSecureConnector(
+    _target: unknown,
+    _options: unknown,
+    callCredentials?: grpc.CallCredentials,
+  ): SecureConnector {
+    const context = this.#context;
+    const name = this.#name;
+    const servername = isIP(name) === 0 ? name : undefined;
+    return {
+      connect: (socket) =>
+        new Promise((resolve, reject) => {
+          let done = false;
+          const fail = (error: Error) => {
+            if (done) return;
+            done = true;
+            this.lastFailure = { error, at: Date.now() };
+            reject(error);
+          };
+          const tlsSocket = tlsConnect({
+            socket,
+            secureContext: context,
+            servername,
+            ALPNProtocols: ["h2"],
+            checkServerIdentity: (_host, cert) => checkServerIdentity(name, cert),
+          }, () => {
+            if (!tlsSocket.authorized) {
+              fail(tlsSocket.authorizationError);
+              tlsSocket.destroy();
+              return;
+            }
+            done = true;
+            this.lastFailure = undefined;
+            resolve({ socket: tlsSocket, secure: true });
+          });
+          // Errors after the handshake are the HTTP/2 session's to report.
+          tlsSocket.on("error", fail);
+        }),
+      waitForReady: () => Promise.resolve(),
+      getCallCredentials: () => callCredentials ?? grpc.credentials.createEmpty(),
+      destroy: () => {},
+    };
   }
 }
 

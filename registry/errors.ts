@@ -89,3 +89,27 @@ export class UnavailableError extends Error {
     this.name = "UnavailableError";
   }
 }
+
+/** The call carries no valid credential: missing, unknown, expired or revoked. */
+export class UnauthenticatedError extends Error {
+  /** The gRPC status this error maps to. */
+  readonly status = "UNAUTHENTICATED";
+
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "UnauthenticatedError";
+  }
+}
+
+/** The caller is known but may not do this (another namespace, not an admin, another agent's id). */
+export class PermissionDeniedError extends Error {
+  /** The gRPC status this error maps to. */
+  readonly status = "PERMISSION_DENIED";
+
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "PermissionDeniedError";
+  }
+}

@@ -15,6 +15,8 @@ export {
   InvalidArgumentError,
   NoCapacityError,
   NotFoundError,
+  PermissionDeniedError,
+  UnauthenticatedError,
   UnavailableError,
 } from "./errors.ts";
 export { cidrContains, cidrSize, formatCidr, formatIpv4, parseCidr, parseIpv4 } from "./cidr.ts";

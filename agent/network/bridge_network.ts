@@ -50,6 +50,8 @@ interface Slot {
 }
 
 const NETNS_DIR = "/run/netns";
+/** About one cold create on the machine measured (docs/PERFORMANCE.md). */
+const REFILL_DELAY_MS = 150;
 
 /** A short tag per bridge for veth names (15 characters at most in Linux). */
 function bridgeTag(bridge: string): string {
@@ -81,6 +83,7 @@ export class BridgeNetwork implements SandboxNetwork {
   readonly #held = new Map<string, Deno.Listener[]>();
   #cursor: number;
   #refilling: Promise<void> | undefined;
+  #refillTimer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
 
   /** Describes the network; {@linkcode BridgeNetwork.start} sets up the host. */
@@ -229,7 +232,7 @@ export class BridgeNetwork implements SandboxNetwork {
       }
       throw err;
     }
-    this.#refill();
+    this.#refillLater();
     return { netns: { kind: "path", path: `${NETNS_DIR}/${slot.netns}` }, ip: slot.ip };
   }
 
@@ -259,6 +262,8 @@ export class BridgeNetwork implements SandboxNetwork {
 
   async close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#refillTimer);
+    this.#refillTimer = undefined;
     await this.#refilling;
     for (const slot of this.#ready.splice(0)) await this.#destroy(slot);
     for (const id of [...this.#held.keys()]) this.#release(id);
@@ -302,6 +307,19 @@ export class BridgeNetwork implements SandboxNetwork {
   #release(sandboxId: string): void {
     for (const l of this.#held.get(sandboxId) ?? []) l.close();
     this.#held.delete(sandboxId);
+  }
+
+  /**
+   * Refills once the create that took a namespace is likely done: making
+   * one spawns `ip` twice, which on a 2-core host measurably slowed the
+   * create's own containerd steps when run alongside them.
+   */
+  #refillLater(): void {
+    if (this.#refillTimer !== undefined || this.#closed) return;
+    this.#refillTimer = setTimeout(() => {
+      this.#refillTimer = undefined;
+      this.#refill();
+    }, REFILL_DELAY_MS);
   }
 
   /** Keeps the pool full in the background, one namespace at a time. */

@@ -7,7 +7,12 @@ import { startCluster } from "../support/cluster.ts";
 Deno.test("the agent refuses a sandbox id that is not 32 lowercase hex before making any path of it", async () => {
   const cluster = await startCluster();
   const agent = [...cluster.agents.values()][0];
-  const channel = new RpcChannel(agent.server.address, { timeoutMs: 5_000 });
+  // With the controller's credential: the id check comes after the caller is known.
+  const credential = (await Deno.readTextFile(`${agent.dataDir}/credential`)).trim();
+  const channel = new RpcChannel(agent.server.address, {
+    timeoutMs: 5_000,
+    metadata: { authorization: `Bearer ${credential}` },
+  });
   try {
     const client = channel.client(AgentService);
     for (const id of ["../../escape", "A".repeat(32), "ab"]) {

@@ -72,6 +72,9 @@ Deno.test("parseSandboxArgs() builds a create request from every create flag", (
     "json",
     "--endpoint",
     "10.0.0.1:9090",
+    "--token",
+    "s3cret",
+    "--tls-ca=/etc/fsb/ca.pem",
     "-v",
     "2",
     "--",
@@ -82,6 +85,8 @@ Deno.test("parseSandboxArgs() builds a create request from every create flag", (
   assert.deepEqual(plan, {
     kind: "create",
     endpoint: "10.0.0.1:9090",
+    token: "s3cret",
+    tlsCa: "/etc/fsb/ca.pem",
     verbose: 2,
     output: "json",
     request: {
@@ -112,6 +117,8 @@ Deno.test("parseSandboxArgs() leaves what create was not told to the controller"
   assert.deepEqual(parse("create", "--image", "busybox"), {
     kind: "create",
     endpoint: undefined,
+    token: undefined,
+    tlsCa: undefined,
     verbose: 0,
     output: "table",
     request: {
@@ -253,6 +260,8 @@ Deno.test("parseSandboxArgs() reads list and its ls alias, with -A", () => {
   const want = {
     kind: "list",
     endpoint: undefined,
+    token: undefined,
+    tlsCa: undefined,
     verbose: 0,
     output: "json",
     request: { namespace: "", allNamespaces: true },
@@ -271,6 +280,8 @@ Deno.test("parseSandboxArgs() reads delete and rm with several names, also after
   assert.deepEqual(plan, {
     kind: "delete",
     endpoint: undefined,
+    token: undefined,
+    tlsCa: undefined,
     verbose: 0,
     output: "table",
     requests: [
@@ -287,6 +298,8 @@ Deno.test("parseSandboxArgs() sends no expiry on update unless told, and 0 to cl
   assert.deepEqual(untouched, {
     kind: "update",
     endpoint: undefined,
+    token: undefined,
+    tlsCa: undefined,
     verbose: 0,
     output: "table",
     request: {
@@ -310,6 +323,8 @@ Deno.test("parseSandboxArgs() turns reset into an update with reset set", () => 
   assert.deepEqual(parse("reset", "demo", "-n", "team", "-o", "json"), {
     kind: "reset",
     endpoint: undefined,
+    token: undefined,
+    tlsCa: undefined,
     verbose: 0,
     output: "json",
     request: { name: "demo", namespace: "team", reset: true },
@@ -320,6 +335,8 @@ Deno.test("parseSandboxArgs() reads logs with and without -f", () => {
   assert.deepEqual(parse("logs", "demo", "-f"), {
     kind: "logs",
     endpoint: undefined,
+    token: undefined,
+    tlsCa: undefined,
     verbose: 0,
     request: { name: "demo", namespace: "", follow: true },
   });
@@ -481,4 +498,27 @@ Deno.test("parseSandboxArgs() rejects flags a subcommand does not take", () => {
     "Unknown flag --image",
     "Usage: fsb sandbox update NAME [--expire WHEN] [--failure-policy P] [--label K=V]... [flags]",
   );
+});
+
+Deno.test("parseSandboxArgs() takes --endpoint, --token and --tls-ca on every subcommand", () => {
+  const flags = ["--endpoint", "h:1", "--token", "t0k", "--tls-ca", "ca.pem"];
+  for (
+    const args of [
+      ["create", "--image", "b"],
+      ["get", "x"],
+      ["list"],
+      ["delete", "x"],
+      ["update", "x"],
+      ["reset", "x"],
+      ["logs", "x"],
+    ]
+  ) {
+    const plan = parse(...args, ...flags);
+    assert.ok(plan.kind !== "help");
+    assert.deepEqual(
+      { endpoint: plan.endpoint, token: plan.token, tlsCa: plan.tlsCa },
+      { endpoint: "h:1", token: "t0k", tlsCa: "ca.pem" },
+      args.join(" "),
+    );
+  }
 });

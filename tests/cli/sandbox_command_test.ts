@@ -19,7 +19,6 @@ function capture(more: Partial<CliIo> = {}): Captured {
       },
       stderr: (s) => err += s,
       env: {},
-      cwd: "/nonexistent-cwd",
       home: "/nonexistent-home",
       ...more,
     },

@@ -25,9 +25,9 @@ async function poisonedImportMap(dir: string): Promise<string> {
   return map;
 }
 
-async function fsb(importMap: string, args: string[]) {
+async function fsb(importMap: string, args: string[], main = MAIN) {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--import-map", importMap, MAIN, ...args],
+    args: ["run", "-A", "--import-map", importMap, main, ...args],
     stdout: "piped",
     stderr: "piped",
     env: { FSB_ENDPOINT: "", NO_COLOR: "1" },
@@ -57,6 +57,41 @@ Deno.test("fsb sandbox loads no protobuf-es schemas, generated code or grpc-js, 
     }
     // The poisoned map is in force: the grpc-js fallback for unix sockets trips it.
     const unix = await fsb(map, ["sandbox", "list", "--endpoint", `unix://${dir}/none.sock`]);
+    assert.equal(unix.code, 1);
+    assert.match(unix.stderr, /POISON|poisoned-dir|does not provide an export named/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fsb token loads no protobuf-es schemas, generated code or grpc-js either", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fsb-start-up-" });
+  try {
+    const map = await poisonedImportMap(dir);
+    // tokenCommand as main.ts calls it, whether or not main.ts dispatches to it yet.
+    const main = `${dir}/token_main.ts`;
+    await Deno.writeTextFile(
+      main,
+      `import { denoCliIo, tokenCommand } from ${
+        JSON.stringify(new URL("cli/mod.ts", ROOT).href)
+      };\n` +
+        "Deno.exit(await tokenCommand(Deno.args, denoCliIo()));\n",
+    );
+    const endpoint = `127.0.0.1:${freePort()}`;
+    for (
+      const args of [
+        ["create", "-n", "a", "-o", "json"],
+        ["list", "-o", "json"],
+        ["list"],
+        ["revoke", "x"],
+      ]
+    ) {
+      const res = await fsb(map, [...args, "--endpoint", endpoint, "--token", "t"], main);
+      assert.equal(res.code, 1, res.stderr);
+      assert.match(res.stderr, /^fsb: UNAVAILABLE: Cannot reach the controller at 127\.0\.0\.1:/);
+    }
+    // The poisoned map is in force here too.
+    const unix = await fsb(map, ["list", "--endpoint", `unix://${dir}/none.sock`], main);
     assert.equal(unix.code, 1);
     assert.match(unix.stderr, /POISON|poisoned-dir|does not provide an export named/);
   } finally {

@@ -371,7 +371,11 @@ Deno.test({
   name: "an agent aborts the runtime's create when the caller's deadline passes",
   fn: async () => {
     const { cluster, runtime } = await stallingCluster();
-    const channel = new RpcChannel(cluster.agents.get("slow")!.server.address);
+    const slow = cluster.agents.get("slow")!;
+    const credential = (await Deno.readTextFile(`${slow.dataDir}/credential`)).trim();
+    const channel = new RpcChannel(slow.server.address, {
+      metadata: { authorization: `Bearer ${credential}` },
+    });
     try {
       runtime.stall = "before";
       await rejects(

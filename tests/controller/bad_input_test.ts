@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
-import type { JsonValue, MessageInitShape } from "@bufbuild/protobuf";
-import type {
-  ConsistencyMode,
+import { create, type JsonValue, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import {
+  type ConsistencyMode,
   CreateSandboxRequestSchema,
-  FailurePolicy,
-  SandboxInfo,
-  UpdateSandboxRequestSchema,
+  type FailurePolicy,
+  type SandboxInfo,
+  type UpdateSandboxRequestSchema,
 } from "../../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
+import { AgentReportSchema } from "../../proto/gen/fsb/agent/v1/agent_pb.ts";
 import { Code, codeName, RpcError } from "../../proto/grpc.ts";
 import { openStore } from "../../controller/store/mod.ts";
 import { type Cluster, startCluster } from "../support/cluster.ts";
@@ -21,6 +22,9 @@ const LABEL_KEY_RULE =
 const LABEL_VALUE_RULE =
   "value must be at most 63 characters of a-z, A-Z, 0-9, '-', '_', '.', starting and ending alphanumeric";
 const ENV_RULE = "name must match [A-Za-z_][A-Za-z0-9_]*";
+const KIB = 1024;
+/** The server's receive limit (proto/grpc.ts): a bigger request never reaches validation. */
+const SERVER_RECEIVE_LIMIT = 16 * KIB * KIB;
 
 /** Awaits `p`, which must fail with `code` and exactly `message`. */
 async function rejects(p: Promise<unknown>, code: number, message: string): Promise<RpcError> {
@@ -217,6 +221,60 @@ function badCreates(nowSec: number): { what: string; req: CreateInit; message: s
       req: { ...GOOD, workingDir: "work/dir" },
       message: 'Invalid working_dir: must be an absolute path, got "work/dir"',
     },
+    // Input bounds (shared/DESIGN.md section 12): everything below would ride in every heartbeat.
+    {
+      what: "an image of 513 characters",
+      req: { ...GOOD, image: "a".repeat(513) },
+      message: "Invalid image: must be at most 512 characters, got 513",
+    },
+    {
+      what: "65 labels",
+      req: {
+        ...GOOD,
+        labels: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`l${i}`, "v"])),
+      },
+      message: "Invalid labels: must hold at most 64 labels, got 65",
+    },
+    {
+      what: "257 env entries",
+      req: {
+        ...GOOD,
+        envs: Object.fromEntries(Array.from({ length: 257 }, (_, i) => [`E${i}`, "x"])),
+      },
+      message: "Invalid envs: must hold at most 256 entries, got 257",
+    },
+    {
+      what: "129 KiB of env",
+      req: { ...GOOD, envs: { A: "1", BIG: "x".repeat(129 * KIB - 5) } },
+      message:
+        "Invalid envs: must total at most 131072 bytes (128 KiB) of names and values, got 132096",
+    },
+    {
+      what: "257 command and args entries",
+      req: { ...GOOD, command: ["echo"], args: Array(256).fill("x") },
+      message: "Invalid command and args: must hold at most 256 entries in all, got 257",
+    },
+    {
+      what: "129 KiB of command and args",
+      req: { ...GOOD, command: ["sh", "-c"], args: ["x".repeat(129 * KIB - 4)] },
+      message:
+        "Invalid command and args: must total at most 131072 bytes (128 KiB) in all, got 132096",
+    },
+    {
+      what: "a working dir of 4097 bytes",
+      req: { ...GOOD, workingDir: "/" + "d".repeat(4096) },
+      message: "Invalid working_dir: must be at most 4096 bytes, got 4097",
+    },
+    {
+      what: "65 exposed ports",
+      req: { ...GOOD, exposedPorts: Array.from({ length: 65 }, (_, i) => 20000 + i) },
+      message: "Invalid exposed_ports: must hold at most 64 ports, got 65",
+    },
+    {
+      what: "a label key of 1 MiB (quoted clipped, so the error itself stays small)",
+      req: { ...GOOD, labels: { ["k".repeat(KIB * KIB)]: "a b" } },
+      message: `Invalid labels["${"k".repeat(64)}..."]: ${LABEL_KEY_RULE}`,
+    },
   ];
 }
 
@@ -237,6 +295,67 @@ for (const mode of ["fast", "strong"] as const) {
       const made = await cluster.client.createSandbox({ ...GOOD, exposedPorts: [8080] });
       assert.equal(made.phase, "Running");
       assert.deepEqual((await stateOf(cluster)).listed.map((s) => s.sandboxId), [made.sandboxId]);
+    } finally {
+      await cluster.close();
+    }
+  });
+}
+
+for (const mode of ["fast", "strong"] as const) {
+  Deno.test(`creates with 130,000 labels are INVALID_ARGUMENT naming labels; the agent keeps its sandbox (${mode})`, async () => {
+    const cluster = await startCluster({ mode });
+    try {
+      const kept = await cluster.client.createSandbox({
+        ...GOOD,
+        name: "keep",
+        exposedPorts: [8080],
+      });
+      assert.equal(kept.phase, "Running");
+      const before = await stateOf(cluster);
+      assert.deepEqual(before.registry, [{ id: "agent-1", allocated: 1, ports: [8080] }]);
+      assert.deepEqual(before.listed, [kept]);
+
+      // Well-formed labels, as many as an attacker likes: each would sit in the
+      // agent's containerd labels and in every one of its heartbeats.
+      const labels = Object.fromEntries(
+        Array.from({ length: 130_000 }, (_, i) => [`k${i.toString(36)}`, "v"]),
+      );
+      const attack = (name: string): CreateInit => ({ ...GOOD, name, labels });
+      // Far under the server's receive limit, so the controller's validation is what answers.
+      const size =
+        toBinary(CreateSandboxRequestSchema, create(CreateSandboxRequestSchema, attack("big-1")))
+          .length;
+      assert.ok(size < SERVER_RECEIVE_LIMIT / 4, `request of ${size} bytes`);
+
+      const message = "Invalid labels: must hold at most 64 labels, got 130000";
+      await Promise.all([
+        rejects(cluster.client.createSandbox(attack("big-1")), Code.INVALID_ARGUMENT, message),
+        rejects(cluster.client.createSandbox(attack("big-2")), Code.INVALID_ARGUMENT, message),
+      ]);
+      for (const name of ["big-1", "big-2"]) {
+        await rejects(
+          cluster.client.getSandbox({ name }),
+          Code.NOT_FOUND,
+          `Sandbox "default/${name}" not found`,
+        );
+      }
+      assert.deepEqual(await stateOf(cluster), before);
+
+      // The agent's heartbeat carries only the kept sandbox, and stays small.
+      const report = await cluster.agents.get("agent-1")!.server.report();
+      assert.deepEqual(report.sandboxes.map((s) => s.spec?.sandboxId), [kept.sandboxId]);
+      const reportBytes = toBinary(AgentReportSchema, report).length;
+      assert.ok(reportBytes < 4 * KIB, `heartbeat of ${reportBytes} bytes`);
+
+      // Well past the stale timeout (10 s), heartbeating all along: the agent stays.
+      for (let i = 0; i < 4; i++) {
+        cluster.clock.advance(5_000);
+        await cluster.heartbeatAll();
+        await cluster.tick();
+      }
+      assert.ok(cluster.controller.controller.registry.getAgentById("agent-1") !== undefined);
+      assert.equal((await cluster.client.getSandbox({ name: "keep" })).phase, "Running");
+      assert.deepEqual(await stateOf(cluster), before);
     } finally {
       await cluster.close();
     }
@@ -311,6 +430,15 @@ Deno.test("every bad update field is INVALID_ARGUMENT naming it and changes noth
         },
         code: Code.INVALID_ARGUMENT,
         message: `Invalid labels["team"]: ${LABEL_VALUE_RULE}`,
+      },
+      {
+        what: "65 labels in one update",
+        req: {
+          name: "keep",
+          labels: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`l${i}`, "v"])),
+        },
+        code: Code.INVALID_ARGUMENT,
+        message: "Invalid labels: must hold at most 64 labels, got 65",
       },
       {
         what: "a bad field on a missing sandbox (validation comes first)",

@@ -196,8 +196,17 @@ Deno.test("garbage bytes on the controller's and the agent's gRPC ports take not
           for (const conn of stuck) conn.close();
         }
         // New connections are served too, not only the ones opened before the garbage.
-        const fresh = new RpcChannel(controllerAddress, { timeoutMs: 5_000 });
-        const direct = new RpcChannel(agentAddress, { timeoutMs: 5_000 });
+        const fresh = new RpcChannel(controllerAddress, {
+          timeoutMs: 5_000,
+          metadata: { authorization: `Bearer ${cluster.adminToken}` },
+        });
+        const credential = await Deno.readTextFile(
+          `${cluster.agents.get("agent-1")!.dataDir}/credential`,
+        );
+        const direct = new RpcChannel(agentAddress, {
+          timeoutMs: 5_000,
+          metadata: { authorization: `Bearer ${credential.trim()}` },
+        });
         try {
           assert.deepEqual((await fresh.client(FastPath).listSandboxes({})).sandboxes, []);
           assert.deepEqual((await direct.client(AgentService).listSandboxes({})).sandboxes, []);

@@ -3,6 +3,7 @@ import client from "prom-client";
 import { create } from "@bufbuild/protobuf";
 import { Controller, createControllerMetrics, type SandboxRecord } from "../../controller/mod.ts";
 import { addControllerServices } from "../../controller/_services.ts";
+import { type AuthRecord, TokenAuth } from "../../controller/auth.ts";
 import { openStore, type Store } from "../../controller/store/mod.ts";
 import { AgentServer } from "../../agent/mod.ts";
 import { ProcessRuntime } from "../../agent/process_runtime.ts";
@@ -37,7 +38,9 @@ Deno.test("a strong create whose Running write fails leaves no slot, port or san
     }),
   });
   const server = new RpcServer();
-  addControllerServices(server, controller);
+  // Checks off, as the controller's own default: this test is about reconciliation.
+  const auth = new TokenAuth({ store: store as unknown as Store<AuthRecord>, enabled: false });
+  addControllerServices(server, controller, auth);
   const address = await server.listen("127.0.0.1:0");
   const runtime = new ProcessRuntime({ stateDir: `${dir}/p`, images: ["busybox"] });
   const agent = new AgentServer({
@@ -98,7 +101,7 @@ Deno.test("a lost sandbox that its agent reports again keeps the updates made si
     await cluster.tick();
     assert.equal((await cluster.client.getSandbox({ name: "s2" })).phase, "Lost");
     const agent = cluster.agents.get("agent-1")!;
-    cluster.controller.controller.register(await agent.server.report());
+    await cluster.controller.controller.register(await agent.server.report());
     const back = await cluster.client.getSandbox({ name: "s2" });
     assert.equal(back.phase, "Running");
     assert.deepEqual(back.labels, { a: "2" });
@@ -124,7 +127,7 @@ Deno.test("an agent that registers without its inventory loses none of its sandb
     const report = await agent.server.report();
     runtime.list = list;
     assert.equal(report.inventoryUnknown, true);
-    cluster.controller.controller.register(report);
+    await cluster.controller.controller.register(report);
     await cluster.tick();
     const s3 = await cluster.client.getSandbox({ name: "s3" });
     assert.equal(s3.phase, "Running");

@@ -49,7 +49,21 @@ for (const mode of ["fast", "strong"] as const) {
     let controller = spawnController(port, `${dataDir}/controller`, mode);
     const agents: AgentServer[] = [];
     const runtimes: ProcessRuntime[] = [];
-    const channel = new RpcChannel(`127.0.0.1:${port}`, { timeoutMs: 20_000 });
+    // The controller writes its tokens before it listens.
+    const tokenFile = (name: string) => `${dataDir}/controller/${name}`;
+    await waitFor(async () => {
+      try {
+        return (await Deno.readTextFile(tokenFile("join-token"))).trim() !== "";
+      } catch {
+        return false;
+      }
+    }, 20_000);
+    const adminToken = (await Deno.readTextFile(tokenFile("admin-token"))).trim();
+    const joinToken = (await Deno.readTextFile(tokenFile("join-token"))).trim();
+    const channel = new RpcChannel(`127.0.0.1:${port}`, {
+      timeoutMs: 20_000,
+      metadata: { authorization: `Bearer ${adminToken}` },
+    });
     const fastpath = channel.client(FastPath);
     try {
       for (const id of ["a", "b"]) {
@@ -69,6 +83,7 @@ for (const mode of ["fast", "strong"] as const) {
           dataDir: `${dataDir}/${id}`,
           logger: silentLogger(),
           metricsRegistry: new client.Registry(),
+          joinToken,
         });
         await agent.start();
         agents.push(agent);

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { InvalidArgumentError } from "../../registry/mod.ts";
 import { type SandboxSpec, SandboxSpecSchema } from "../../proto/gen/fsb/agent/v1/agent_pb.ts";
 import {
@@ -12,12 +13,16 @@ import {
 } from "../../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import {
   checkDnsLabel,
+  checkLabelCount,
   checkLabels,
+  checkMergedLabels,
   DEFAULT_NAMESPACE,
   DEFAULT_POOL,
   failurePolicyName,
+  MAX_SPEC_BYTES,
   newSandboxId,
   sameRequest,
+  utf8Bytes,
   validateCreate,
   validateName,
   validateUpdate,
@@ -33,6 +38,17 @@ const LABEL_KEY_RULE =
 const LABEL_VALUE_RULE =
   "value must be at most 63 characters of a-z, A-Z, 0-9, '-', '_', '.', starting and ending alphanumeric";
 const LABEL_PREFIX_RULE = "key prefix must be a DNS subdomain (e.g. example.com)";
+const KIB = 1024;
+
+/** `n` distinct well-formed labels. */
+function manyLabels(n: number): Record<string, string> {
+  return Object.fromEntries(Array.from({ length: n }, (_, i) => [`l${i}`, "v"]));
+}
+
+/** `n` distinct well-formed env entries, each `E<i>=x`. */
+function manyEnvs(n: number): Record<string, string> {
+  return Object.fromEntries(Array.from({ length: n }, (_, i) => [`E${i}`, "x"]));
+}
 
 type CreateInit = MessageInitShape<typeof CreateSandboxRequestSchema>;
 type UpdateInit = MessageInitShape<typeof UpdateSandboxRequestSchema>;
@@ -169,7 +185,13 @@ const CREATE_RULES: { what: string; req: CreateInit; field: string; rule: string
     what: "an image of 513 characters",
     req: { ...BASE, image: "a".repeat(513) },
     field: "image",
-    rule: `must be an image reference like busybox:1.36, got "${"a".repeat(513)}"`,
+    rule: "must be at most 512 characters, got 513",
+  },
+  {
+    what: "an image of 10 MiB (not quoted back)",
+    req: { ...BASE, image: "a".repeat(10 * KIB * KIB) },
+    field: "image",
+    rule: `must be at most 512 characters, got ${10 * KIB * KIB}`,
   },
   {
     what: "an uppercase name",
@@ -388,6 +410,126 @@ const CREATE_RULES: { what: string; req: CreateInit; field: string; rule: string
     rule: "NONE gives only loopback, so it takes no egress, allow_cidrs or deny_cidrs",
   },
   {
+    what: "65 labels",
+    req: { ...BASE, labels: manyLabels(65) },
+    field: "labels",
+    rule: "must hold at most 64 labels, got 65",
+  },
+  {
+    what: "65 labels, one malformed (the count comes first)",
+    req: { ...BASE, labels: { ...manyLabels(64), "bad key": "v" } },
+    field: "labels",
+    rule: "must hold at most 64 labels, got 65",
+  },
+  {
+    what: "130,000 labels",
+    req: { ...BASE, labels: manyLabels(130_000) },
+    field: "labels",
+    rule: "must hold at most 64 labels, got 130000",
+  },
+  {
+    what: "a label key of 100 KiB with a bad value (the key is quoted clipped)",
+    req: { ...BASE, labels: { ["k".repeat(100 * KIB)]: "a b" } },
+    field: `labels["${"k".repeat(64)}..."]`,
+    rule: LABEL_KEY_RULE,
+  },
+  {
+    what: "257 env entries",
+    req: { ...BASE, envs: manyEnvs(257) },
+    field: "envs",
+    rule: "must hold at most 256 entries, got 257",
+  },
+  {
+    what: "257 env entries, one malformed (the count comes first)",
+    req: { ...BASE, envs: { ...manyEnvs(256), "1BAD": "x" } },
+    field: "envs",
+    rule: "must hold at most 256 entries, got 257",
+  },
+  {
+    what: "128 KiB + 1 byte of env in one value",
+    req: { ...BASE, envs: { A: "x".repeat(128 * KIB) } },
+    field: "envs",
+    rule: "must total at most 131072 bytes (128 KiB) of names and values, got 131073",
+  },
+  {
+    what: "128 KiB + 1 byte of env counting names",
+    req: { ...BASE, envs: { ABCD: "x".repeat(64 * KIB - 4), EFGH: "y".repeat(64 * KIB - 3) } },
+    field: "envs",
+    rule: "must total at most 131072 bytes (128 KiB) of names and values, got 131073",
+  },
+  {
+    what: "64 Ki two-byte characters of env (bytes, not characters)",
+    req: { ...BASE, envs: { A: "é".repeat(64 * KIB) } },
+    field: "envs",
+    rule: "must total at most 131072 bytes (128 KiB) of names and values, got 131073",
+  },
+  {
+    what: "an env name of 100 KiB that breaks the rule (quoted clipped)",
+    req: { ...BASE, envs: { ["A-".repeat(50 * KIB)]: "x" } },
+    field: `envs["${"A-".repeat(32)}..."]`,
+    rule: "name must match [A-Za-z_][A-Za-z0-9_]*",
+  },
+  {
+    what: "257 command entries",
+    req: { ...BASE, command: Array(257).fill("x"), args: [] },
+    field: "command and args",
+    rule: "must hold at most 256 entries in all, got 257",
+  },
+  {
+    what: "257 command and args entries together",
+    req: { ...BASE, command: Array(200).fill("x"), args: Array(57).fill("y") },
+    field: "command and args",
+    rule: "must hold at most 256 entries in all, got 257",
+  },
+  {
+    what: "257 args, one with a NUL byte (the count comes first)",
+    req: { ...BASE, command: [], args: [...Array(256).fill("y"), "\0"] },
+    field: "command and args",
+    rule: "must hold at most 256 entries in all, got 257",
+  },
+  {
+    what: "128 KiB + 1 byte of command and args together",
+    req: { ...BASE, command: ["sh", "-c"], args: ["x".repeat(128 * KIB - 3)] },
+    field: "command and args",
+    rule: "must total at most 131072 bytes (128 KiB) in all, got 131073",
+  },
+  {
+    what: "128 KiB + 1 byte of args in three-byte characters (43,693 characters)",
+    req: { ...BASE, command: ["abc"], args: ["€".repeat(43_690)] },
+    field: "command and args",
+    rule: "must total at most 131072 bytes (128 KiB) in all, got 131073",
+  },
+  {
+    what: "a working dir of 4097 bytes",
+    req: { ...BASE, workingDir: "/" + "d".repeat(4096) },
+    field: "working_dir",
+    rule: "must be at most 4096 bytes, got 4097",
+  },
+  {
+    what: "a working dir of 2049 characters and 4097 bytes",
+    req: { ...BASE, workingDir: "/" + "é".repeat(2048) },
+    field: "working_dir",
+    rule: "must be at most 4096 bytes, got 4097",
+  },
+  {
+    what: "a long relative working dir (quoted clipped)",
+    req: { ...BASE, workingDir: "w".repeat(4000) },
+    field: "working_dir",
+    rule: `must be an absolute path, got "${"w".repeat(64)}..."`,
+  },
+  {
+    what: "65 exposed ports",
+    req: { ...BASE, exposedPorts: Array.from({ length: 65 }, (_, i) => 8000 + i) },
+    field: "exposed_ports",
+    rule: "must hold at most 64 ports, got 65",
+  },
+  {
+    what: "65 allow CIDRs",
+    req: { ...BASE, network: { allowCidrs: Array(65).fill("10.0.0.0/8") } },
+    field: "network.allow_cidrs",
+    rule: "must hold at most 64 CIDRs, got 65",
+  },
+  {
     what: "memory below 4 MiB",
     req: { ...BASE, resources: { memoryBytes: 4n * 1024n * 1024n - 1n } },
     field: "resources.memory_bytes",
@@ -500,6 +642,18 @@ const UPDATE_RULES: { what: string; req: UpdateInit; field: string; rule: string
     field: 'labels["app"]',
     rule: LABEL_VALUE_RULE,
   },
+  {
+    what: "65 labels",
+    req: { name: "box", labels: manyLabels(65) },
+    field: "labels",
+    rule: "must hold at most 64 labels, got 65",
+  },
+  {
+    what: "130,000 labels",
+    req: { name: "box", labels: manyLabels(130_000) },
+    field: "labels",
+    rule: "must hold at most 64 labels, got 130000",
+  },
 ];
 
 for (const c of UPDATE_RULES) {
@@ -557,8 +711,13 @@ Deno.test("checkLabels() accepts a prefixed key and an empty value", () => {
   checkLabels({ "fsb.io/team": "", "a.b-c_d": "A.b-C_d", x: "y" });
   throwsInvalid(
     () => checkLabels({ [`${"d".repeat(254)}/x`]: "v" }),
-    `labels["${"d".repeat(254)}/x"]`,
+    `labels["${"d".repeat(64)}..."]`,
     LABEL_PREFIX_RULE,
+  );
+  throwsInvalid(
+    () => checkLabels({ [`${"d".repeat(62)}/x`]: "v", "a/b/c": "v" }),
+    'labels["a/b/c"]',
+    LABEL_KEY_RULE,
   );
   throwsInvalid(() => checkLabels({ "a/b/c": "v" }), 'labels["a/b/c"]', LABEL_KEY_RULE);
 });
@@ -686,4 +845,162 @@ Deno.test("validateCreate() keeps the network policy and limits in the spec, and
   assert.ok(sameRequest(a, validCreate({ ...BASE, network, resources }).spec));
   assert.ok(!sameRequest(a, validCreate({ ...BASE, network, resources: { pids: 32n } }).spec));
   assert.ok(!sameRequest(a, validCreate({ ...BASE, resources }).spec));
+});
+
+Deno.test("validateCreate() accepts every bound exactly", () => {
+  const labels = manyLabels(64);
+  assert.equal(Object.keys(validCreate({ ...BASE, labels }).spec.labels).length, 64);
+  // 256 entries of exactly 128 KiB: names "E000".."E255" and 508-byte values.
+  const envs = Object.fromEntries(
+    Array.from({ length: 256 }, (_, i) => [`E${String(i).padStart(3, "0")}`, "é".repeat(254)]),
+  );
+  assert.equal(Object.keys(validCreate({ ...BASE, envs }).spec.envs).length, 256);
+  // 256 entries of exactly 128 KiB, split between command and args.
+  const command = Array(100).fill("c".repeat(512));
+  const args = Array(156).fill("a".repeat(512));
+  const argv = validCreate({ ...BASE, command, args }).spec;
+  assert.equal(argv.command.length + argv.args.length, 256);
+  const workingDir = "/" + "d".repeat(4095);
+  assert.equal(validCreate({ ...BASE, workingDir }).spec.workingDir, workingDir);
+  const exposedPorts = Array.from({ length: 64 }, (_, i) => 65535 - i);
+  assert.deepEqual(validCreate({ ...BASE, exposedPorts }).spec.exposedPorts, exposedPorts);
+});
+
+Deno.test("utf8Bytes() counts what protobuf encodes", () => {
+  const enc = new TextEncoder();
+  for (
+    const text of [
+      "",
+      "abc",
+      "é",
+      "€",
+      "😀",
+      "a😀é€",
+      "\ud800", // a lone high surrogate: U+FFFD, 3 bytes
+      "\udc00x", // a lone low surrogate
+      "\ud800\ud800\udc00", // a lone one, then a pair
+      "x\ud83d", // a high surrogate at the end
+    ]
+  ) {
+    assert.equal(utf8Bytes(text), enc.encode(text).length, JSON.stringify(text));
+  }
+});
+
+Deno.test("checkLabelCount() names the field it is given and allows 64", () => {
+  checkLabelCount("labels", 0);
+  checkLabelCount("labels", 64);
+  throwsInvalid(
+    () => checkLabelCount("labels", 65),
+    "labels",
+    "must hold at most 64 labels, got 65",
+  );
+  throwsInvalid(
+    () => checkLabelCount("spec.labels", 1000),
+    "spec.labels",
+    "must hold at most 64 labels, got 1000",
+  );
+});
+
+Deno.test("checkMergedLabels() counts the labels an upsert leaves, before it is applied", () => {
+  const current = manyLabels(60);
+  // Overwriting existing keys adds nothing.
+  checkMergedLabels(current, manyLabels(60));
+  checkMergedLabels(current, { ...manyLabels(10), a: "1", b: "2", c: "3", d: "4" });
+  checkMergedLabels({}, manyLabels(64));
+  throwsInvalid(
+    () => checkMergedLabels(current, { l0: "x", a: "1", b: "2", c: "3", d: "4", e: "5" }),
+    "labels",
+    "must hold at most 64 labels, got 65 once merged with the sandbox's 60",
+  );
+  throwsInvalid(
+    () => checkMergedLabels(manyLabels(64), { new: "1" }),
+    "labels",
+    "must hold at most 64 labels, got 65 once merged with the sandbox's 64",
+  );
+  // Keys inherited from Object.prototype are not labels the sandbox has.
+  throwsInvalid(
+    () => checkMergedLabels(manyLabels(64), { toString: "1" }),
+    "labels",
+    "must hold at most 64 labels, got 65 once merged with the sandbox's 64",
+  );
+  assert.equal(Object.keys(current).length, 60, "nothing is merged");
+});
+
+Deno.test("a spec at every bound encodes to at most MAX_SPEC_BYTES, and not far below", () => {
+  const prefix = `${"a".repeat(63)}.${"b".repeat(63)}.${"c".repeat(63)}.${"d".repeat(61)}`;
+  assert.equal(prefix.length, 253);
+  const labels = Object.fromEntries(
+    Array.from({ length: 64 }, (_, i) => [
+      `${prefix}/n${String(i).padStart(2, "0")}${"x".repeat(60)}`,
+      "v".repeat(63),
+    ]),
+  );
+  // Names of 4 bytes and values of 508 bytes in two-byte characters: 256 × 512 = 128 KiB.
+  const envs = Object.fromEntries(
+    Array.from({ length: 256 }, (_, i) => [`E${String(i).padStart(3, "0")}`, "é".repeat(254)]),
+  );
+  // Eight entries of 16 KiB (each with a three-byte length) fill the 128 KiB; 248 empty ones.
+  const long = Array(8).fill("L".repeat(16 * KIB));
+  const short = Array(248).fill("");
+  const cidrs = (o: number) =>
+    Array.from({ length: 64 }, (_, i) => `${100 + i}.${200 + o}.255.255/32`);
+  const { spec } = validCreate({
+    name: "n".repeat(63),
+    namespace: "s".repeat(63),
+    pool: "p".repeat(63),
+    image: "i".repeat(512),
+    command: long,
+    args: short,
+    envs,
+    workingDir: "/" + "é".repeat(2047) + "w",
+    exposedPorts: Array.from({ length: 64 }, (_, i) => 65535 - i),
+    expireTime: BigInt(Number.MAX_SAFE_INTEGER),
+    failurePolicy: FailurePolicy.AUTO_RECREATE,
+    labels,
+    network: { egress: Egress.DENY, allowCidrs: cidrs(0), denyCidrs: cidrs(1) },
+    resources: {
+      cpuMillis: 2n ** 63n - 1n,
+      memoryBytes: 2n ** 63n - 1n,
+      pids: 4_194_304n,
+    },
+  });
+  const argvBytes = [...spec.command, ...spec.args].reduce((n, a) => n + utf8Bytes(a), 0);
+  assert.equal(argvBytes, 128 * KIB);
+  assert.equal(spec.command.length + spec.args.length, 256);
+  const size = toBinary(SandboxSpecSchema, spec).length;
+  assert.ok(size <= MAX_SPEC_BYTES, `${size} > ${MAX_SPEC_BYTES}`);
+  assert.ok(size > MAX_SPEC_BYTES - 4 * KIB, `${size} is far below ${MAX_SPEC_BYTES}`);
+  assert.equal(MAX_SPEC_BYTES, 298_811);
+});
+
+Deno.test("validateCreate() drops unknown fields of the network policy and limits", () => {
+  const known = create(CreateSandboxRequestSchema, {
+    ...BASE,
+    network: { egress: Egress.DENY, allowCidrs: ["10.0.0.0/8"] },
+    resources: { pids: 32n },
+  });
+  // Protobuf merges a repeated message field: these carry 1 MiB of unknown field 99 each.
+  const junk = new Uint8Array(1024 * KIB);
+  const extra = new BinaryWriter()
+    .tag(14, WireType.LengthDelimited).fork().tag(99, WireType.LengthDelimited).bytes(junk).join()
+    .tag(15, WireType.LengthDelimited).fork().tag(99, WireType.LengthDelimited).bytes(junk).join()
+    .finish();
+  const wire = toBinary(CreateSandboxRequestSchema, known);
+  const req = fromBinary(CreateSandboxRequestSchema, new Uint8Array([...wire, ...extra]));
+  assert.ok((req.network?.$unknown?.length ?? 0) > 0, "the request keeps the unknown field");
+  assert.ok((req.resources?.$unknown?.length ?? 0) > 0, "the request keeps the unknown field");
+  const { spec } = validateCreate(req, { nowMs: NOW_MS, defaultMode: "fast" });
+  assert.deepEqual(spec.network?.allowCidrs, ["10.0.0.0/8"]);
+  assert.equal(spec.network?.egress, Egress.DENY);
+  assert.equal(spec.resources?.pids, 32n);
+  assert.equal(spec.resources?.cpuMillis, undefined);
+  assert.equal(spec.resources?.memoryBytes, undefined);
+  const size = toBinary(SandboxSpecSchema, spec).length;
+  assert.ok(size < 1024, `the spec encodes to ${size} bytes`);
+  const plain = validCreate({
+    ...BASE,
+    network: { egress: Egress.DENY, allowCidrs: ["10.0.0.0/8"] },
+    resources: { pids: 32n },
+  }).spec;
+  assert.ok(sameRequest(spec, plain));
 });

@@ -19,21 +19,31 @@ import {
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import {
   CreateSandboxRequestSchema,
+  CreateTokenRequestSchema,
+  CreateTokenResponseSchema,
   Egress,
   FastPath,
   file_fsb_fastpath_v1_fastpath as FILE,
   ListSandboxesResponseSchema,
+  ListTokensResponseSchema,
   NetworkMode,
   type SandboxInfo,
   SandboxInfoSchema,
+  type TokenInfo,
+  TokenInfoSchema,
 } from "../../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import {
+  decodeCreateTokenResponse,
   decodeListSandboxesResponse,
+  decodeListTokensResponse,
   decodeSandboxInfo,
+  decodeTokenInfo,
   encodeCreateSandboxRequest,
+  encodeCreateTokenRequest,
   FastPathLite,
   fastPathLiteSchema,
   sandboxInfoToJson,
+  tokenInfoToJson,
 } from "../../proto/fastpath_lite.ts";
 import type { LiteMethod } from "../../proto/lite_service.ts";
 
@@ -668,4 +678,86 @@ Deno.test("encodeCreateSandboxRequest() sends network and resources only when pr
   assert.equal(hex(encodeCreateSandboxRequest({ network: {}, resources: {} })), "72007a00");
   // A present zero limit is sent: 0 is the controller's to reject, not "unset".
   assert.equal(hex(encodeCreateSandboxRequest({ resources: { pids: 0n } })), "7a021800");
+});
+
+// --- tokens ---------------------------------------------------------------------
+
+Deno.test("tokenInfoToJson() is protobuf-es's toJson with alwaysEmitImplicit, byte for byte", () => {
+  const r = new Random(SEED ^ 0x4444);
+  const opts = { alwaysEmitImplicit: true } as const;
+  for (let i = 0; i < ROUNDS; i++) {
+    const token = randomMessage(r, TokenInfoSchema) as TokenInfo;
+    const where = `seed ${SEED}, round ${i}`;
+    const ours = tokenInfoToJson(token);
+    assert.deepEqual(ours, toJson(TokenInfoSchema, token, opts), where);
+    assert.equal(
+      JSON.stringify(ours, null, 2),
+      toJsonString(TokenInfoSchema, token, { ...opts, prettySpaces: 2 }),
+      where,
+    );
+  }
+});
+
+Deno.test("decodeCreateTokenResponse() merges a token sent in pieces with unknown fields between", () => {
+  const r = new Random(SEED ^ 0x5555);
+  for (let i = 0; i < ROUNDS; i++) {
+    const token = randomMessage(r, TokenInfoSchema) as TokenInfo;
+    const secret = randomString(r);
+    const w = new BinaryWriter();
+    w.raw(unknownFields(r));
+    for (const piece of messagePiecesWithUnknowns(r, TokenInfoSchema, token)) {
+      w.tag(1, WireType.LengthDelimited).bytes(piece);
+    }
+    if (secret !== "") w.tag(2, WireType.LengthDelimited).string(secret);
+    w.raw(unknownFields(r));
+    const bytes = w.finish();
+    const where = `seed ${SEED}, round ${i}, bytes ${hex(bytes)}`;
+    const expected = create(CreateTokenResponseSchema, { token, secret });
+    assert.deepEqual(decodeCreateTokenResponse(bytes), expected, where);
+    assert.deepEqual(withoutUnknown(fromBinary(CreateTokenResponseSchema, bytes)), expected, where);
+  }
+});
+
+Deno.test("decodeListTokensResponse() and decodeTokenInfo() skip unknown fields", () => {
+  const r = new Random(SEED ^ 0x6666);
+  for (let i = 0; i < ROUNDS / 4; i++) {
+    const tokens = Array.from({ length: r.int(5) }, () => randomMessage(r, TokenInfoSchema));
+    const w = new BinaryWriter();
+    w.raw(unknownFields(r));
+    for (const token of tokens) {
+      const inner = concat(messagePiecesWithUnknowns(r, TokenInfoSchema, token));
+      assert.deepEqual(decodeTokenInfo(inner), token, `seed ${SEED}, round ${i}`);
+      w.tag(1, WireType.LengthDelimited).bytes(inner);
+      w.raw(unknownFields(r));
+    }
+    const expected = create(ListTokensResponseSchema, { tokens: tokens as TokenInfo[] });
+    assert.deepEqual(decodeListTokensResponse(w.finish()), expected, `seed ${SEED}, round ${i}`);
+  }
+});
+
+Deno.test("decodeCreateTokenResponse() tells an empty token from an absent one", () => {
+  const absent = decodeCreateTokenResponse(new Uint8Array(0));
+  assert.ok(!("token" in absent));
+  assert.deepEqual(absent, create(CreateTokenResponseSchema));
+  const empty = decodeCreateTokenResponse(new Uint8Array([0x0a, 0x00]));
+  assert.deepEqual(empty, create(CreateTokenResponseSchema, { token: {} }));
+});
+
+Deno.test("encodeCreateTokenRequest() sends quota whenever present, 0 included", () => {
+  const cases: Record<string, unknown>[] = [
+    {},
+    { quota: undefined },
+    { quota: 0 },
+    { quota: 10, namespaces: ["team-a", "team-b"], ttlSeconds: 3600n },
+    { admin: true, ttlSeconds: 0n },
+  ];
+  for (const init of cases) {
+    assert.equal(
+      hex(encodeCreateTokenRequest(init)),
+      hex(toBinary(CreateTokenRequestSchema, create(CreateTokenRequestSchema, init))),
+      Deno.inspect(init),
+    );
+  }
+  assert.equal(hex(encodeCreateTokenRequest({ quota: undefined })), "");
+  assert.equal(hex(encodeCreateTokenRequest({ quota: 0 })), "2000");
 });

@@ -45,6 +45,9 @@ async function withServer(
     streamLogs: async function* () {
       notCalled();
     },
+    createToken: notCalled,
+    listTokens: notCalled,
+    revokeToken: notCalled,
     ...impl,
   });
   const address = await server.listen("127.0.0.1:0");

@@ -20,6 +20,9 @@ async function failingServer(
     async *streamLogs() {
       yield fail();
     },
+    createToken: fail,
+    listTokens: fail,
+    revokeToken: fail,
   });
   return { server, address: await server.listen("127.0.0.1:0") };
 }

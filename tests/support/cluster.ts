@@ -74,11 +74,17 @@ export class Cluster {
   readonly clock: ManualClock;
   readonly dataDir: string;
   readonly controller: ControllerHandle;
+  /** A FastPath client holding the admin token. */
   readonly client: ServiceClient<typeof FastPath.method>;
+  /** The controller's admin token secret. */
+  readonly adminToken: string;
+  /** The cluster's join token secret, which the agents use. */
+  readonly joinToken: string;
   readonly agents = new Map<string, TestAgent>();
   readonly #channel: RpcChannel;
   readonly #opts: ClusterOptions;
   readonly #stopped: TestAgent[] = [];
+  readonly #extraChannels: RpcChannel[] = [];
 
   /** Use {@linkcode startCluster}. */
   constructor(
@@ -89,7 +95,12 @@ export class Cluster {
     this.clock = parts.clock;
     this.dataDir = parts.dataDir;
     this.controller = parts.controller;
-    this.#channel = new RpcChannel(parts.controller.address, { timeoutMs: 30_000 });
+    this.adminToken = Deno.readTextFileSync(`${parts.dataDir}/controller/admin-token`).trim();
+    this.joinToken = Deno.readTextFileSync(`${parts.dataDir}/controller/join-token`).trim();
+    this.#channel = new RpcChannel(parts.controller.address, {
+      timeoutMs: 30_000,
+      metadata: { authorization: `Bearer ${this.adminToken}` },
+    });
     this.client = this.#channel.client(FastPath);
   }
 
@@ -112,12 +123,26 @@ export class Cluster {
       metricsRegistry: new client.Registry(),
       heartbeatMs: 60_000,
       logMaxBytes: spec.logMaxBytes,
+      joinToken: this.joinToken,
     });
     await server.start();
     const agent = { id: spec.id, server, runtime, dataDir };
     this.agents.set(spec.id, agent);
-    await waitFor(() => this.controller.controller.registry.getAgentById(spec.id) !== undefined);
+    await waitFor(() =>
+      server.registered &&
+      this.controller.controller.registry.getAgentById(spec.id)?.address === server.address
+    );
     return agent;
+  }
+
+  /** A FastPath client for `token` (closed with the cluster). */
+  clientFor(token: string | undefined): ServiceClient<typeof FastPath.method> {
+    const channel = new RpcChannel(this.controller.address, {
+      timeoutMs: 30_000,
+      metadata: token === undefined ? {} : { authorization: `Bearer ${token}` },
+    });
+    this.#extraChannels.push(channel);
+    return channel.client(FastPath);
   }
 
   /** Sends one heartbeat for each running agent now (the agents' own timers are slow on purpose). */
@@ -144,6 +169,7 @@ export class Cluster {
   /** Stops everything: agents, the controller, and every sandbox process. */
   async close(opts: { keepSandboxes?: boolean } = {}): Promise<void> {
     this.#channel.close();
+    for (const ch of this.#extraChannels) ch.close();
     for (const agent of this.agents.values()) {
       if (!opts.keepSandboxes) await removeAll(agent.runtime);
       await agent.server.close();

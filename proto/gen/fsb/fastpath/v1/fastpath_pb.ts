@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file fsb/fastpath/v1/fastpath.proto.
  */
 export const file_fsb_fastpath_v1_fastpath: GenFile = /*@__PURE__*/
-  fileDesc("Ch5mc2IvZmFzdHBhdGgvdjEvZmFzdHBhdGgucHJvdG8SD2ZzYi5mYXN0cGF0aC52MSKNAQoNTmV0d29ya1BvbGljeRIqCgRtb2RlGAEgASgOMhwuZnNiLmZhc3RwYXRoLnYxLk5ldHdvcmtNb2RlEicKBmVncmVzcxgCIAEoDjIXLmZzYi5mYXN0cGF0aC52MS5FZ3Jlc3MSEwoLYWxsb3dfY2lkcnMYAyADKAkSEgoKZGVueV9jaWRycxgEIAMoCSJ7CglSZXNvdXJjZXMSFwoKY3B1X21pbGxpcxgBIAEoA0gAiAEBEhkKDG1lbW9yeV9ieXRlcxgCIAEoA0gBiAEBEhEKBHBpZHMYAyABKANIAogBAUINCgtfY3B1X21pbGxpc0IPCg1fbWVtb3J5X2J5dGVzQgcKBV9waWRzIuYEChRDcmVhdGVTYW5kYm94UmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRINCgVpbWFnZRgDIAEoCRIMCgRwb29sGAQgASgJEg8KB2NvbW1hbmQYBSADKAkSDAoEYXJncxgGIAMoCRI9CgRlbnZzGAcgAygLMi8uZnNiLmZhc3RwYXRoLnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkVudnNFbnRyeRITCgt3b3JraW5nX2RpchgIIAEoCRIVCg1leHBvc2VkX3BvcnRzGAkgAygNEjoKEGNvbnNpc3RlbmN5X21vZGUYCiABKA4yIC5mc2IuZmFzdHBhdGgudjEuQ29uc2lzdGVuY3lNb2RlEhMKC2V4cGlyZV90aW1lGAsgASgDEjYKDmZhaWx1cmVfcG9saWN5GAwgASgOMh4uZnNiLmZhc3RwYXRoLnYxLkZhaWx1cmVQb2xpY3kSQQoGbGFiZWxzGA0gAygLMjEuZnNiLmZhc3RwYXRoLnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkxhYmVsc0VudHJ5Ei8KB25ldHdvcmsYDiABKAsyHi5mc2IuZmFzdHBhdGgudjEuTmV0d29ya1BvbGljeRItCglyZXNvdXJjZXMYDyABKAsyGi5mc2IuZmFzdHBhdGgudjEuUmVzb3VyY2VzGisKCUVudnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEilgUKC1NhbmRib3hJbmZvEhIKCnNhbmRib3hfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIRCgluYW1lc3BhY2UYAyABKAkSDQoFcGhhc2UYBCABKAkSDQoFYWdlbnQYBSABKAkSEQoJZW5kcG9pbnRzGAYgAygJEg0KBWltYWdlGAcgASgJEgwKBHBvb2wYCCABKAkSDwoHY29tbWFuZBgJIAMoCRIMCgRhcmdzGAogAygJEhIKCmNyZWF0ZWRfYXQYCyABKAMSEwoLZXhwaXJlX3RpbWUYDCABKAMSNgoOZmFpbHVyZV9wb2xpY3kYDSABKA4yHi5mc2IuZmFzdHBhdGgudjEuRmFpbHVyZVBvbGljeRI4CgZsYWJlbHMYDiADKAsyKC5mc2IuZmFzdHBhdGgudjEuU2FuZGJveEluZm8uTGFiZWxzRW50cnkSDwoHbWVzc2FnZRgPIAEoCRI0CgRlbnZzGBAgAygLMiYuZnNiLmZhc3RwYXRoLnYxLlNhbmRib3hJbmZvLkVudnNFbnRyeRITCgt3b3JraW5nX2RpchgRIAEoCRIVCg1leHBvc2VkX3BvcnRzGBIgAygNEgoKAmlwGBMgASgJEg8KB3J1bnRpbWUYFCABKAkSLwoHbmV0d29yaxgVIAEoCzIeLmZzYi5mYXN0cGF0aC52MS5OZXR3b3JrUG9saWN5Ei0KCXJlc291cmNlcxgWIAEoCzIaLmZzYi5mYXN0cGF0aC52MS5SZXNvdXJjZXMaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARorCglFbnZzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI0ChFHZXRTYW5kYm94UmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCSJBChRMaXN0U2FuZGJveGVzUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSFgoOYWxsX25hbWVzcGFjZXMYAiABKAgiSAoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEi8KCXNhbmRib3hlcxgBIAMoCzIcLmZzYi5mYXN0cGF0aC52MS5TYW5kYm94SW5mbyI3ChREZWxldGVTYW5kYm94UmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCSKaAgoUVXBkYXRlU2FuZGJveFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIRCgluYW1lc3BhY2UYAiABKAkSGAoLZXhwaXJlX3RpbWUYAyABKANIAIgBARI2Cg5mYWlsdXJlX3BvbGljeRgEIAEoDjIeLmZzYi5mYXN0cGF0aC52MS5GYWlsdXJlUG9saWN5EkEKBmxhYmVscxgFIAMoCzIxLmZzYi5mYXN0cGF0aC52MS5VcGRhdGVTYW5kYm94UmVxdWVzdC5MYWJlbHNFbnRyeRINCgVyZXNldBgGIAEoCBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQg4KDF9leHBpcmVfdGltZSJEChFTdHJlYW1Mb2dzUmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRIOCgZmb2xsb3cYAyABKAgiGAoITG9nQ2h1bmsSDAoEZGF0YRgBIAEoDCprCg9Db25zaXN0ZW5jeU1vZGUSIAocQ09OU0lTVEVOQ1lfTU9ERV9VTlNQRUNJRklFRBAAEhkKFUNPTlNJU1RFTkNZX01PREVfRkFTVBABEhsKF0NPTlNJU1RFTkNZX01PREVfU1RST05HEAIqbAoNRmFpbHVyZVBvbGljeRIeChpGQUlMVVJFX1BPTElDWV9VTlNQRUNJRklFRBAAEhkKFUZBSUxVUkVfUE9MSUNZX01BTlVBTBABEiAKHEZBSUxVUkVfUE9MSUNZX0FVVE9fUkVDUkVBVEUQAipcCgtOZXR3b3JrTW9kZRIcChhORVRXT1JLX01PREVfVU5TUEVDSUZJRUQQABIYChRORVRXT1JLX01PREVfUFJJVkFURRABEhUKEU5FVFdPUktfTU9ERV9OT05FEAIqQwoGRWdyZXNzEhYKEkVHUkVTU19VTlNQRUNJRklFRBAAEhAKDEVHUkVTU19BTExPVxABEg8KC0VHUkVTU19ERU5ZEAIyiwQKCEZhc3RQYXRoElQKDUNyZWF0ZVNhbmRib3gSJS5mc2IuZmFzdHBhdGgudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QaHC5mc2IuZmFzdHBhdGgudjEuU2FuZGJveEluZm8STgoKR2V0U2FuZGJveBIiLmZzYi5mYXN0cGF0aC52MS5HZXRTYW5kYm94UmVxdWVzdBocLmZzYi5mYXN0cGF0aC52MS5TYW5kYm94SW5mbxJeCg1MaXN0U2FuZGJveGVzEiUuZnNiLmZhc3RwYXRoLnYxLkxpc3RTYW5kYm94ZXNSZXF1ZXN0GiYuZnNiLmZhc3RwYXRoLnYxLkxpc3RTYW5kYm94ZXNSZXNwb25zZRJUCg1EZWxldGVTYW5kYm94EiUuZnNiLmZhc3RwYXRoLnYxLkRlbGV0ZVNhbmRib3hSZXF1ZXN0GhwuZnNiLmZhc3RwYXRoLnYxLlNhbmRib3hJbmZvElQKDVVwZGF0ZVNhbmRib3gSJS5mc2IuZmFzdHBhdGgudjEuVXBkYXRlU2FuZGJveFJlcXVlc3QaHC5mc2IuZmFzdHBhdGgudjEuU2FuZGJveEluZm8STQoKU3RyZWFtTG9ncxIiLmZzYi5mYXN0cGF0aC52MS5TdHJlYW1Mb2dzUmVxdWVzdBoZLmZzYi5mYXN0cGF0aC52MS5Mb2dDaHVuazABYgZwcm90bzM");
+  fileDesc("Ch5mc2IvZmFzdHBhdGgvdjEvZmFzdHBhdGgucHJvdG8SD2ZzYi5mYXN0cGF0aC52MSKNAQoNTmV0d29ya1BvbGljeRIqCgRtb2RlGAEgASgOMhwuZnNiLmZhc3RwYXRoLnYxLk5ldHdvcmtNb2RlEicKBmVncmVzcxgCIAEoDjIXLmZzYi5mYXN0cGF0aC52MS5FZ3Jlc3MSEwoLYWxsb3dfY2lkcnMYAyADKAkSEgoKZGVueV9jaWRycxgEIAMoCSJ7CglSZXNvdXJjZXMSFwoKY3B1X21pbGxpcxgBIAEoA0gAiAEBEhkKDG1lbW9yeV9ieXRlcxgCIAEoA0gBiAEBEhEKBHBpZHMYAyABKANIAogBAUINCgtfY3B1X21pbGxpc0IPCg1fbWVtb3J5X2J5dGVzQgcKBV9waWRzIuYEChRDcmVhdGVTYW5kYm94UmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRINCgVpbWFnZRgDIAEoCRIMCgRwb29sGAQgASgJEg8KB2NvbW1hbmQYBSADKAkSDAoEYXJncxgGIAMoCRI9CgRlbnZzGAcgAygLMi8uZnNiLmZhc3RwYXRoLnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkVudnNFbnRyeRITCgt3b3JraW5nX2RpchgIIAEoCRIVCg1leHBvc2VkX3BvcnRzGAkgAygNEjoKEGNvbnNpc3RlbmN5X21vZGUYCiABKA4yIC5mc2IuZmFzdHBhdGgudjEuQ29uc2lzdGVuY3lNb2RlEhMKC2V4cGlyZV90aW1lGAsgASgDEjYKDmZhaWx1cmVfcG9saWN5GAwgASgOMh4uZnNiLmZhc3RwYXRoLnYxLkZhaWx1cmVQb2xpY3kSQQoGbGFiZWxzGA0gAygLMjEuZnNiLmZhc3RwYXRoLnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkxhYmVsc0VudHJ5Ei8KB25ldHdvcmsYDiABKAsyHi5mc2IuZmFzdHBhdGgudjEuTmV0d29ya1BvbGljeRItCglyZXNvdXJjZXMYDyABKAsyGi5mc2IuZmFzdHBhdGgudjEuUmVzb3VyY2VzGisKCUVudnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEilgUKC1NhbmRib3hJbmZvEhIKCnNhbmRib3hfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIRCgluYW1lc3BhY2UYAyABKAkSDQoFcGhhc2UYBCABKAkSDQoFYWdlbnQYBSABKAkSEQoJZW5kcG9pbnRzGAYgAygJEg0KBWltYWdlGAcgASgJEgwKBHBvb2wYCCABKAkSDwoHY29tbWFuZBgJIAMoCRIMCgRhcmdzGAogAygJEhIKCmNyZWF0ZWRfYXQYCyABKAMSEwoLZXhwaXJlX3RpbWUYDCABKAMSNgoOZmFpbHVyZV9wb2xpY3kYDSABKA4yHi5mc2IuZmFzdHBhdGgudjEuRmFpbHVyZVBvbGljeRI4CgZsYWJlbHMYDiADKAsyKC5mc2IuZmFzdHBhdGgudjEuU2FuZGJveEluZm8uTGFiZWxzRW50cnkSDwoHbWVzc2FnZRgPIAEoCRI0CgRlbnZzGBAgAygLMiYuZnNiLmZhc3RwYXRoLnYxLlNhbmRib3hJbmZvLkVudnNFbnRyeRITCgt3b3JraW5nX2RpchgRIAEoCRIVCg1leHBvc2VkX3BvcnRzGBIgAygNEgoKAmlwGBMgASgJEg8KB3J1bnRpbWUYFCABKAkSLwoHbmV0d29yaxgVIAEoCzIeLmZzYi5mYXN0cGF0aC52MS5OZXR3b3JrUG9saWN5Ei0KCXJlc291cmNlcxgWIAEoCzIaLmZzYi5mYXN0cGF0aC52MS5SZXNvdXJjZXMaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARorCglFbnZzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI0ChFHZXRTYW5kYm94UmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCSJBChRMaXN0U2FuZGJveGVzUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSFgoOYWxsX25hbWVzcGFjZXMYAiABKAgiSAoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEi8KCXNhbmRib3hlcxgBIAMoCzIcLmZzYi5mYXN0cGF0aC52MS5TYW5kYm94SW5mbyI3ChREZWxldGVTYW5kYm94UmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCSKaAgoUVXBkYXRlU2FuZGJveFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIRCgluYW1lc3BhY2UYAiABKAkSGAoLZXhwaXJlX3RpbWUYAyABKANIAIgBARI2Cg5mYWlsdXJlX3BvbGljeRgEIAEoDjIeLmZzYi5mYXN0cGF0aC52MS5GYWlsdXJlUG9saWN5EkEKBmxhYmVscxgFIAMoCzIxLmZzYi5mYXN0cGF0aC52MS5VcGRhdGVTYW5kYm94UmVxdWVzdC5MYWJlbHNFbnRyeRINCgVyZXNldBgGIAEoCBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQg4KDF9leHBpcmVfdGltZSJEChFTdHJlYW1Mb2dzUmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRIOCgZmb2xsb3cYAyABKAgiGAoITG9nQ2h1bmsSDAoEZGF0YRgBIAEoDCJqChJDcmVhdGVUb2tlblJlcXVlc3QSEgoKbmFtZXNwYWNlcxgBIAMoCRINCgVhZG1pbhgCIAEoCBITCgt0dGxfc2Vjb25kcxgDIAEoAxISCgVxdW90YRgEIAEoDUgAiAEBQggKBl9xdW90YSJjCglUb2tlbkluZm8SCgoCaWQYASABKAkSEgoKbmFtZXNwYWNlcxgCIAMoCRINCgVhZG1pbhgDIAEoCBITCgtleHBpcmVfdGltZRgEIAEoAxISCgpjcmVhdGVkX2F0GAUgASgDIlAKE0NyZWF0ZVRva2VuUmVzcG9uc2USKQoFdG9rZW4YASABKAsyGi5mc2IuZmFzdHBhdGgudjEuVG9rZW5JbmZvEg4KBnNlY3JldBgCIAEoCSITChFMaXN0VG9rZW5zUmVxdWVzdCJAChJMaXN0VG9rZW5zUmVzcG9uc2USKgoGdG9rZW5zGAEgAygLMhouZnNiLmZhc3RwYXRoLnYxLlRva2VuSW5mbyIgChJSZXZva2VUb2tlblJlcXVlc3QSCgoCaWQYASABKAkqawoPQ29uc2lzdGVuY3lNb2RlEiAKHENPTlNJU1RFTkNZX01PREVfVU5TUEVDSUZJRUQQABIZChVDT05TSVNURU5DWV9NT0RFX0ZBU1QQARIbChdDT05TSVNURU5DWV9NT0RFX1NUUk9ORxACKmwKDUZhaWx1cmVQb2xpY3kSHgoaRkFJTFVSRV9QT0xJQ1lfVU5TUEVDSUZJRUQQABIZChVGQUlMVVJFX1BPTElDWV9NQU5VQUwQARIgChxGQUlMVVJFX1BPTElDWV9BVVRPX1JFQ1JFQVRFEAIqXAoLTmV0d29ya01vZGUSHAoYTkVUV09SS19NT0RFX1VOU1BFQ0lGSUVEEAASGAoUTkVUV09SS19NT0RFX1BSSVZBVEUQARIVChFORVRXT1JLX01PREVfTk9ORRACKkMKBkVncmVzcxIWChJFR1JFU1NfVU5TUEVDSUZJRUQQABIQCgxFR1JFU1NfQUxMT1cQARIPCgtFR1JFU1NfREVOWRACMowGCghGYXN0UGF0aBJUCg1DcmVhdGVTYW5kYm94EiUuZnNiLmZhc3RwYXRoLnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0GhwuZnNiLmZhc3RwYXRoLnYxLlNhbmRib3hJbmZvEk4KCkdldFNhbmRib3gSIi5mc2IuZmFzdHBhdGgudjEuR2V0U2FuZGJveFJlcXVlc3QaHC5mc2IuZmFzdHBhdGgudjEuU2FuZGJveEluZm8SXgoNTGlzdFNhbmRib3hlcxIlLmZzYi5mYXN0cGF0aC52MS5MaXN0U2FuZGJveGVzUmVxdWVzdBomLmZzYi5mYXN0cGF0aC52MS5MaXN0U2FuZGJveGVzUmVzcG9uc2USVAoNRGVsZXRlU2FuZGJveBIlLmZzYi5mYXN0cGF0aC52MS5EZWxldGVTYW5kYm94UmVxdWVzdBocLmZzYi5mYXN0cGF0aC52MS5TYW5kYm94SW5mbxJUCg1VcGRhdGVTYW5kYm94EiUuZnNiLmZhc3RwYXRoLnYxLlVwZGF0ZVNhbmRib3hSZXF1ZXN0GhwuZnNiLmZhc3RwYXRoLnYxLlNhbmRib3hJbmZvEk0KClN0cmVhbUxvZ3MSIi5mc2IuZmFzdHBhdGgudjEuU3RyZWFtTG9nc1JlcXVlc3QaGS5mc2IuZmFzdHBhdGgudjEuTG9nQ2h1bmswARJYCgtDcmVhdGVUb2tlbhIjLmZzYi5mYXN0cGF0aC52MS5DcmVhdGVUb2tlblJlcXVlc3QaJC5mc2IuZmFzdHBhdGgudjEuQ3JlYXRlVG9rZW5SZXNwb25zZRJVCgpMaXN0VG9rZW5zEiIuZnNiLmZhc3RwYXRoLnYxLkxpc3RUb2tlbnNSZXF1ZXN0GiMuZnNiLmZhc3RwYXRoLnYxLkxpc3RUb2tlbnNSZXNwb25zZRJOCgtSZXZva2VUb2tlbhIjLmZzYi5mYXN0cGF0aC52MS5SZXZva2VUb2tlblJlcXVlc3QaGi5mc2IuZmFzdHBhdGgudjEuVG9rZW5JbmZvYgZwcm90bzM");
 
 /**
  * @generated from message fsb.fastpath.v1.NetworkPolicy
@@ -484,6 +484,160 @@ export const LogChunkSchema: GenMessage<LogChunk> = /*@__PURE__*/
   messageDesc(file_fsb_fastpath_v1_fastpath, 10);
 
 /**
+ * @generated from message fsb.fastpath.v1.CreateTokenRequest
+ */
+export type CreateTokenRequest = Message<"fsb.fastpath.v1.CreateTokenRequest"> & {
+  /**
+   * The namespaces the token may use; at least one unless admin.
+   *
+   * @generated from field: repeated string namespaces = 1;
+   */
+  namespaces: string[];
+
+  /**
+   * Every namespace, tokens and debug endpoints.
+   *
+   * @generated from field: bool admin = 2;
+   */
+  admin: boolean;
+
+  /**
+   * Seconds until it expires; 0 means never.
+   *
+   * @generated from field: int64 ttl_seconds = 3;
+   */
+  ttlSeconds: bigint;
+
+  /**
+   * When set, the most sandboxes at once in each of the token's namespaces.
+   *
+   * @generated from field: optional uint32 quota = 4;
+   */
+  quota?: number | undefined;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.CreateTokenRequest.
+ * Use `create(CreateTokenRequestSchema)` to create a new message.
+ */
+export const CreateTokenRequestSchema: GenMessage<CreateTokenRequest> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 11);
+
+/**
+ * A token as it may be shown: never its secret.
+ *
+ * @generated from message fsb.fastpath.v1.TokenInfo
+ */
+export type TokenInfo = Message<"fsb.fastpath.v1.TokenInfo"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: repeated string namespaces = 2;
+   */
+  namespaces: string[];
+
+  /**
+   * @generated from field: bool admin = 3;
+   */
+  admin: boolean;
+
+  /**
+   * Unix seconds; 0 means never.
+   *
+   * @generated from field: int64 expire_time = 4;
+   */
+  expireTime: bigint;
+
+  /**
+   * Unix seconds.
+   *
+   * @generated from field: int64 created_at = 5;
+   */
+  createdAt: bigint;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.TokenInfo.
+ * Use `create(TokenInfoSchema)` to create a new message.
+ */
+export const TokenInfoSchema: GenMessage<TokenInfo> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 12);
+
+/**
+ * @generated from message fsb.fastpath.v1.CreateTokenResponse
+ */
+export type CreateTokenResponse = Message<"fsb.fastpath.v1.CreateTokenResponse"> & {
+  /**
+   * @generated from field: fsb.fastpath.v1.TokenInfo token = 1;
+   */
+  token?: TokenInfo | undefined;
+
+  /**
+   * What clients send as `authorization: Bearer <secret>`; shown once.
+   *
+   * @generated from field: string secret = 2;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.CreateTokenResponse.
+ * Use `create(CreateTokenResponseSchema)` to create a new message.
+ */
+export const CreateTokenResponseSchema: GenMessage<CreateTokenResponse> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 13);
+
+/**
+ * @generated from message fsb.fastpath.v1.ListTokensRequest
+ */
+export type ListTokensRequest = Message<"fsb.fastpath.v1.ListTokensRequest"> & {
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.ListTokensRequest.
+ * Use `create(ListTokensRequestSchema)` to create a new message.
+ */
+export const ListTokensRequestSchema: GenMessage<ListTokensRequest> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 14);
+
+/**
+ * @generated from message fsb.fastpath.v1.ListTokensResponse
+ */
+export type ListTokensResponse = Message<"fsb.fastpath.v1.ListTokensResponse"> & {
+  /**
+   * @generated from field: repeated fsb.fastpath.v1.TokenInfo tokens = 1;
+   */
+  tokens: TokenInfo[];
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.ListTokensResponse.
+ * Use `create(ListTokensResponseSchema)` to create a new message.
+ */
+export const ListTokensResponseSchema: GenMessage<ListTokensResponse> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 15);
+
+/**
+ * @generated from message fsb.fastpath.v1.RevokeTokenRequest
+ */
+export type RevokeTokenRequest = Message<"fsb.fastpath.v1.RevokeTokenRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.RevokeTokenRequest.
+ * Use `create(RevokeTokenRequestSchema)` to create a new message.
+ */
+export const RevokeTokenRequestSchema: GenMessage<RevokeTokenRequest> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 16);
+
+/**
  * @generated from enum fsb.fastpath.v1.ConsistencyMode
  */
 export enum ConsistencyMode {
@@ -655,6 +809,32 @@ export const FastPath: GenService<{
     methodKind: "server_streaming";
     input: typeof StreamLogsRequestSchema;
     output: typeof LogChunkSchema;
+  },
+  /**
+   * Tokens (shared/DESIGN.md section 12): admin only.
+   *
+   * @generated from rpc fsb.fastpath.v1.FastPath.CreateToken
+   */
+  createToken: {
+    methodKind: "unary";
+    input: typeof CreateTokenRequestSchema;
+    output: typeof CreateTokenResponseSchema;
+  },
+  /**
+   * @generated from rpc fsb.fastpath.v1.FastPath.ListTokens
+   */
+  listTokens: {
+    methodKind: "unary";
+    input: typeof ListTokensRequestSchema;
+    output: typeof ListTokensResponseSchema;
+  },
+  /**
+   * @generated from rpc fsb.fastpath.v1.FastPath.RevokeToken
+   */
+  revokeToken: {
+    methodKind: "unary";
+    input: typeof RevokeTokenRequestSchema;
+    output: typeof TokenInfoSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_fsb_fastpath_v1_fastpath, 0);
