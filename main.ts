@@ -25,6 +25,7 @@ Commands:
   controller serve    the FastPath API, registry, store and lifecycle loop
   agent run           an agent: registers with a controller and runs sandboxes
   sandbox ...         create|get|list|delete|update|reset|logs sandboxes
+  token ...           create|list|revoke access tokens (admin)
   image import FILE   import an OCI archive into the agent's containerd
   version             print the version
   help                print this help
@@ -34,7 +35,7 @@ Run "fsb <command> --help" for a command's flags.`;
 const TLS_USAGE = "[--tls-cert FILE --tls-key FILE] [--tls-ca FILE]";
 
 const SHORT_USAGE =
-  `Usage: fsb <up|controller serve|agent run|sandbox|image import|version|help> [flags]`;
+  `Usage: fsb <up|controller serve|agent run|sandbox|token|image import|version|help> [flags]`;
 
 const UP_USAGE =
   `Usage: fsb up [--listen ADDR] [--metrics-listen ADDR] [--agent-listen ADDR] [--data-dir DIR] [--runtime process|containerd] [--containerd-socket PATH] [--pool P] [-n NS] [--capacity N] [--mode fast|strong] ${TLS_USAGE} ${ISOLATION_USAGE} [-v N]`;
@@ -535,6 +536,10 @@ export async function main(args: string[]): Promise<number> {
         throw new UsageError(`Unknown command "agent ${sub ?? ""}"`, { usage: AGENT_USAGE });
       case "up":
         return await up(args.slice(1));
+      case "token": {
+        const { tokenCommand, denoCliIo } = await import("./cli/mod.ts");
+        return await tokenCommand(args.slice(1), denoCliIo());
+      }
       case "image":
         if (sub === "import") return await imageImport(rest);
         if (sub === "-h" || sub === "--help") return help(IMAGE_USAGE);

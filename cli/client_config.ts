@@ -184,7 +184,7 @@ export function tokenHint(config: Pick<ClientConfig, "token">): string {
     : `(token from ${config.token.source})`;
 }
 
-/** `DIR/.fsb/config.json`. */
+/** `HOME/.fsb/config.json`: the one config file the CLI reads (and `fsb up` writes). */
 export function configPath(home: string): string {
   return `${home.endsWith("/") ? home.slice(0, -1) : home}/.fsb/config.json`;
 }

@@ -23,6 +23,7 @@ export {
   callMetadata,
   type ClientConfig,
   type ClientConfigSources,
+  configPath,
   type ConnectionFlags,
   DEFAULT_ENDPOINT,
   resolveClientConfig,

@@ -5,16 +5,38 @@
  */
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const decoder = new TextDecoder();
+/** A HOME of the tests' own: fsb reads and `fsb up` writes `~/.fsb/config.json` there. */
+const SCRATCH_HOME = Deno.makeTempDirSync({ prefix: "fsb-home-" });
+/**
+ * Deno's own cache, pinned: it defaults to one under HOME, and a fresh HOME
+ * would make every process download the npm packages again.
+ */
+const DENO_DIR = Deno.env.get("DENO_DIR") ??
+  `${Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME")}/.cache`}/deno`;
+
+/** Options for {@linkcode fsb}. */
+export interface FsbOptions {
+  /** HOME for the process (a scratch one unless told; never the real one). */
+  home?: string;
+}
 
 /** Runs `fsb ARGS` as its own process, the way a user does. */
 export async function fsb(
   args: string[],
+  opts: FsbOptions = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MAIN, ...args],
     stdout: "piped",
     stderr: "piped",
-    env: { FSB_ENDPOINT: "", NO_COLOR: "1" },
+    env: {
+      FSB_ENDPOINT: "",
+      FSB_TOKEN: "",
+      FSB_TLS_CA: "",
+      NO_COLOR: "1",
+      HOME: opts.home ?? SCRATCH_HOME,
+      DENO_DIR,
+    },
   }).output();
   return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }
@@ -28,10 +50,15 @@ export interface UpProcess {
   metrics: string;
   /** What it printed on start. */
   banner: string;
+  /** Its HOME, where it wrote the client config (endpoint and admin token). */
+  home: string;
 }
 
 /** `fsb up` on free ports (plus `extra` flags); resolves once it printed where it listens. */
 export async function startUp(dataDir: string, extra: string[] = []): Promise<UpProcess> {
+  // A fresh HOME per `fsb up`, as on a new machine.
+  const home = `${dataDir}/home`;
+  await Deno.mkdir(home, { recursive: true });
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -50,6 +77,7 @@ export async function startUp(dataDir: string, extra: string[] = []): Promise<Up
     ],
     stdout: "piped",
     stderr: "null",
+    env: { HOME: home, DENO_DIR, FSB_ENDPOINT: "", FSB_TOKEN: "" },
   }).spawn();
   const reader = child.stdout.getReader();
   let text = "";
@@ -64,7 +92,7 @@ export async function startUp(dataDir: string, extra: string[] = []): Promise<Up
   })();
   const endpoint = /controller on (\S+),/.exec(text)![1];
   const metrics = /metrics on (http:\/\/\S+),/.exec(text)![1];
-  return { child, endpoint, metrics, banner: text };
+  return { child, endpoint, metrics, banner: text, home };
 }
 
 /**
@@ -84,11 +112,9 @@ export async function createWhenReady(
       name,
       "--image",
       "busybox",
-      "--endpoint",
-      up.endpoint,
       "--",
       ...command,
-    ]);
+    ], { home: up.home });
     if (created.code === 0 || Date.now() > deadline) return created;
     await new Promise((r) => setTimeout(r, 100));
   }
