@@ -10,17 +10,23 @@
  * - `FastPath (SDK)`: CreateSandbox from an already-connected client to
  *   `fsb controller serve` and `fsb agent run --runtime containerd`, each its
  *   own process, as deployed: a private network per sandbox, on a bridge and
- *   /24 of the bench's own (never the host's `fsb0`), removed at the end.
+ *   /24 of the bench's own (never the host's `fsb0`), removed at the end. The
+ *   client holds the controller's admin token; the agent joins with its join
+ *   token.
  * - `fsb sandbox create`: wall time of the whole client process against the
- *   same controller, its start included (the shell path).
+ *   same controller, its start included (the shell path), with the admin
+ *   token in `FSB_TOKEN` and an empty HOME of the bench's own (so no user
+ *   config is read).
  * - `runtime alone`: ContainerdRuntime.create in this process, no gRPC, on
  *   the host network (bench/isolation_bench.ts compares the networks).
  * Then the FastPath stage breakdown from the controller's `-v 2` timing log.
  *
  * Run: `deno run -A bench/containerd_bench.ts [--creates N] [--json]` (root,
- * with containerd, runc and busybox-static installed). A script rather than
- * Deno.bench: it reports p50/p99 of a fixed number of creates and their
- * ratios, and each create leaves a container that must be cleaned up.
+ * with containerd, runc and busybox-static installed). The FastPath and shell
+ * series keep all their sandboxes on one agent, which holds at most 100, so N
+ * is at most {@linkcode MAX_CREATES} (46). A script rather than Deno.bench:
+ * it reports p50/p99 of a fixed number of creates and their ratios, and each
+ * create leaves a container that must be cleaned up.
  *
  * @module
  */
@@ -35,8 +41,12 @@ import { BridgeNetwork } from "../agent/network/mod.ts";
 import { startContainerd } from "../tests/support/containerd.ts";
 import { buildBusyboxImage } from "../tests/support/busybox_image.ts";
 import {
+  bearer,
+  type ControllerProc,
   type CreateTiming,
   freePort,
+  MAX_AGENT_CAPACITY,
+  readTokens,
   spawnAgent,
   spawnController,
   stop,
@@ -48,6 +58,11 @@ import {
 /** The busybox image's name as `ctr` spells it. */
 export const IMAGE = "docker.io/library/busybox:latest";
 const WARMUP = 3;
+/**
+ * The most `--creates`: the agent keeps the probe and, per create and
+ * warm-up, one FastPath and one shell sandbox, within its capacity.
+ */
+export const MAX_CREATES = Math.floor((MAX_AGENT_CAPACITY - 1) / 2) - WARMUP;
 
 function newId(): string {
   return crypto.randomUUID().replaceAll("-", "");
@@ -129,6 +144,12 @@ async function main(): Promise<void> {
     },
   });
   const creates = Number(values.creates);
+  if (!Number.isInteger(creates) || creates < 1 || creates > MAX_CREATES) {
+    throw new Error(
+      `--creates must be a whole number from 1 to ${MAX_CREATES} ` +
+        `(one agent holds at most ${MAX_AGENT_CAPACITY} sandboxes)`,
+    );
+  }
   const dir = await Deno.makeTempDir({ prefix: "fsb_containerd_bench_" });
   const server = await startContainerd();
   const runtime = new ContainerdRuntime({ socket: server.socket, stateDir: join(dir, "state") });
@@ -139,14 +160,16 @@ async function main(): Promise<void> {
   const ctrIds: string[] = [];
   const ourIds: string[] = [];
   const names: string[] = [];
-  let controller: Deno.ChildProcess | undefined;
+  let controller: ControllerProc | undefined;
   let agent: Deno.ChildProcess | undefined;
-  let logDone: Promise<void> | undefined;
-  const channel = new RpcChannel(endpoint, { timeoutMs: 60_000 });
-  const fastpath = channel.client(FastPath);
+  let channel: RpcChannel | undefined;
   try {
     await importImage(await buildBusyboxImage(dir), { socket: server.socket });
-    ({ child: controller, logDone } = spawnController(endpoint, join(dir, "controller"), timings));
+    controller = spawnController(endpoint, join(dir, "controller"), timings);
+    const tokens = await readTokens(join(dir, "controller"), controller);
+    // The shell path's HOME: empty, so the CLI reads no user config.
+    const home = join(dir, "home");
+    await Deno.mkdir(home);
     agent = spawnAgent(endpoint, {
       id: "bench",
       dataDir: join(dir, "agent"),
@@ -159,8 +182,11 @@ async function main(): Promise<void> {
         "--sandbox-cidr",
         agentNet.cidr,
       ],
-      capacity: 1000,
+      capacity: MAX_AGENT_CAPACITY,
+      joinTokenFile: tokens.joinFile,
     });
+    channel = new RpcChannel(endpoint, { timeoutMs: 60_000, metadata: bearer(tokens.admin) });
+    const fastpath = channel.client(FastPath);
     const deadline = Date.now() + 30_000;
     for (;;) {
       try {
@@ -205,7 +231,7 @@ async function main(): Promise<void> {
         "--",
         "sleep",
         "60",
-      ]);
+      ], { token: tokens.admin, home });
       names.push(shellName);
 
       const r = await runtimeCreate(runtime, logDir);
@@ -256,11 +282,16 @@ async function main(): Promise<void> {
     console.log("\nFastPath stage breakdown (ms)");
     table(["stage", "p50", "p99", "mean"], stageRows.map((r) => [r.stage, r.p50, r.p99, r.mean]));
   } finally {
-    await Promise.all(names.map((name) => fastpath.deleteSandbox({ name }).catch(() => {})));
-    channel.close();
+    if (channel !== undefined) {
+      const fastpath = channel.client(FastPath);
+      await Promise.all(names.map((name) => fastpath.deleteSandbox({ name }).catch(() => {})));
+      channel.close();
+    }
     if (agent) await stop(agent);
-    if (controller) await stop(controller);
-    await logDone?.catch(() => {});
+    if (controller) {
+      await stop(controller.child);
+      await controller.logDone.catch(() => {});
+    }
     for (const id of ourIds) await runtime.delete(id, 0).catch(() => {});
     for (const id of ctrIds) await removeCtrContainer(client, id);
     client.close();

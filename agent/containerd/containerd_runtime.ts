@@ -214,6 +214,8 @@ export class ContainerdRuntime implements Runtime {
   readonly #unpacked = new Set<string>();
   readonly #unpacking = new Map<string, Promise<void>>();
   readonly #creating = new Map<string, Promise<unknown>>();
+  /** Creates finished since the last orphan sweep began (see removeOrphans). */
+  readonly #finished = new Set<string>();
   readonly #deleting = new Map<string, Promise<boolean>>();
   readonly #logDirs = new Set<string>();
   readonly #shimGroup: string | undefined;
@@ -284,7 +286,9 @@ export class ContainerdRuntime implements Runtime {
     const creating = this.#create(spec, opts);
     this.#creating.set(id, creating);
     try {
-      return await creating;
+      const result = await creating;
+      this.#finished.add(id);
+      return result;
     } catch (err) {
       throw unreachable(err, this.#client.address);
     } finally {
@@ -728,6 +732,9 @@ export class ContainerdRuntime implements Runtime {
   async removeOrphans(opts: { keep?: Iterable<string> } = {}): Promise<string[]> {
     const keep = new Set(opts.keep ?? []);
     const cutoff = this.#now() - (this.#opts.orphanGraceMs ?? 10 * 60_000);
+    // Creates that finish while the list is in flight are missing from it; they must not lose
+    // their network to the reconcile below.
+    this.#finished.clear();
     try {
       const { containers } = await this.#client.containers.list({});
       const removed: string[] = [];
@@ -743,6 +750,7 @@ export class ContainerdRuntime implements Runtime {
       // Addresses held for containers that no longer exist (a crash between steps).
       const live = new Set(containers.map((c) => c.id));
       for (const id of this.#creating.keys()) live.add(id);
+      for (const id of this.#finished) live.add(id);
       for (const id of removed) live.delete(id);
       await this.#network.reconcile(live);
       return removed;
