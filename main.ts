@@ -330,6 +330,7 @@ async function agentRun(args: string[]): Promise<number> {
     images: f.values.image,
     logger,
     isolation,
+    controller: f.values.controller,
   });
   const { AgentServer } = await load<typeof import("./agent/mod.ts")>("./agent/mod.ts");
   const agent = new AgentServer({

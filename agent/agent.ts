@@ -116,10 +116,11 @@ export class AgentServer {
   readonly #opts: AgentOptions;
   readonly #runtime: Runtime;
   readonly #server: RpcServer;
-  #channel: RpcChannel;
-  #registry: ServiceClient<typeof AgentRegistry.method>;
+  readonly #channel: RpcChannel;
+  readonly #registry: ServiceClient<typeof AgentRegistry.method>;
   /** What calls to the controller carry: the credential, else the join token. */
   #bearer = "";
+  #callMetadata: Record<string, string> = {};
   /** The credential the controller gave; calls to this agent must carry it. */
   #credential: string | undefined;
   readonly #log: Logger<"timing">;
@@ -252,7 +253,7 @@ export class AgentServer {
       if (!this.#registered) {
         let res;
         try {
-          res = await this.#registry.register(report);
+          res = await this.#registry.register(report, { metadata: this.#callMetadata });
         } catch (err) {
           // A saved credential the controller no longer knows: join again with the join token.
           if (isUnauthenticated(err) && this.#bearer === this.#credential && this.#opts.joinToken) {
@@ -274,7 +275,7 @@ export class AgentServer {
       } else {
         let res;
         try {
-          res = await this.#registry.heartbeat(report);
+          res = await this.#registry.heartbeat(report, { metadata: this.#callMetadata });
         } catch (err) {
           if (isUnauthenticated(err)) this.#registered = false;
           throw err;
@@ -301,21 +302,22 @@ export class AgentServer {
     this.#schedule(this.#heartbeatMs);
   }
 
-  #controllerTls(): { ca: string } | undefined {
-    return this.#opts.tls?.ca === undefined ? undefined : { ca: this.#opts.tls.ca };
+  /** TLS to the controller whenever this agent has any TLS setting: a cluster speaks it on every hop. */
+  #controllerTls(): { ca?: string } | undefined {
+    const tls = this.#opts.tls;
+    return tls === undefined || (tls.ca === undefined && tls.cert === undefined)
+      ? undefined
+      : { ca: tls.ca };
   }
 
-  /** Calls to the controller carry `bearer` from now on. */
+  /**
+   * Calls to the controller carry `bearer` from now on. It travels per call,
+   * on the one channel: closing a channel to swap its metadata would send a
+   * GOAWAY, which Deno's node:http2 can crash on (see proto/grpc.ts).
+   */
   #useBearer(bearer: string): void {
-    if (bearer === this.#bearer) return;
     this.#bearer = bearer;
-    this.#channel.close();
-    this.#channel = new RpcChannel(this.#opts.controller, {
-      timeoutMs: 5_000,
-      tls: this.#controllerTls(),
-      metadata: bearer === "" ? {} : { authorization: `Bearer ${bearer}` },
-    });
-    this.#registry = this.#channel.client(AgentRegistry);
+    this.#callMetadata = bearer === "" ? {} : { authorization: `Bearer ${bearer}` };
   }
 
   /** Keeps the controller's credential for calls both ways, and on disk for a restart. */

@@ -59,10 +59,10 @@ export function resolveResources(
   const cpuMillis = r?.cpuMillis === undefined ? defaults.cpuMillis : Number(r.cpuMillis);
   const memoryBytes = r?.memoryBytes === undefined ? defaults.memoryBytes : Number(r.memoryBytes);
   const pids = r?.pids === undefined ? defaults.pids : Number(r.pids);
-  if (cpuMillis !== undefined && (cpuMillis <= 0 || cpuMillis > host.cpus * 1000)) {
+  if (cpuMillis !== undefined && (cpuMillis < 10 || cpuMillis > host.cpus * 1000)) {
     throw new InvalidArgumentError(
       "resources.cpu_millis",
-      `must be from 1 to ${host.cpus * 1000} (the agent's ${host.cpus} CPUs), got ${cpuMillis}`,
+      `must be from 10 to ${host.cpus * 1000} (the agent's ${host.cpus} CPUs), got ${cpuMillis}`,
     );
   }
   if (

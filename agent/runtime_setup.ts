@@ -64,8 +64,8 @@ export function isolationOptions(values: IsolationValues): IsolationOptions {
   let cpuMillis = DEFAULT_LIMITS.cpuMillis;
   const cpus = values["default-cpus"];
   if (cpus !== undefined) {
-    if (!/^\d+(\.\d+)?$/.test(cpus) || Number(cpus) <= 0) {
-      throw new UsageError(`Flag --default-cpus needs a positive number, got "${cpus}"`);
+    if (!/^\d+(\.\d+)?$/.test(cpus) || Number(cpus) < 0.01) {
+      throw new UsageError(`Flag --default-cpus needs a number of at least 0.01, got "${cpus}"`);
     }
     cpuMillis = Math.round(Number(cpus) * 1000);
   }
@@ -101,6 +101,24 @@ export interface AgentRuntimeOptions {
   readonly images: readonly string[];
   readonly logger: Logger<"timing">;
   readonly isolation: IsolationOptions;
+  /** The controller's `HOST:PORT`: its addresses are closed to sandboxes wherever it runs. */
+  readonly controller?: string;
+}
+
+/**
+ * The IPv4 addresses of the controller's host, for the always-denied set:
+ * the literal, or what the name resolves to (none when it cannot be resolved).
+ */
+async function controllerAddresses(controller: string | undefined): Promise<string[]> {
+  if (controller === undefined) return [];
+  const host = controller.slice(0, controller.lastIndexOf(":")).replace(/^\[|\]$/g, "");
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(host)) return host.startsWith("127.") ? [] : [host];
+  if (host === "localhost" || host.includes(":")) return [];
+  try {
+    return await Deno.resolveDns(host, "A");
+  } catch {
+    return [];
+  }
 }
 
 /** A runtime ready to serve, and what the operator should be told about it. */
@@ -144,6 +162,7 @@ export async function createAgentRuntime(opts: AgentRuntimeOptions): Promise<Age
       bridge: iso.bridge,
       cidr: iso.sandboxCidr,
       logger: opts.logger,
+      alwaysDeny: await controllerAddresses(opts.controller),
     });
     await network.start();
   }

@@ -360,10 +360,11 @@ function checkNetwork(n: NetworkPolicy | undefined): void {
 /** Checks the limits a request asks for; the agent checks them against its host. */
 function checkResources(r: Resources | undefined): void {
   if (r === undefined) return;
-  if (r.cpuMillis !== undefined && r.cpuMillis <= 0n) {
+  // The kernel refuses a CFS quota under 1 ms of a 100 ms period: 10 millicpus.
+  if (r.cpuMillis !== undefined && r.cpuMillis < 10n) {
     throw new InvalidArgumentError(
       "resources.cpu_millis",
-      `must be positive (1000 = one CPU), got ${r.cpuMillis}`,
+      `must be at least 10 (1000 = one CPU), got ${r.cpuMillis}`,
     );
   }
   if (r.memoryBytes !== undefined && r.memoryBytes < MIN_MEMORY_BYTES) {
@@ -444,6 +445,12 @@ export function validateCreate(
   const failurePolicy = failurePolicyName(req.failurePolicy, "failure_policy") ?? "MANUAL";
   checkLabels(req.labels);
   checkNetwork(req.network);
+  if (req.network?.mode === NetworkMode.NONE && req.exposedPorts.length > 0) {
+    throw new InvalidArgumentError(
+      "exposed_ports",
+      "must be empty when network.mode is NONE: nothing could reach them",
+    );
+  }
   checkResources(req.resources);
   // The network policy and limits are copied field by field: the request's own
   // messages may carry unknown fields, which would be encoded again in every

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { create, fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
+import { create, fromJson, type JsonValue, toBinary, toJson } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import {
   type AgentInfo,
@@ -37,6 +37,7 @@ import { type AuthRecord, bearerOf, type Principal, requireNamespace, TokenAuth 
 import {
   checkDnsLabel,
   checkMergedLabels,
+  MAX_SPEC_BYTES,
   newSandboxId,
   sameRequest,
   validateCreate,
@@ -92,8 +93,8 @@ export interface ControllerOptions {
   heartbeatIntervalMs?: number;
   /** Tokens and agent credentials; without it nothing is checked (in-process use). */
   auth?: TokenAuth;
-  /** Dial agents over TLS, checking their certificates against `ca`. */
-  agentTls?: { ca: string };
+  /** Dial agents over TLS, checking their certificates against `ca` (else the system's roots). */
+  agentTls?: { ca?: string };
 }
 
 interface Entry {
@@ -163,7 +164,9 @@ export class Controller {
   readonly #createTimeoutMs: number;
   readonly #heartbeatMs: number;
   readonly #auth: TokenAuth;
-  readonly #agentTls: { ca: string } | undefined;
+  /** Agent ids being issued a credential now: one join per id at a time. */
+  readonly #joining = new Set<string>();
+  readonly #agentTls: { ca?: string } | undefined;
   readonly #startedAt: number;
   #closed = false;
 
@@ -527,12 +530,23 @@ export class Controller {
         `Cannot register agent "${id}": it needs the cluster's join token (--join-token-file) or its own credential`,
       );
     }
-    if (known !== undefined && this.#registry.getAgentById(id) !== undefined) {
+    // An id with a credential is given a new one only once its agent is surely gone: not
+    // while it is live, nor while a restarted controller still waits for agents to report.
+    const recovering = this.#clock.now() - this.#startedAt < this.#agentTimeoutMs;
+    if (
+      this.#joining.has(id) ||
+      (known !== undefined && (recovering || this.#registry.getAgentById(id) !== undefined))
+    ) {
       throw new PermissionDeniedError(
-        `Cannot register agent "${id}" as a live agent holds that id (a restarted agent presents its saved credential)`,
+        `Cannot register agent "${id}" as another agent holds that id (a restarted agent presents its saved credential)`,
       );
     }
-    return await this.#auth.issueAgentCredential(id);
+    this.#joining.add(id);
+    try {
+      return await this.#auth.issueAgentCredential(id);
+    } finally {
+      this.#joining.delete(id);
+    }
   }
 
   /** The synchronous part of Register; resolves to the heartbeat interval. */
@@ -663,11 +677,22 @@ export class Controller {
       this.#forget(agent.id, id);
       return;
     }
+    const why = this.#unadoptable(agent, spec);
+    if (why !== undefined) {
+      this.#log.warn({ agent: agent.id, id, why }, "removing a sandbox an agent may not hold");
+      this.#forget(agent.id, id);
+      return;
+    }
     const key = keyOf(spec.namespace, spec.name);
     const entry = this.#entries.get(key);
     if (entry !== undefined && entry.busy) return;
-    if (entry !== undefined && entry.spec.sandboxId !== id && entry.placed) {
-      // The name is held by a newer sandbox; this one is a leftover (e.g. of a reset).
+    // Another sandbox under the name: a leftover (e.g. of a reset) unless the name's own agent
+    // reports it (an acknowledged reset that never reached the store); another agent's report
+    // never replaces a sandbox.
+    if (
+      entry !== undefined && entry.spec.sandboxId !== id &&
+      (entry.placed || entry.agentId !== agent.id)
+    ) {
       this.#log.warn(
         { agent: agent.id, sandbox: key, id },
         "removing a superseded sandbox from its agent",
@@ -707,6 +732,27 @@ export class Controller {
     this.#registry.restore(agent.id, spec.exposedPorts);
     this.#markDirty(key);
     this.#log.info({ agent: agent.id, sandbox: key, id }, "adopted sandbox reported by agent");
+  }
+
+  /**
+   * Why an agent's report of `spec` cannot be taken, or undefined when it
+   * can: an agent holds only sandboxes of its own pool and namespace, with
+   * specs a client could have sent. An agent's word is not a client's.
+   */
+  #unadoptable(agent: AgentInfo, spec: SandboxSpec): string | undefined {
+    if (spec.pool !== agent.pool || spec.namespace !== agent.namespace) {
+      return `its pool and namespace ${spec.pool}/${spec.namespace} are not the agent's`;
+    }
+    try {
+      checkDnsLabel("name", spec.name);
+      if (!/^[0-9a-f]{32}$/.test(spec.sandboxId)) return "its id is not 32 hex characters";
+      if (toBinary(SandboxSpecSchema, spec).byteLength > MAX_SPEC_BYTES) {
+        return "its spec is larger than any a client may send";
+      }
+    } catch (err) {
+      return err instanceof Error ? err.message : String(err);
+    }
+    return undefined;
   }
 
   // ------------------------------------------------------------ lifecycle

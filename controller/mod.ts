@@ -45,8 +45,8 @@ export interface StartControllerOptions {
    */
   auth?: "token" | "none";
   /**
-   * TLS: the FastPath port presents `cert` and `key`; with `ca`, the
-   * controller dials agents over TLS and checks their certificates by it.
+   * TLS: the FastPath port presents `cert` and `key`, and agents are dialed
+   * over TLS, their certificates checked against `ca` (else the system's roots).
    */
   tls?: { cert: string; key: string; ca?: string };
 }
@@ -118,7 +118,8 @@ export async function startController(opts: StartControllerOptions): Promise<Con
     agentCreateTimeoutMs: opts.agentCreateTimeoutMs,
     clock: opts.clock,
     auth,
-    agentTls: opts.tls?.ca === undefined ? undefined : { ca: opts.tls.ca },
+    // A cluster that serves TLS speaks it on every hop: agents are dialed over TLS too.
+    agentTls: opts.tls === undefined ? undefined : { ca: opts.tls.ca },
   });
   await controller.load();
   const server = new RpcServer({

@@ -436,9 +436,10 @@ export class RpcChannel {
     });
   }
 
-  #metadata(): grpc.Metadata {
+  #metadata(opts?: CallOptions): grpc.Metadata {
     const md = new grpc.Metadata();
     for (const [k, v] of Object.entries(this.#opts.metadata ?? {})) md.set(k, v);
+    for (const [k, v] of Object.entries(opts?.metadata ?? {})) md.set(k, v);
     return md;
   }
 
@@ -501,7 +502,7 @@ export class RpcChannel {
         ser as (v: unknown) => Buffer,
         de,
         req,
-        this.#metadata(),
+        this.#metadata(opts),
         this.#callOptions(opts),
         (err, value) => err ? reject(this.#error(err)) : resolve(value),
       );
@@ -525,7 +526,7 @@ export class RpcChannel {
       ser as (v: unknown) => Buffer,
       de,
       req,
-      this.#metadata(),
+      this.#metadata(opts),
       this.#callOptions(opts),
     );
     const onAbort = () => call.cancel();

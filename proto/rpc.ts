@@ -103,6 +103,8 @@ export interface CallOptions {
   timeoutMs?: number;
   /** Cancels the call. */
   signal?: AbortSignal;
+  /** Metadata for this call, over the channel's own (e.g. a credential that changes). */
+  metadata?: Readonly<Record<string, string>>;
 }
 
 /** A typed client: unary methods resolve to the response, server streams are async iterables. */

@@ -30,11 +30,19 @@ function chainName(ip: string): string {
   return `eg_${ip.replaceAll(".", "_")}`;
 }
 
+/**
+ * Under ALLOW, deny_cidrs are closed (allow_cidrs add nothing); under DENY,
+ * only allow_cidrs are open. Either way a CIDR in deny_cidrs is never reachable.
+ */
 function egressRules(rules: SandboxRules): string[] {
   const out: string[] = [];
-  if (rules.allowCidrs.length > 0) out.push(`ip daddr { ${rules.allowCidrs.join(", ")} } accept`);
   if (rules.denyCidrs.length > 0) out.push(`ip daddr { ${rules.denyCidrs.join(", ")} } drop`);
-  if (rules.egress === "deny") out.push("drop");
+  if (rules.egress === "deny") {
+    if (rules.allowCidrs.length > 0) {
+      out.push(`ip daddr { ${rules.allowCidrs.join(", ")} } accept`);
+    }
+    out.push("drop");
+  }
   return out;
 }
 
@@ -44,13 +52,15 @@ function egressRules(rules: SandboxRules): string[] {
  * - forward: never 169.254.0.0/16 nor another sandbox; from outside only
  *   published ports (DNAT) and replies reach a sandbox; per-sandbox egress
  *   chains through a verdict map; the rest goes out;
- * - nat: published ports on every host address (not from sandboxes), and
- *   masquerade for egress and for host loopback clients of published ports.
+ * - nat: published TCP ports on every host address (not from sandboxes;
+ *   TCP only, as only TCP ports are held on the host), and masquerade for
+ *   egress and for host loopback clients of published ports.
  */
 export function fullRuleset(
   bridge: string,
   cidr: string,
   sandboxes: readonly SandboxRules[],
+  opts: { alwaysDeny?: readonly string[] } = {},
 ): string {
   const t = tableName(bridge);
   const br = JSON.stringify(bridge);
@@ -69,6 +79,9 @@ export function fullRuleset(
     "  chain forward {",
     "    type filter hook forward priority filter - 10; policy accept;",
     `    iifname ${br} ip daddr 169.254.0.0/16 drop`,
+    ...(opts.alwaysDeny?.length
+      ? [`    iifname ${br} ip daddr { ${opts.alwaysDeny.join(", ")} } drop`]
+      : []),
     `    iifname ${br} oifname ${br} drop`,
     `    oifname ${br} ct state established,related accept`,
     `    oifname ${br} ct status dnat accept`,
@@ -80,12 +93,12 @@ export function fullRuleset(
     "  }",
     "  chain prerouting {",
     "    type nat hook prerouting priority dstnat; policy accept;",
-    `    iifname != ${br} fib daddr type local meta l4proto { tcp, udp } dnat ip to th dport map @published`,
+    `    iifname != ${br} fib daddr type local dnat ip to tcp dport map @published`,
     "  }",
     "  chain output {",
     // The inet family names no `dstnat` priority for output; -100 is its value.
     "    type nat hook output priority -100; policy accept;",
-    "    fib daddr type local meta l4proto { tcp, udp } dnat ip to th dport map @published",
+    "    fib daddr type local dnat ip to tcp dport map @published",
     "  }",
     "  chain postrouting {",
     "    type nat hook postrouting priority srcnat; policy accept;",

@@ -36,6 +36,11 @@ export interface BridgeNetworkOptions {
   readonly cidr?: string;
   /** How many namespaces to keep ready; 4 unless told. */
   readonly poolSize?: number;
+  /**
+   * Further addresses or CIDRs no sandbox may reach, e.g. the controller's
+   * when it runs on another host (this host's own addresses always are).
+   */
+  readonly alwaysDeny?: readonly string[];
   readonly logger?: NetworkLogger;
 }
 
@@ -77,6 +82,7 @@ export class BridgeNetwork implements SandboxNetwork {
   readonly #dir: string;
   readonly #poolSize: number;
   readonly #log: NetworkLogger | undefined;
+  readonly #alwaysDeny: string[];
   readonly #slots = new Map<number, Slot>();
   readonly #bySandbox = new Map<string, Slot>();
   readonly #ready: Slot[] = [];
@@ -107,6 +113,9 @@ export class BridgeNetwork implements SandboxNetwork {
     this.#dir = join(opts.stateDir, "ips");
     this.#poolSize = opts.poolSize ?? 4;
     this.#log = opts.logger;
+    this.#alwaysDeny = (opts.alwaysDeny ?? []).map((a, i) =>
+      formatCidr(parseCidr(`alwaysDeny[${i}]`, a.includes("/") ? a : `${a}/32`))
+    );
   }
 
   /** The bridge's name. */
@@ -150,7 +159,11 @@ export class BridgeNetwork implements SandboxNetwork {
     await writeSysctl(`net/ipv4/conf/${this.#bridge}/route_localnet`, "1");
     await writeSysctl(`net/ipv6/conf/${this.#bridge}/disable_ipv6`, "1").catch(() => {});
     await this.#recover();
-    await runTool("nft", ["-f", "-"], fullRuleset(this.#bridge, this.#cidrText, this.#rules()));
+    await runTool(
+      "nft",
+      ["-f", "-"],
+      fullRuleset(this.#bridge, this.#cidrText, this.#rules(), { alwaysDeny: this.#alwaysDeny }),
+    );
     this.#refill();
   }
 
@@ -173,21 +186,32 @@ export class BridgeNetwork implements SandboxNetwork {
       }
       this.#bySandbox.set(slot.sandboxId, slot);
       if (slot.ipNum >= this.#cursor) this.#cursor = slot.ipNum + 1;
-      try {
-        this.#hold(slot.sandboxId, slot.rules?.ports ?? []);
-      } catch (err) {
-        this.#log?.warn(
-          { sandbox: slot.sandboxId, err: String(err) },
-          "cannot hold a published port again after restart",
-        );
+      // A port some host process took while the agent was down stays that process's: it is
+      // neither held nor forwarded to the sandbox any more.
+      const kept: number[] = [];
+      for (const port of slot.rules?.ports ?? []) {
+        try {
+          this.#hold(slot.sandboxId, [port], true);
+          kept.push(port);
+        } catch (err) {
+          this.#log?.warn(
+            { sandbox: slot.sandboxId, port, err: String(err) },
+            "cannot hold a published port again after restart; no longer publishing it",
+          );
+        }
+      }
+      if (slot.rules !== undefined && kept.length !== slot.rules.ports.length) {
+        slot.rules = { ...slot.rules, ports: kept };
+        await this.#write(slot);
       }
     }
     for (const slot of stale) await this.#destroy(slot);
     // Namespaces of this bridge that no record names: left by a crash mid-way.
     const known = new Set([...this.#slots.values()].map((s) => s.netns));
     const names = await readdir(NETNS_DIR).catch(() => [] as string[]);
+    const ours = new RegExp(`^${this.#bridge}-[0-9a-f]{8}$`);
     for (const name of names) {
-      if (name.startsWith(`${this.#bridge}-`) && !known.has(name)) {
+      if (ours.test(name) && !known.has(name)) {
         await runTool("ip", ["netns", "del", name]).catch(() => {});
       }
     }
@@ -287,14 +311,15 @@ export class BridgeNetwork implements SandboxNetwork {
    * so no host service can be shadowed by a sandbox's DNAT, nor take the
    * port later. The bound sockets never see traffic: DNAT comes first.
    */
-  #hold(sandboxId: string, ports: readonly number[]): void {
-    const held: Deno.Listener[] = [];
+  #hold(sandboxId: string, ports: readonly number[], add = false): void {
+    const held: Deno.Listener[] = add ? this.#held.get(sandboxId) ?? [] : [];
+    const before = held.length;
     try {
       for (const port of ports) held.push(Deno.listen({ hostname: "0.0.0.0", port }));
     } catch (err) {
-      for (const l of held) l.close();
+      const port = ports[held.length - before];
+      for (const l of held.splice(before)) l.close();
       if (err instanceof Deno.errors.AddrInUse) {
-        const port = ports[held.length];
         throw new FailedPreconditionError(
           `Cannot publish port ${port} of sandbox ${sandboxId} as the agent's host already uses it`,
         );

@@ -319,3 +319,80 @@ Deno.test("the controller writes its admin and join tokens, mode 0600, before it
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a joined agent cannot inject sandboxes into other namespaces nor replace another agent's", async () => {
+  await withCluster(async (cluster) => {
+    const real = await cluster.client.createSandbox({
+      name: "db",
+      image: "busybox",
+      command: ["sleep", "30"],
+    });
+    const teamA = cluster.clientFor(
+      (await cluster.client.createToken({ namespaces: ["team-a"] })).secret,
+    );
+    const rogueChannel = new RpcChannel(cluster.controller.address, {
+      metadata: { authorization: `Bearer ${cluster.joinToken}` },
+    });
+    try {
+      const spec = (name: string, namespace: string) => ({
+        sandboxId: "ab".repeat(16),
+        name,
+        namespace,
+        pool: "default-pool",
+        image: "evil",
+        command: ["true"],
+      });
+      const report = (sandboxes: AgentReport["sandboxes"]): AgentReport => ({
+        $typeName: "fsb.agent.v1.AgentReport",
+        agentId: "rogue-1",
+        address: "127.0.0.1:1",
+        pool: "default-pool",
+        namespace: "default",
+        capacity: 5,
+        allocated: sandboxes.length,
+        images: [],
+        sandboxes,
+        ready: true,
+        runtime: "process",
+        advertiseHost: "203.0.113.66",
+        inventoryUnknown: false,
+      });
+      const status = (s: ReturnType<typeof spec>) => ({
+        $typeName: "fsb.agent.v1.SandboxStatus" as const,
+        spec: { $typeName: "fsb.agent.v1.SandboxSpec" as const, ...emptySpec(), ...s },
+        phase: "Running",
+        message: "",
+        ip: "",
+        runtime: "process",
+      });
+      const registry = rogueChannel.client(AgentRegistry);
+      await registry.register(report([
+        status(spec("injected", "team-a")),
+        status({ ...spec("db", "default"), sandboxId: "cd".repeat(16) }),
+      ]));
+      assert.deepEqual((await teamA.listSandboxes({ namespace: "team-a" })).sandboxes, []);
+      const db = await cluster.client.getSandbox({ name: "db" });
+      assert.equal(db.sandboxId, real.sandboxId);
+      assert.equal(db.agent, real.agent);
+      assert.equal(db.image, "busybox");
+    } finally {
+      rogueChannel.close();
+    }
+  });
+});
+
+/** The fields of a SandboxSpec a test does not care about. */
+function emptySpec() {
+  return {
+    args: [],
+    envs: {},
+    workingDir: "",
+    exposedPorts: [],
+    expireTime: 0n,
+    failurePolicy: "MANUAL",
+    labels: {},
+    createdAt: 0n,
+    network: undefined,
+    resources: undefined,
+  };
+}

@@ -539,13 +539,13 @@ const CREATE_RULES: { what: string; req: CreateInit; field: string; rule: string
     what: "zero CPUs",
     req: { ...BASE, resources: { cpuMillis: 0n } },
     field: "resources.cpu_millis",
-    rule: "must be positive (1000 = one CPU), got 0",
+    rule: "must be at least 10 (1000 = one CPU), got 0",
   },
   {
     what: "negative CPUs",
     req: { ...BASE, resources: { cpuMillis: -500n } },
     field: "resources.cpu_millis",
-    rule: "must be positive (1000 = one CPU), got -500",
+    rule: "must be at least 10 (1000 = one CPU), got -500",
   },
   {
     what: "zero processes",
