@@ -21,12 +21,14 @@ export const ISOLATION_FLAGS = {
   "default-memory": { type: "string" },
   "default-pids": { type: "string" },
   "log-max-bytes": { type: "string" },
+  "always-deny": { type: "string", multiple: true },
 } as const;
 
 /** The usage text of {@linkcode ISOLATION_FLAGS}. */
 export const ISOLATION_USAGE =
   "[--network private|host] [--sandbox-cidr CIDR] [--bridge NAME] [--oci-runtime runc|runsc] " +
-  "[--default-cpus N] [--default-memory SIZE] [--default-pids N] [--log-max-bytes SIZE]";
+  "[--default-cpus N] [--default-memory SIZE] [--default-pids N] [--log-max-bytes SIZE] " +
+  "[--always-deny CIDR]...";
 
 /** What the isolation flags ask for. */
 export interface IsolationOptions {
@@ -37,6 +39,8 @@ export interface IsolationOptions {
   readonly ociRuntime: "runc" | "runsc";
   readonly defaults: ResourceDefaults;
   readonly logMaxBytes: number;
+  /** CIDRs no sandbox may reach beyond the always-denied ones (e.g. a remote etcd, other agents). */
+  readonly alwaysDeny: readonly string[];
 }
 
 /** The default sandbox limits: one CPU, 512 MiB, 1024 processes. */
@@ -49,7 +53,9 @@ export const DEFAULT_LIMITS: ResourceDefaults = {
 /** The default cap on a sandbox's log file: 10 MiB. */
 export const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
 
-type IsolationValues = { readonly [K in keyof typeof ISOLATION_FLAGS]?: string };
+type IsolationValues =
+  & { readonly [K in Exclude<keyof typeof ISOLATION_FLAGS, "always-deny">]?: string }
+  & { readonly "always-deny"?: readonly string[] };
 
 /** Reads the isolation flags; syntax errors are UsageErrors naming the flag. */
 export function isolationOptions(values: IsolationValues): IsolationOptions {
@@ -86,6 +92,7 @@ export function isolationOptions(values: IsolationValues): IsolationOptions {
         : parseSize(memory, { flag: "--default-memory" }),
       pids: pidsText === undefined ? DEFAULT_LIMITS.pids : Number(pidsText),
     },
+    alwaysDeny: values["always-deny"] ?? [],
     logMaxBytes: values["log-max-bytes"] === undefined
       ? DEFAULT_LOG_MAX_BYTES
       : parseSize(values["log-max-bytes"], { flag: "--log-max-bytes" }),
@@ -162,7 +169,7 @@ export async function createAgentRuntime(opts: AgentRuntimeOptions): Promise<Age
       bridge: iso.bridge,
       cidr: iso.sandboxCidr,
       logger: opts.logger,
-      alwaysDeny: await controllerAddresses(opts.controller),
+      alwaysDeny: [...await controllerAddresses(opts.controller), ...iso.alwaysDeny],
     });
     await network.start();
   }
