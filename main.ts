@@ -348,6 +348,8 @@ async function agentRun(args: string[]): Promise<number> {
     logMaxBytes: isolation.logMaxBytes,
     joinToken: await readSecretFile(f.values["join-token-file"], AGENT_USAGE),
     tls: await tlsFiles(f.values, AGENT_USAGE),
+    profile: (await load<typeof import("./controller/profiler.ts")>("./controller/profiler.ts"))
+      .captureProfile,
   });
   await agent.start();
   for (const note of notes) io.stderr(`${note}\n`);
@@ -444,6 +446,8 @@ async function up(args: string[]): Promise<number> {
     logMaxBytes: isolation.logMaxBytes,
     joinToken: (await Deno.readTextFile(`${dataDir}/controller/join-token`)).trim(),
     tls,
+    profile: (await load<typeof import("./controller/profiler.ts")>("./controller/profiler.ts"))
+      .captureProfile,
   });
   const seeded = runtimeKind === "containerd" ? await seedBusybox(runtime, socket) : "";
   await agent.start();

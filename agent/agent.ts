@@ -54,6 +54,13 @@ export interface AgentOptions {
    * the controller over TLS and checks its certificate by it.
    */
   tls?: { cert?: string; key?: string; ca?: string };
+  /**
+   * Takes a profile of this process for the controller's Profile call (the
+   * wiring hands in the controller's profiler); refused when absent.
+   */
+  profile?: (
+    opts: { kind: "cpu" | "heap"; seconds: number; signal?: AbortSignal },
+  ) => AsyncIterable<Uint8Array>;
 }
 
 /**
@@ -212,6 +219,10 @@ export class AgentServer {
       streamLogs: (req, ctx) => {
         this.#admit(ctx.metadata);
         return this.#logs(req.sandboxId, req.follow, ctx.signal);
+      },
+      profile: (req, ctx) => {
+        this.#admit(ctx.metadata);
+        return this.#profile(req.kind, req.seconds, ctx.signal);
       },
     });
     const bound = await this.#server.listen(this.#opts.listen);
@@ -428,6 +439,21 @@ export class AgentServer {
       },
       stageMs,
     };
+  }
+
+  async *#profile(
+    kind: string,
+    seconds: number,
+    signal: AbortSignal,
+  ): AsyncGenerator<{ data: Uint8Array }> {
+    const profile = this.#opts.profile;
+    if (profile === undefined) {
+      throw new RpcError(Code.UNIMPLEMENTED, `Agent "${this.#opts.id}" cannot take profiles`);
+    }
+    if ((kind !== "cpu" && kind !== "heap") || seconds < 0 || seconds > 300) {
+      throw new InvalidArgumentError("kind", `must be cpu or heap with seconds up to 300`);
+    }
+    for await (const data of profile({ kind, seconds: seconds || 30, signal })) yield { data };
   }
 
   #logPath(id: string): string {

@@ -16,6 +16,25 @@ import { InvalidArgumentError, NotFoundError } from "../registry/mod.ts";
 import type { Controller } from "./controller.ts";
 import { requireAdmin, type TokenAuth, type TokenView } from "./auth.ts";
 import { checkDnsLabel } from "./_validate.ts";
+import { captureProfile, MAX_PROFILE_SECONDS, type ProfileOptions } from "./profiler.ts";
+
+/** A ProfileRequest's kind and seconds, checked, with 30 s for an unset duration. */
+export function profileOptions(kind: string, seconds: number, signal: AbortSignal): ProfileOptions {
+  if (kind !== "" && kind !== "cpu" && kind !== "heap") {
+    throw new InvalidArgumentError("kind", `must be cpu or heap, got "${kind}"`);
+  }
+  if (seconds > MAX_PROFILE_SECONDS) {
+    throw new InvalidArgumentError(
+      "seconds",
+      `must be at most ${MAX_PROFILE_SECONDS}, got ${seconds}`,
+    );
+  }
+  return { kind: kind === "heap" ? "heap" : "cpu", seconds: seconds || 30, signal };
+}
+
+async function* chunked(bytes: AsyncIterable<Uint8Array>): AsyncGenerator<{ data: Uint8Array }> {
+  for await (const data of bytes) yield { data };
+}
 
 /** The longest token lifetime accepted: about 100 years. */
 const MAX_TTL_SECONDS = 100n * 365n * 86_400n;
@@ -84,6 +103,12 @@ export function addControllerServices(
         throw new NotFoundError(`Cannot revoke token "${req.id}" as it does not exist`);
       }
       return tokenInfo(gone);
+    },
+    profile: (req, ctx) => {
+      requireAdmin(auth.authenticate(ctx.metadata), "take profiles");
+      const opts = profileOptions(req.kind, req.seconds, ctx.signal);
+      if (req.agentId !== "") return controller.profileAgent(req.agentId, opts, ctx.signal);
+      return chunked(captureProfile(opts));
     },
   });
   server.add(AgentRegistry, {

@@ -493,6 +493,21 @@ export class Controller {
     for await (const chunk of stream) yield { data: chunk.data };
   }
 
+  /** A profile of agent `agentId`, streamed through the controller. */
+  async *profileAgent(
+    agentId: string,
+    opts: { kind: "cpu" | "heap"; seconds: number },
+    signal: AbortSignal,
+  ): AsyncGenerator<{ data: Uint8Array }> {
+    const agent = this.#registry.getAgentById(agentId);
+    if (agent === undefined) throw new NotFoundError(`Agent "${agentId}" not found`);
+    const stream = this.#client(agent).profile({ kind: opts.kind, seconds: opts.seconds }, {
+      signal,
+      timeoutMs: (opts.seconds + 60) * 1000,
+    });
+    for await (const chunk of stream) yield { data: chunk.data };
+  }
+
   // ------------------------------------------------------------ agents
 
   /**

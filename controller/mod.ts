@@ -12,12 +12,14 @@ import { createControllerMetrics } from "./metrics.ts";
 import { addControllerServices } from "./_services.ts";
 import { openStore } from "./store/mod.ts";
 import { serveHttp, splitHostPort } from "./_http.ts";
-import { type AuthRecord, TokenAuth } from "./auth.ts";
+import { type AuthRecord, requireAdmin, TokenAuth } from "./auth.ts";
+import { captureProfile } from "./profiler.ts";
 import type { Store } from "./store/mod.ts";
 
 export { type Clock, Controller, type Phase, type SandboxRecord } from "./controller.ts";
 export { createControllerMetrics } from "./metrics.ts";
 export { type Principal, TokenAuth } from "./auth.ts";
+export { captureProfile, MAX_PROFILE_SECONDS, type ProfileOptions } from "./profiler.ts";
 
 /** Options for {@linkcode startController}. */
 export interface StartControllerOptions {
@@ -135,9 +137,13 @@ export async function startController(opts: StartControllerOptions): Promise<Con
     await store.close();
     throw err;
   }
-  const http = opts.metricsListen === ""
-    ? undefined
-    : await serveHttp(opts.metricsListen, { registry: opts.metricsRegistry });
+  const http = opts.metricsListen === "" ? undefined : await serveHttp(opts.metricsListen, {
+    registry: opts.metricsRegistry,
+    debug: {
+      admit: (headers) => requireAdmin(auth.authenticate(headers), "profile the controller"),
+      profile: captureProfile,
+    },
+  });
   let ticking: Promise<void> | undefined;
   const timer = setInterval(() => {
     if (ticking) return;

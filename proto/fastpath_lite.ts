@@ -33,6 +33,8 @@ import type {
   NetworkMode,
   NetworkPolicy,
   NetworkPolicySchema,
+  ProfileChunk,
+  ProfileRequestSchema,
   Resources,
   ResourcesSchema,
   RevokeTokenRequestSchema,
@@ -65,6 +67,8 @@ export type CreateTokenRequestInit = MessageInitShape<typeof CreateTokenRequestS
 export type ListTokensRequestInit = MessageInitShape<typeof ListTokensRequestSchema>;
 /** A RevokeToken request, every field optional. */
 export type RevokeTokenRequestInit = MessageInitShape<typeof RevokeTokenRequestSchema>;
+/** A Profile request, every field optional (`seconds` 0: the controller's 30). */
+export type ProfileRequestInit = MessageInitShape<typeof ProfileRequestSchema>;
 
 /**
  * Everything of fastpath.proto this file knows, written as in the .proto
@@ -163,6 +167,12 @@ export const fastPathLiteSchema = {
     "fsb.fastpath.v1.ListTokensRequest": [],
     "fsb.fastpath.v1.ListTokensResponse": ["repeated fsb.fastpath.v1.TokenInfo tokens = 1"],
     "fsb.fastpath.v1.RevokeTokenRequest": ["string id = 1"],
+    "fsb.fastpath.v1.ProfileRequest": [
+      "string kind = 1",
+      "uint32 seconds = 2",
+      "string agent_id = 3",
+    ],
+    "fsb.fastpath.v1.ProfileChunk": ["bytes data = 1"],
   },
   enums: {
     "fsb.fastpath.v1.ConsistencyMode": [
@@ -223,6 +233,10 @@ function putOptionalInt64(w: BinaryWriter, no: number, value: bigint | undefined
 
 function putOptionalUint32(w: BinaryWriter, no: number, value: number | undefined): void {
   if (value !== undefined) w.tag(no, WireType.Varint).uint32(value);
+}
+
+function putUint32(w: BinaryWriter, no: number, value: number | undefined): void {
+  if (value !== undefined && value !== 0) w.tag(no, WireType.Varint).uint32(value);
 }
 
 function putEnum(w: BinaryWriter, no: number, value: number | undefined): void {
@@ -362,6 +376,15 @@ export function encodeListTokensRequest(_req: ListTokensRequestInit): Uint8Array
 export function encodeRevokeTokenRequest(req: RevokeTokenRequestInit): Uint8Array {
   const w = new BinaryWriter();
   putString(w, 1, req.id);
+  return w.finish();
+}
+
+/** Serializes a `fsb.fastpath.v1.ProfileRequest`. */
+export function encodeProfileRequest(req: ProfileRequestInit): Uint8Array {
+  const w = new BinaryWriter();
+  putString(w, 1, req.kind);
+  putUint32(w, 2, req.seconds);
+  putString(w, 3, req.agentId);
   return w.finish();
 }
 
@@ -597,6 +620,21 @@ export function decodeLogChunk(bytes: Uint8Array): LogChunk {
   return chunk;
 }
 
+/** Parses a `fsb.fastpath.v1.ProfileChunk`; `data` is a view into `bytes`, not a copy. */
+export function decodeProfileChunk(bytes: Uint8Array): ProfileChunk {
+  const r = new BinaryReader(bytes);
+  const chunk: ProfileChunk = {
+    $typeName: "fsb.fastpath.v1.ProfileChunk",
+    data: new Uint8Array(0),
+  };
+  while (r.pos < r.len) {
+    const [no, wireType] = r.tag();
+    if (no === 1) chunk.data = r.bytes();
+    else r.skip(wireType, no);
+  }
+  return chunk;
+}
+
 // A TokenInfo that comes more than once inside a CreateTokenResponse is merged into.
 function readTokenInfo(r: BinaryReader, end: number, into?: TokenInfo): TokenInfo {
   const token: TokenInfo = into ?? {
@@ -792,6 +830,12 @@ export const FastPathLite = {
     createToken: unary("CreateToken", encodeCreateTokenRequest, decodeCreateTokenResponse),
     listTokens: unary("ListTokens", encodeListTokensRequest, decodeListTokensResponse),
     revokeToken: unary("RevokeToken", encodeRevokeTokenRequest, decodeTokenInfo),
+    profile: {
+      name: "Profile",
+      kind: "server_streaming",
+      encode: encodeProfileRequest,
+      decode: decodeProfileChunk,
+    } satisfies LiteMethod<ProfileRequestInit, ProfileChunk, "server_streaming">,
   },
 } as const satisfies LiteService;
 

@@ -48,6 +48,10 @@ async function withServer(
     createToken: notCalled,
     listTokens: notCalled,
     revokeToken: notCalled,
+    // deno-lint-ignore require-yield
+    profile: async function* () {
+      notCalled();
+    },
     ...impl,
   });
   const address = await server.listen("127.0.0.1:0");

@@ -23,6 +23,9 @@ async function failingServer(
     createToken: fail,
     listTokens: fail,
     revokeToken: fail,
+    async *profile() {
+      yield fail();
+    },
   });
   return { server, address: await server.listen("127.0.0.1:0") };
 }

@@ -7,7 +7,7 @@
  */
 import { pino } from "pino";
 import client from "prom-client";
-import { type ControllerHandle, startController } from "../../controller/mod.ts";
+import { captureProfile, type ControllerHandle, startController } from "../../controller/mod.ts";
 import { AgentServer, type Runtime } from "../../agent/mod.ts";
 import { ProcessRuntime } from "../../agent/process_runtime.ts";
 import { FastPath } from "../../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
@@ -124,6 +124,7 @@ export class Cluster {
       heartbeatMs: 60_000,
       logMaxBytes: spec.logMaxBytes,
       joinToken: this.joinToken,
+      profile: captureProfile,
     });
     await server.start();
     const agent = { id: spec.id, server, runtime, dataDir };
