@@ -27,6 +27,7 @@ Commands:
   sandbox ...         create|get|list|delete|update|reset|logs sandboxes
   token ...           create|list|revoke access tokens (admin)
   image import FILE   import an OCI archive into the agent's containerd
+  image pull REF      pull an image from a registry into the agent's containerd
   version             print the version
   help                print this help
 
@@ -35,14 +36,14 @@ Run "fsb <command> --help" for a command's flags.`;
 const TLS_USAGE = "[--tls-cert FILE --tls-key FILE] [--tls-ca FILE]";
 
 const SHORT_USAGE =
-  `Usage: fsb <up|controller serve|agent run|sandbox|token|image import|version|help> [flags]`;
+  `Usage: fsb <up|controller serve|agent run|sandbox|token|image import|image pull|version|help> [flags]`;
 
 const UP_USAGE =
   `Usage: fsb up [--listen ADDR] [--metrics-listen ADDR] [--agent-listen ADDR] [--data-dir DIR] [--runtime process|containerd] [--containerd-socket PATH] [--pool P] [-n NS] [--capacity N] [--mode fast|strong] ${TLS_USAGE} ${ISOLATION_USAGE} [-v N]`;
 const SERVE_USAGE =
   `Usage: fsb controller serve [--listen ADDR] [--metrics-listen ADDR] [--store sqlite:PATH|etcd://H:P,...] [--data-dir DIR] [--mode fast|strong] [--agent-timeout DURATION] [--delete-grace DURATION] [--auth token|none] ${TLS_USAGE} [-v N]`;
 const AGENT_USAGE =
-  `Usage: fsb agent run --controller ADDR [--listen ADDR] [--advertise HOST] [--id ID] [--pool P] [-n NS] [--capacity N] [--runtime process|containerd] [--containerd-socket PATH] [--data-dir DIR] [--image REF]... [--join-token-file FILE] ${TLS_USAGE} ${ISOLATION_USAGE} [-v N]`;
+  `Usage: fsb agent run --controller ADDR [--listen ADDR] [--advertise HOST] [--id ID] [--pool P] [-n NS] [--capacity N] [--runtime process|containerd] [--containerd-socket PATH] [--data-dir DIR] [--image REF]... [--join-token-file FILE] [--metrics-listen ADDR] ${TLS_USAGE} ${ISOLATION_USAGE} [-v N]`;
 const IMAGE_USAGE = `Usage: fsb image import FILE.tar [--containerd-socket PATH] [-v N]`;
 
 const DEFAULT_SOCKET = "/run/containerd/containerd.sock";
@@ -281,6 +282,7 @@ const AGENT_FLAGS = {
   "data-dir": { type: "string" },
   image: { type: "string", multiple: true },
   "join-token-file": { type: "string" },
+  "metrics-listen": { type: "string" },
   ...TLS_FLAGS,
   ...ISOLATION_FLAGS,
 } as const;
@@ -333,6 +335,10 @@ async function agentRun(args: string[]): Promise<number> {
     controller: f.values.controller,
   });
   const { AgentServer } = await load<typeof import("./agent/mod.ts")>("./agent/mod.ts");
+  const { captureProfile } = await load<typeof import("./controller/profiler.ts")>(
+    "./controller/profiler.ts",
+  );
+  const registry = await metricsRegistry();
   const agent = new AgentServer({
     controller: f.values.controller,
     listen: f.values.listen ?? "0.0.0.0:5758",
@@ -344,14 +350,23 @@ async function agentRun(args: string[]): Promise<number> {
     runtime,
     dataDir,
     logger,
-    metricsRegistry: await metricsRegistry(),
+    metricsRegistry: registry,
     logMaxBytes: isolation.logMaxBytes,
     joinToken: await readSecretFile(f.values["join-token-file"], AGENT_USAGE),
     tls: await tlsFiles(f.values, AGENT_USAGE),
-    profile: (await load<typeof import("./controller/profiler.ts")>("./controller/profiler.ts"))
-      .captureProfile,
+    profile: captureProfile,
   });
   await agent.start();
+  // Off unless asked: /metrics is open, and a fixed port would clash between agents on a host.
+  const metricsListen = f.values["metrics-listen"] ?? "";
+  const { serveAgentMetrics } = await load<typeof import("./controller/_http.ts")>(
+    "./controller/_http.ts",
+  );
+  const metrics = metricsListen === "" ? undefined : await serveAgentMetrics(metricsListen, {
+    registry,
+    admit: (headers) => agent.admit(headers),
+    profile: captureProfile,
+  });
   for (const note of notes) io.stderr(`${note}\n`);
   io.stderr(clearTextWarning(agent.address, f.values["tls-cert"]));
   io.stdout(
@@ -361,6 +376,7 @@ async function agentRun(args: string[]): Promise<number> {
   );
   const sig = await untilSignal();
   logger.info({ signal: sig }, "shutting down");
+  await metrics?.close();
   await agent.close();
   return 0;
 }
@@ -547,6 +563,12 @@ export async function main(args: string[]): Promise<number> {
       }
       case "image":
         if (sub === "import") return await imageImport(rest);
+        if (sub === "pull") {
+          const { imagePull } = await load<typeof import("./agent/containerd/mod.ts")>(
+            "./agent/containerd/mod.ts",
+          );
+          return await imagePull(rest, io);
+        }
         if (sub === "-h" || sub === "--help") return help(IMAGE_USAGE);
         throw new UsageError(`Unknown command "image ${sub ?? ""}"`, { usage: IMAGE_USAGE });
       case "version":

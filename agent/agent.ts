@@ -340,6 +340,11 @@ export class AgentServer {
     this.#useBearer(credential);
   }
 
+  /** Throws unless `headers` carry the controller's credential for this agent (its metrics port's debug endpoints). */
+  admit(headers: Readonly<Record<string, string>>): void {
+    this.#admit(headers);
+  }
+
   /** Refuses a call that does not carry this agent's credential: only the controller has it. */
   #admit(metadata: Readonly<Record<string, string>>): void {
     if (this.#credential === undefined) {

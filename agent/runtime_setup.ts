@@ -11,7 +11,22 @@ import { UsageError } from "../cli/usage_error.ts";
 import type { ResourceDefaults } from "./resources.ts";
 import type { Runtime } from "./runtime.ts";
 
-/** The isolation flags of `fsb agent run` and `fsb up`. */
+/**
+ * The image pull flags of `fsb agent run` and `fsb up` (part of
+ * {@linkcode ISOLATION_FLAGS}): the pull-on-create policy and how pulls
+ * reach registries.
+ */
+export const PULL_FLAGS = {
+  pull: { type: "string" },
+  "insecure-registry": { type: "string", multiple: true },
+  "registry-auth": { type: "string" },
+} as const;
+
+/** The usage text of {@linkcode PULL_FLAGS}. */
+export const PULL_USAGE =
+  "[--pull if-missing|never] [--insecure-registry HOST:PORT]... [--registry-auth FILE]";
+
+/** The isolation flags of `fsb agent run` and `fsb up` (with the pull flags). */
 export const ISOLATION_FLAGS = {
   network: { type: "string" },
   "sandbox-cidr": { type: "string" },
@@ -22,13 +37,14 @@ export const ISOLATION_FLAGS = {
   "default-pids": { type: "string" },
   "log-max-bytes": { type: "string" },
   "always-deny": { type: "string", multiple: true },
+  ...PULL_FLAGS,
 } as const;
 
 /** The usage text of {@linkcode ISOLATION_FLAGS}. */
 export const ISOLATION_USAGE =
   "[--network private|host] [--sandbox-cidr CIDR] [--bridge NAME] [--oci-runtime runc|runsc] " +
   "[--default-cpus N] [--default-memory SIZE] [--default-pids N] [--log-max-bytes SIZE] " +
-  "[--always-deny CIDR]...";
+  `[--always-deny CIDR]... ${PULL_USAGE}`;
 
 /** What the isolation flags ask for. */
 export interface IsolationOptions {
@@ -41,6 +57,15 @@ export interface IsolationOptions {
   readonly logMaxBytes: number;
   /** CIDRs no sandbox may reach beyond the always-denied ones (e.g. a remote etcd, other agents). */
   readonly alwaysDeny: readonly string[];
+  /**
+   * Whether a create pulls an image the host lacks (containerd only):
+   * `if-missing` when not given, or `never`.
+   */
+  readonly pull?: "if-missing" | "never";
+  /** `HOST:PORT` registries pulled from over plain HTTP; none when not given. */
+  readonly insecureRegistries?: readonly string[];
+  /** A Docker `config.json` with registry credentials, if given. */
+  readonly registryAuth?: string;
 }
 
 /** The default sandbox limits: one CPU, 512 MiB, 1024 processes. */
@@ -54,8 +79,14 @@ export const DEFAULT_LIMITS: ResourceDefaults = {
 export const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
 
 type IsolationValues =
-  & { readonly [K in Exclude<keyof typeof ISOLATION_FLAGS, "always-deny">]?: string }
-  & { readonly "always-deny"?: readonly string[] };
+  & {
+    readonly [K in Exclude<keyof typeof ISOLATION_FLAGS, "always-deny" | "insecure-registry">]?:
+      string;
+  }
+  & {
+    readonly "always-deny"?: readonly string[];
+    readonly "insecure-registry"?: readonly string[];
+  };
 
 /** Reads the isolation flags; syntax errors are UsageErrors naming the flag. */
 export function isolationOptions(values: IsolationValues): IsolationOptions {
@@ -80,6 +111,16 @@ export function isolationOptions(values: IsolationValues): IsolationOptions {
     throw new UsageError(`Flag --default-pids needs a positive whole number, got "${pidsText}"`);
   }
   const memory = values["default-memory"];
+  const pull = values.pull;
+  if (pull !== undefined && pull !== "if-missing" && pull !== "never") {
+    throw new UsageError(`Flag --pull must be one of if-missing, never, got "${pull}"`);
+  }
+  const insecureRegistries = values["insecure-registry"] ?? [];
+  for (const host of insecureRegistries) {
+    if (!/^[A-Za-z0-9.-]+(:\d+)?$|^\[[0-9a-fA-F:.]+\](:\d+)?$/.test(host)) {
+      throw new UsageError(`Flag --insecure-registry needs HOST:PORT, got "${host}"`);
+    }
+  }
   return {
     network,
     sandboxCidr: values["sandbox-cidr"] ?? "10.209.0.0/16",
@@ -93,6 +134,10 @@ export function isolationOptions(values: IsolationValues): IsolationOptions {
       pids: pidsText === undefined ? DEFAULT_LIMITS.pids : Number(pidsText),
     },
     alwaysDeny: values["always-deny"] ?? [],
+    // Present only when given, so that the defaults read as before.
+    ...(pull === undefined ? {} : { pull }),
+    ...(insecureRegistries.length === 0 ? {} : { insecureRegistries }),
+    ...(values["registry-auth"] === undefined ? {} : { registryAuth: values["registry-auth"] }),
     logMaxBytes: values["log-max-bytes"] === undefined
       ? DEFAULT_LOG_MAX_BYTES
       : parseSize(values["log-max-bytes"], { flag: "--log-max-bytes" }),
@@ -180,6 +225,8 @@ export async function createAgentRuntime(opts: AgentRuntimeOptions): Promise<Age
     network,
     resources: iso.defaults,
     ociRuntime: iso.ociRuntime,
+    pull: iso.pull ?? "if-missing",
+    registry: { insecure: iso.insecureRegistries ?? [], authFile: iso.registryAuth },
   });
   return { runtime, notes };
 }

@@ -1109,6 +1109,31 @@ export class Controller {
     return out;
   }
 
+  /**
+   * A read-only snapshot for the dashboard: the agents, sandbox counts by
+   * namespace then phase, and the create-latency histogram as prom-client
+   * reports it. Agents and counts are read in one turn, so they agree.
+   */
+  async dashboard(): Promise<{
+    now: number;
+    agents: AgentInfo[];
+    sandboxes: Record<string, Record<string, number>>;
+    createDuration: Awaited<ReturnType<ControllerMetrics["createDuration"]["get"]>>;
+  }> {
+    const createDuration = await this.#metrics.createDuration.get();
+    const sandboxes: Record<string, Record<string, number>> = {};
+    for (const e of this.#entries.values()) {
+      const byPhase = sandboxes[e.spec.namespace] ??= {};
+      byPhase[e.phase] = (byPhase[e.phase] ?? 0) + 1;
+    }
+    return {
+      now: this.#clock.now(),
+      agents: this.#registry.getAllAgents(),
+      sandboxes,
+      createDuration,
+    };
+  }
+
   /** Flushes the store and closes agent channels. */
   async close(): Promise<void> {
     await this.flush();

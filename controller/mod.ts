@@ -14,6 +14,7 @@ import { openStore } from "./store/mod.ts";
 import { serveHttp, splitHostPort } from "./_http.ts";
 import { type AuthRecord, requireAdmin, TokenAuth } from "./auth.ts";
 import { captureProfile } from "./profiler.ts";
+import { dashboardData } from "./dashboard_data.ts";
 import type { Store } from "./store/mod.ts";
 
 export { type Clock, Controller, type Phase, type SandboxRecord } from "./controller.ts";
@@ -142,6 +143,10 @@ export async function startController(opts: StartControllerOptions): Promise<Con
     debug: {
       admit: (headers) => requireAdmin(auth.authenticate(headers), "profile the controller"),
       profile: captureProfile,
+    },
+    dashboard: {
+      admit: (headers) => requireAdmin(auth.authenticate(headers), "view the dashboard"),
+      data: () => dashboardData(controller),
     },
   });
   let ticking: Promise<void> | undefined;

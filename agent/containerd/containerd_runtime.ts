@@ -21,11 +21,12 @@ import type {
 } from "../../proto/gen/containerd/services/containers/v1/containers_pb.ts";
 import type { Mount } from "../../proto/gen/containerd/types/mount_pb.ts";
 import { type Process, Status } from "../../proto/gen/containerd/types/task_pb.ts";
-import { Code } from "../../proto/grpc.ts";
+import { Code, RpcError } from "../../proto/grpc.ts";
 import {
   AlreadyExistsError,
   FailedPreconditionError,
   NotFoundError,
+  UnavailableError,
 } from "../../registry/errors.ts";
 import { normalizeImage } from "../../registry/normalize_image.ts";
 import { followLogFile } from "../log_file.ts";
@@ -69,6 +70,7 @@ import {
   type ResourceDefaults,
 } from "../resources.ts";
 import { RwLock } from "./_rw_lock.ts";
+import { ImagePuller, type PullResult, type RegistryOptions } from "./pull.ts";
 
 /** The logging that the runtime does (a pino logger fits). */
 export interface ContainerdLogger {
@@ -125,6 +127,13 @@ export interface ContainerdRuntimeOptions {
   readonly now?: () => number;
   /** How long {@linkcode ContainerdRuntime.ready} waits for an answer; 1 s unless told. */
   readonly readyTimeoutMs?: number;
+  /**
+   * Whether a create pulls an image the host lacks from its registry:
+   * `never` unless told (the agent's `--pull` flag defaults to `if-missing`).
+   */
+  readonly pull?: "if-missing" | "never";
+  /** How pulls reach registries (plain-HTTP hosts, credentials). */
+  readonly registry?: RegistryOptions;
 }
 
 /** Container labels that carry a sandbox's identity. */
@@ -158,8 +167,10 @@ const encoder = new TextEncoder();
  * Runs sandboxes as containerd containers (runtime `io.containerd.runc.v2`,
  * snapshotter `overlayfs`) in one containerd namespace, on the host network.
  *
- * Create never pulls: the image must be in containerd already (see
- * `importImage`); a missing one is a FailedPreconditionError. Each container
+ * Create pulls only when told (`pull: "if-missing"`, through an
+ * {@linkcode ImagePuller}); otherwise the image must be in containerd
+ * already (see `importImage`), and a missing one is a
+ * FailedPreconditionError. Each container
  * carries its sandbox's identity in `fsb.io/*` labels, the full spec included
  * (as an extension when it is too big for a label), so that {@linkcode list}
  * works for a new instance after an agent restart. stdout and stderr go to
@@ -222,6 +233,7 @@ export class ContainerdRuntime implements Runtime {
   /** Task creates hold it shared, task deletes alone: see the class notes on shim sharing. */
   readonly #shimLock = new RwLock();
   #hostFiles: string[] | undefined;
+  #puller: ImagePuller | undefined;
 
   /** Creates the runtime; it connects to containerd on first use. */
   constructor(opts: ContainerdRuntimeOptions) {
@@ -269,10 +281,15 @@ export class ContainerdRuntime implements Runtime {
   /**
    * Creates container `spec.sandboxId` from the local image `spec.image` and
    * starts its task. Stages reported: `image_resolve`, `container_create`,
-   * `snapshot_prepare`, `task_create`, `task_start` (and `image_unpack` when
-   * the image had not been unpacked).
+   * `snapshot_prepare`, `task_create`, `task_start` (and `image_pull` when
+   * the image was pulled, `image_unpack` when it had not been unpacked).
    *
-   * Throws FailedPreconditionError for an image the host lacks (naming it),
+   * With `pull: "if-missing"`, an image the host lacks is pulled first;
+   * concurrent creates of one image share one pull, which no one create's
+   * signal cancels.
+   *
+   * Throws FailedPreconditionError for an image the host lacks (naming it;
+   * with the pull's error when it could not be pulled),
    * an image without a command when none is given, or a task that cannot
    * start (e.g. a missing command); AlreadyExistsError for an id in use;
    * UnavailableError when containerd cannot be reached. Every step that
@@ -323,7 +340,7 @@ export class ContainerdRuntime implements Runtime {
     let recipe: ImageRecipe;
     try {
       let imageName: string;
-      ({ imageName, recipe } = await this.#resolveImage(spec, signal));
+      ({ imageName, recipe } = await this.#resolveImage(spec, signal, () => stage("image_pull")));
       stage("image_resolve");
       if (!this.#unpacked.has(recipe.chainId)) {
         await this.#unpack(recipe);
@@ -453,10 +470,15 @@ export class ContainerdRuntime implements Runtime {
     };
   }
 
-  /** Finds the image by its normalized name (any spelling stored in containerd) and reads its recipe. */
+  /**
+   * Finds the image by its normalized name (any spelling stored in
+   * containerd), pulling it when it is missing and the policy allows
+   * (`onPulled` then marks the end of the pull), and reads its recipe.
+   */
   async #resolveImage(
     spec: SandboxSpec,
     signal: AbortSignal | undefined,
+    onPulled?: () => void,
   ): Promise<{ imageName: string; recipe: ImageRecipe }> {
     const wanted = normalizeImage(spec.image);
     let image;
@@ -467,6 +489,14 @@ export class ContainerdRuntime implements Runtime {
       // Stored under another spelling, e.g. `busybox:latest` by another tool.
       const { images } = await this.#client.images.list({}, { signal });
       image = images.find((i) => normalizeImage(i.name) === wanted);
+    }
+    if (image?.target === undefined && this.#opts.pull === "if-missing") {
+      const pulled = await this.#pull(spec, signal);
+      onPulled?.();
+      image = {
+        name: pulled.name,
+        target: { ...pulled.target, size: BigInt(pulled.target.size) },
+      };
     }
     if (image?.target === undefined) {
       throw new FailedPreconditionError(
@@ -486,6 +516,33 @@ export class ContainerdRuntime implements Runtime {
       recipe.catch(() => this.#recipes.delete(target.digest));
     }
     return { imageName: image.name, recipe: await recipe };
+  }
+
+  /**
+   * Pulls the spec's image (without unpacking: the create does that). A
+   * registry's refusal (no such image, credentials, a corrupt blob, no
+   * manifest for this platform) becomes a FailedPreconditionError naming the
+   * sandbox and the image with the pull's reason; UnavailableError (registry
+   * or containerd unreachable) and containerd's own errors pass as they are.
+   */
+  async #pull(spec: SandboxSpec, signal: AbortSignal | undefined): Promise<PullResult> {
+    this.#puller ??= new ImagePuller({
+      ...this.#opts.registry,
+      socket: this.#opts.socket,
+      namespace: this.#namespace,
+      snapshotter: SNAPSHOTTER,
+      unpack: false,
+    });
+    try {
+      return await this.#puller.pull(spec.image, { signal });
+    } catch (err) {
+      if (err instanceof RpcError || err instanceof UnavailableError || signal?.aborted) throw err;
+      throw new FailedPreconditionError(
+        `Cannot create sandbox ${spec.sandboxId} as image "${spec.image}" is not present on this host and pulling it failed: ${
+          (err as Error).message
+        }`,
+      );
+    }
   }
 
   /** Unpacks the image's layers if they are not committed snapshots yet; one unpack per chain at a time. */
@@ -788,6 +845,7 @@ export class ContainerdRuntime implements Runtime {
   /** Closes the connection and the network; containers keep running. */
   async close(): Promise<void> {
     this.#client.close();
+    this.#puller?.close();
     await this.#network.close();
   }
 }

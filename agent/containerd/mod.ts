@@ -23,3 +23,13 @@ export {
 export { importImage, type ImportImageOptions } from "./import_image.ts";
 export { buildBusyboxImage, type BusyboxImageOptions } from "./busybox_image.ts";
 export { DEFAULT_CAPABILITIES } from "./oci_spec.ts";
+export {
+  ImagePuller,
+  pullImage,
+  type PullOptions,
+  type PullResult,
+  type RegistryOptions,
+} from "./pull.ts";
+export { IMAGE_PULL_USAGE, imagePull, type ImagePullIo } from "./pull_command.ts";
+export { DigestMismatchError, type ImageReference, parseReference } from "./_registry_client.ts";
+export { type DockerAuth, parseDockerAuth, type RegistryCredentials } from "./_docker_auth.ts";

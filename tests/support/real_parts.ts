@@ -23,7 +23,10 @@ const reported = new Set<string>();
  * Whether tests needing `parts` should be ignored here: true when one is
  * missing and real parts are not required. Prints the reason once.
  */
-export function ignoreWithout(...parts: ("containerd" | "etcd" | "root")[]): boolean {
+export function ignoreWithout(
+  ...parts:
+    ("containerd" | "etcd" | "root" | "chromium" | "docker-registry" | "skopeo" | "promtool")[]
+): boolean {
   const missing = parts.filter((p) => p === "root" ? Deno.uid() !== 0 : !onPath(p));
   if (missing.length === 0 || Deno.env.get("FSB_REQUIRE_REAL") === "1") return false;
   const key = missing.join(",");
@@ -31,7 +34,7 @@ export function ignoreWithout(...parts: ("containerd" | "etcd" | "root")[]): boo
     reported.add(key);
     console.warn(
       `ignoring tests that need ${missing.join(" and ")}: not available here ` +
-        `(install containerd, runc, etcd-server and busybox-static and run as root, as .ci/run does)`,
+        `(install containerd, runc, etcd-server, busybox-static, chromium, docker-registry, skopeo and prometheus (promtool) and run as root, as .ci/run does)`,
     );
   }
   return true;
