@@ -26,6 +26,7 @@ Commands:
   agent run           an agent: registers with a controller and runs sandboxes
   sandbox ...         create|get|list|delete|update|reset|logs sandboxes
   token ...           create|list|revoke access tokens (admin)
+  completion SHELL    print a bash or zsh completion script
   image import FILE   import an OCI archive into the agent's containerd
   image pull REF      pull an image from a registry into the agent's containerd
   version             print the version
@@ -36,7 +37,7 @@ Run "fsb <command> --help" for a command's flags.`;
 const TLS_USAGE = "[--tls-cert FILE --tls-key FILE] [--tls-ca FILE]";
 
 const SHORT_USAGE =
-  `Usage: fsb <up|controller serve|agent run|sandbox|token|image import|image pull|version|help> [flags]`;
+  `Usage: fsb <up|controller serve|agent run|sandbox|token|image import|image pull|completion|version|help> [flags]`;
 
 const UP_USAGE =
   `Usage: fsb up [--listen ADDR] [--metrics-listen ADDR] [--agent-listen ADDR] [--data-dir DIR] [--runtime process|containerd] [--containerd-socket PATH] [--pool P] [-n NS] [--capacity N] [--mode fast|strong] ${TLS_USAGE} ${ISOLATION_USAGE} [-v N]`;
@@ -516,8 +517,10 @@ async function seedBusybox(
   return `imported ${busybox}, built from /usr/bin/busybox\n`;
 }
 
+const IMAGE_FLAGS = { "containerd-socket": { type: "string" } } as const;
+
 async function imageImport(args: string[]): Promise<number> {
-  const f = parse(args, { "containerd-socket": { type: "string" } } as const, IMAGE_USAGE);
+  const f = parse(args, IMAGE_FLAGS, IMAGE_USAGE);
   if (f.help) return help(IMAGE_USAGE);
   if (f.positionals.length !== 1) {
     throw new UsageError("Expected one FILE.tar", { usage: IMAGE_USAGE });
@@ -557,6 +560,28 @@ export async function main(args: string[]): Promise<number> {
         throw new UsageError(`Unknown command "agent ${sub ?? ""}"`, { usage: AGENT_USAGE });
       case "up":
         return await up(args.slice(1));
+      case "completion": {
+        const { completionCommand, denoCliIo } = await import("./cli/mod.ts");
+        // Only this command reads the pull flags, so only it loads their module.
+        const { IMAGE_PULL_FLAGS } = await load<
+          typeof import("./agent/containerd/pull_command.ts")
+        >(
+          "./agent/containerd/pull_command.ts",
+        );
+        return await completionCommand(args.slice(1), denoCliIo(), {
+          up: { flags: UP_FLAGS },
+          controller: { commands: { serve: { flags: SERVE_FLAGS } } },
+          agent: { commands: { run: { flags: AGENT_FLAGS } } },
+          image: {
+            commands: {
+              import: { flags: IMAGE_FLAGS, args: "files" },
+              pull: { flags: IMAGE_PULL_FLAGS },
+            },
+          },
+          version: {},
+          help: {},
+        });
+      }
       case "token": {
         const { tokenCommand, denoCliIo } = await import("./cli/mod.ts");
         return await tokenCommand(args.slice(1), denoCliIo());

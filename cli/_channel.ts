@@ -1,94 +1,87 @@
 /**
  * The connection half shared by the calling commands (`_sandbox_run.ts`,
- * `_token_run.ts`): opens a FastPath client as a {@linkcode ClientConfig}
- * says, and words a failed call for stderr. Loaded on demand, never by
- * parsing or help.
+ * `_token_run.ts`): connects the {@linkcode FsbClient} of `client.ts` as a
+ * {@linkcode ClientConfig} says, and words a failed call for stderr. Loaded on
+ * demand, never by parsing or help.
  *
  * @module
  */
 import { Code, RpcError } from "../proto/rpc.ts";
-import { FetchChannel, type FetchChannelOptions } from "../proto/fetch_client.ts";
-import { FastPathLite, type FastPathLiteClient } from "../proto/fastpath_lite.ts";
-import { callMetadata, type ClientConfig, tokenHint } from "./client_config.ts";
+import type { FastPathLiteClient } from "../proto/fastpath_lite.ts";
+import { endpointsOf } from "./_client_transport.ts";
+import { connect, type ConnectOptions, type FsbClient } from "./client.ts";
+import { type ClientConfig, tokenHint } from "./client_config.ts";
 
 // Long enough to connect over any sane network, short enough not to hold up an
 // error that is already known.
 const PROBE_MS = 300;
 
-/** A FastPath client and the connection under it. */
-export interface Channel {
-  readonly client: FastPathLiteClient;
-  ready(timeoutMs: number): Promise<void>;
-  close(): void;
-}
-
 /**
- * The options the CLI gives {@linkcode FetchChannel} for `config`: the
- * `authorization` metadata when a token is known, and the TLS CA when one is
- * configured. Exported for tests, which hold what is sent to this.
+ * The {@linkcode connect} options for `config`: its endpoint (a
+ * comma-separated list stays one string), the token's secret when one is
+ * known, and the TLS CA's PEM text when one is configured. Exported for
+ * tests, which hold what is sent to this.
  */
-export function fetchChannelOptions(config: ClientConfig): FetchChannelOptions {
-  const opts: FetchChannelOptions = { metadata: callMetadata(config) };
+export function clientOptions(config: ClientConfig): ConnectOptions {
+  const opts: { -readonly [K in keyof ConnectOptions]: ConnectOptions[K] } = {
+    endpoint: config.endpoint.address,
+  };
+  if (config.token !== undefined) opts.token = config.token.secret;
   if (config.tlsCa !== undefined) opts.tlsCa = config.tlsCa.pem;
   return opts;
 }
 
 /**
- * fetch for TCP endpoints; grpc-js, with the generated schemas, only for
- * `unix:` ones, which fetch cannot dial. A unix socket is local: it carries
- * the token but no TLS.
- */
-export async function openChannel(config: ClientConfig): Promise<Channel> {
-  const address = config.endpoint.address;
-  if (!address.startsWith("unix:")) {
-    const channel = new FetchChannel(address, fetchChannelOptions(config));
-    return {
-      client: channel.client(FastPathLite),
-      ready: (timeoutMs) => channel.ready(timeoutMs),
-      close: () => channel.close(),
-    };
-  }
-  const [{ RpcChannel }, { FastPath }] = await Promise.all([
-    import("../proto/grpc.ts"),
-    import("../proto/gen/fsb/fastpath/v1/fastpath_pb.ts"),
-  ]);
-  const channel = new RpcChannel(address, { metadata: callMetadata(config) });
-  return {
-    client: channel.client(FastPath),
-    ready: (timeoutMs) => channel.ready(timeoutMs),
-    close: () => channel.close(),
-  };
-}
-
-/**
- * Runs `fn` with a channel to the controller `config` names and closes it
+ * Runs `fn` with a client of the controller `config` names and closes it
  * after; a call that fails is described on stderr and resolves to 1. `fn` gets
  * `describe` too, for the failures it reports itself (one of several deletes).
  */
-export async function withChannel(
+export async function withClient(
   config: ClientConfig,
   stderr: (s: string) => void,
-  fn: (channel: Channel, describe: (err: unknown) => Promise<string>) => Promise<number>,
+  fn: (client: FsbClient, describe: (err: unknown) => Promise<string>) => Promise<number>,
 ): Promise<number> {
-  let channel: Channel;
+  let client: FsbClient;
   try {
-    channel = await openChannel(config);
+    client = connect(clientOptions(config));
   } catch (err) {
-    // Options the channel refuses (a CA it cannot use): nothing was dialled.
+    // Options the client refuses (a CA it cannot use): nothing was dialled.
     stderr(await describeError(err, () => Promise.resolve(true), config));
     return 1;
   }
   let probe: Promise<boolean> | undefined;
-  const reachable = () => probe ??= channel.ready(PROBE_MS).then(() => true, () => false);
+  const reachable = () => probe ??= client.ready(PROBE_MS).then(() => true, () => false);
   const describe = (err: unknown) => describeError(err, reachable, config);
   try {
-    return await fn(channel, describe);
+    return await fn(client, describe);
   } catch (err) {
     stderr(await describe(err));
     return 1;
   } finally {
-    channel.close();
+    client.close();
   }
+}
+
+/** The raw FastPath client under an {@linkcode FsbClient}, for calls it does not wrap. */
+export interface Channel {
+  readonly client: FastPathLiteClient;
+}
+
+/**
+ * {@linkcode withClient} for commands that make FastPath calls the client
+ * does not wrap (`fsb debug profile`): `fn` gets the raw FastPath client, with
+ * the same endpoints, failover, token and TLS.
+ */
+export function withChannel(
+  config: ClientConfig,
+  stderr: (s: string) => void,
+  fn: (channel: Channel, describe: (err: unknown) => Promise<string>) => Promise<number>,
+): Promise<number> {
+  return withClient(
+    config,
+    stderr,
+    (client, describe) => fn({ client: endpointsOf.get(client)!.liteClient() }, describe),
+  );
 }
 
 /**

@@ -1,32 +1,21 @@
 /**
- * The calling half of `fsb sandbox`: makes the FastPath call a plan describes
- * and prints the answer. Loaded on demand by `sandbox_command.ts`. Start-up is
- * most of what a command costs, so this path loads as little as it can: calls
- * go over Deno's fetch (`proto/fetch_client.ts`), not grpc-js (about 100 ms),
- * with the hand-written codecs of `proto/fastpath_lite.ts`, not protobuf-es
- * and the generated schemas (about 45 ms).
+ * The calling half of `fsb sandbox`: makes the call a plan describes through
+ * the {@linkcode FsbClient} of `client.ts` and prints the answer. Loaded on
+ * demand by `sandbox_command.ts`. Start-up is most of what a command costs,
+ * so this path loads as little as it can: the client calls over Deno's fetch
+ * (`proto/fetch_client.ts`), not grpc-js (about 100 ms), with the hand-written
+ * codecs of `proto/fastpath_lite.ts`, not protobuf-es and the generated
+ * schemas (about 45 ms).
  *
  * @module
  */
-import type { SandboxInfo } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
-import { type Channel, withChannel } from "./_channel.ts";
+import { withClient } from "./_channel.ts";
+import type { FsbClient, SandboxInfo } from "./client.ts";
 import type { ClientConfig } from "./client_config.ts";
 import type { CallingPlan, OutputFormat } from "./parse_sandbox_args.ts";
 import type { CliIo } from "./sandbox_command.ts";
 import { sandboxJson } from "./sandbox_json.ts";
 import { sandboxTable } from "./sandbox_table.ts";
-
-// Create waits for the agent to start the process; delete waits out the
-// container's stop grace (10 s by default); reset does both.
-const TIMEOUT_MS = {
-  create: 60_000,
-  get: 10_000,
-  list: 10_000,
-  delete: 30_000,
-  update: 10_000,
-  reset: 90_000,
-  logs: 60_000,
-} as const;
 
 /** Runs `plan` against the controller `config` names; resolves to the exit status. */
 export function runSandboxPlan(
@@ -34,38 +23,48 @@ export function runSandboxPlan(
   config: ClientConfig,
   io: CliIo,
 ): Promise<number> {
-  return withChannel(config, io.stderr, (channel, describe) => run(plan, channel, describe, io));
+  return withClient(config, io.stderr, (client, describe) => run(plan, client, describe, io));
 }
 
+// Each call takes the client's default deadline for it.
 async function run(
   plan: CallingPlan,
-  channel: Channel,
+  client: FsbClient,
   describe: (err: unknown) => Promise<string>,
   io: CliIo,
 ): Promise<number> {
-  const client = channel.client;
-  const opts = { timeoutMs: TIMEOUT_MS[plan.kind], signal: io.signal };
+  const { sandboxes } = client;
+  const opts = { signal: io.signal };
   const started = performance.now();
   switch (plan.kind) {
     case "create":
-      return printOne(await client.createSandbox(plan.request, opts), "CreateSandbox", plan.output);
-    case "get":
-      return printOne(await client.getSandbox(plan.request, opts), "GetSandbox", plan.output);
+      return printOne(await sandboxes.create(plan.request, opts), "CreateSandbox", plan.output);
+    case "get": {
+      const { name = "", namespace } = plan.request;
+      return printOne(await sandboxes.get(name, { ...opts, namespace }), "GetSandbox", plan.output);
+    }
     case "update":
-    case "reset":
-      return printOne(await client.updateSandbox(plan.request, opts), "UpdateSandbox", plan.output);
+      return printOne(await sandboxes.update(plan.request, opts), "UpdateSandbox", plan.output);
+    case "reset": {
+      const { name = "", namespace } = plan.request;
+      const info = await sandboxes.reset(name, { ...opts, namespace });
+      return printOne(info, "UpdateSandbox", plan.output);
+    }
     case "list": {
-      const { sandboxes } = await client.listSandboxes(plan.request, opts);
+      const { namespace, allNamespaces } = plan.request;
+      const list = await sandboxes.list({ ...opts, namespace, allNamespaces });
       timing(plan.verbose, "ListSandboxes");
-      if (plan.output === "json") io.stdout(sandboxJson(sandboxes));
-      else if (sandboxes.length > 0) io.stdout(sandboxTable(sandboxes, nowSec(io)));
-      else if (plan.request.allNamespaces) io.stderr("No sandboxes in any namespace\n");
-      else io.stderr(`No sandboxes in namespace "${plan.request.namespace || "default"}"\n`);
+      if (plan.output === "json") io.stdout(sandboxJson(list));
+      else if (list.length > 0) io.stdout(sandboxTable(list, nowSec(io)));
+      else if (allNamespaces) io.stderr("No sandboxes in any namespace\n");
+      else io.stderr(`No sandboxes in namespace "${namespace || "default"}"\n`);
       return 0;
     }
     case "delete": {
       const results = await Promise.allSettled(
-        plan.requests.map((req) => client.deleteSandbox(req, opts)),
+        plan.requests.map((req) =>
+          sandboxes.delete(req.name ?? "", { ...opts, namespace: req.namespace })
+        ),
       );
       timing(plan.verbose, "DeleteSandbox");
       const deleted: SandboxInfo[] = [];
@@ -87,7 +86,7 @@ async function run(
       return errors.size === 0 ? 0 : 1;
     }
     case "logs":
-      return await streamLogs(plan, channel, io);
+      return await streamLogs(plan, client, io);
   }
 
   function printOne(info: SandboxInfo, method: string, output: OutputFormat): number {
@@ -109,18 +108,13 @@ async function run(
 
 async function streamLogs(
   plan: Extract<CallingPlan, { kind: "logs" }>,
-  channel: Channel,
+  client: FsbClient,
   io: CliIo,
 ): Promise<number> {
-  // A followed log has no deadline: it ends with the sandbox or with io.signal.
-  const stream = channel.client.streamLogs(plan.request, {
-    timeoutMs: plan.request.follow ? undefined : TIMEOUT_MS.logs,
-    signal: io.signal,
-  });
-  for await (const chunk of stream) {
-    if (chunk.data.length === 0) continue;
+  const { name = "", namespace, follow } = plan.request;
+  for await (const chunk of client.logs(name, { namespace, follow, signal: io.signal })) {
     try {
-      const written = io.stdoutBytes(chunk.data);
+      const written = io.stdoutBytes(chunk);
       if (written !== undefined) await written;
     } catch (err) {
       // The reader went away (`fsb sandbox logs x | head`): that is how such a pipe ends.

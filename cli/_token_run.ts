@@ -1,17 +1,16 @@
 /**
- * The calling half of `fsb token`: makes the FastPath call a plan describes
- * and prints the answer. Loaded on demand by `token_command.ts`, over the same
- * light stack as `_sandbox_run.ts`.
+ * The calling half of `fsb token`: makes the call a plan describes through the
+ * {@linkcode FsbClient} of `client.ts` and prints the answer. Loaded on demand
+ * by `token_command.ts`, over the same light stack as `_sandbox_run.ts`.
  *
  * @module
  */
-import { withChannel } from "./_channel.ts";
+import { withClient } from "./_channel.ts";
+import type { FsbClient } from "./client.ts";
 import type { ClientConfig } from "./client_config.ts";
 import type { TokenCallingPlan } from "./parse_token_args.ts";
 import type { CliIo } from "./sandbox_command.ts";
 import { createdTokenJson, tokenJson, tokenTable } from "./token_output.ts";
-
-const TIMEOUT_MS = 10_000;
 
 /** Runs `plan` against the controller `config` names; resolves to the exit status. */
 export function runTokenPlan(
@@ -19,8 +18,9 @@ export function runTokenPlan(
   config: ClientConfig,
   io: CliIo,
 ): Promise<number> {
-  return withChannel(config, io.stderr, async ({ client }) => {
-    const opts = { timeoutMs: TIMEOUT_MS, signal: io.signal };
+  return withClient(config, io.stderr, async ({ tokens }: FsbClient) => {
+    // The client's default deadline (10 s) for each call.
+    const opts = { signal: io.signal };
     const started = performance.now();
     const timing = (method: string) => {
       if (plan.verbose < 2) return;
@@ -28,21 +28,21 @@ export function runTokenPlan(
     };
     switch (plan.kind) {
       case "create": {
-        const res = await client.createToken(plan.request, opts);
+        const res = await tokens.create(plan.request, opts);
         timing("CreateToken");
         io.stdout(plan.output === "json" ? createdTokenJson(res) : `${res.secret}\n`);
         return 0;
       }
       case "list": {
-        const { tokens } = await client.listTokens({}, opts);
+        const list = await tokens.list(opts);
         timing("ListTokens");
-        if (plan.output === "json") io.stdout(tokenJson(tokens));
-        else if (tokens.length > 0) io.stdout(tokenTable(tokens, nowSec(io)));
+        if (plan.output === "json") io.stdout(tokenJson(list));
+        else if (list.length > 0) io.stdout(tokenTable(list, nowSec(io)));
         else io.stderr("No tokens\n");
         return 0;
       }
       case "revoke": {
-        const token = await client.revokeToken(plan.request, opts);
+        const token = await tokens.revoke(plan.request.id ?? "", opts);
         timing("RevokeToken");
         io.stdout(
           plan.output === "json"

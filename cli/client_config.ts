@@ -26,8 +26,8 @@ export const CONNECTION_FLAGS = {
  * calling command lists them.
  */
 export const CONNECTION_HELP =
-  `      --endpoint H:P     controller address (else $FSB_ENDPOINT, ~/.fsb/config.json
-                         "endpoint", 127.0.0.1:9090)
+  `      --endpoint H:P     controller address, or H:P,H:P,... tried in order (else
+                         $FSB_ENDPOINT, ~/.fsb/config.json "endpoint", 127.0.0.1:9090)
       --token SECRET     the token sent as "authorization: Bearer" (else $FSB_TOKEN,
                          ~/.fsb/config.json "token")
       --tls-ca FILE      PEM CA that verifies the controller; calls then use TLS
@@ -68,7 +68,7 @@ export interface ClientConfigSources {
 
 /** The chosen endpoint and where it came from, for messages. */
 export interface ResolvedEndpoint {
-  /** `HOST:PORT` (or `unix:PATH`). */
+  /** `HOST:PORT` (or `unix:PATH`), or a comma-separated list of them, tried in order. */
   readonly address: string;
   /** `--endpoint`, `FSB_ENDPOINT`, the config file's path, or `default`. */
   readonly source: string;
@@ -113,7 +113,7 @@ interface ConfigFile {
  * Resolves each setting on its own, first source that names it wins:
  *
  * - endpoint: `--endpoint`, `FSB_ENDPOINT`, `endpoint` in `~/.fsb/config.json`,
- *   else `127.0.0.1:9090`;
+ *   else `127.0.0.1:9090`; each may be a comma-separated list, tried in order;
  * - token: `--token`, `FSB_TOKEN`, `token` in the config file, else none;
  * - TLS CA: `--tls-ca FILE`, `FSB_TLS_CA`, `tlsCa` in the config file (a path;
  *   a relative one is taken from `~/.fsb/`), else none. The file is read here.
@@ -230,8 +230,10 @@ function readConfig(home: string): ConfigFile | undefined {
   };
 }
 
+// A comma-separated list is checked entry by entry, and kept as one string.
 function checkedEndpoint(address: string, source: string): ResolvedEndpoint {
-  if (!address.startsWith("unix:") && !/^[^\s/]+:\d+$/.test(address)) {
+  const valid = (one: string) => one.startsWith("unix:") || /^[^\s/,]+:\d+$/.test(one);
+  if (!address.split(",").every(valid)) {
     throw new UsageError(`Invalid endpoint "${address}" from ${source}: expected HOST:PORT`);
   }
   return { address, source };

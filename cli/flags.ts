@@ -15,6 +15,12 @@ export interface FlagDef {
   readonly short?: string;
   /** A string flag that may repeat; its values are collected in order. */
   readonly multiple?: boolean;
+  /**
+   * The words a string flag's value may be, offered by `fsb completion`. The
+   * parser does not check them: the command does, in its own words, from the
+   * same list.
+   */
+  readonly choices?: readonly string[];
 }
 
 /** The flags a command accepts, keyed by long name (without the dashes). */

@@ -105,7 +105,8 @@ const EGRESSES: Readonly<Record<string, Egress>> = {
   deny: 2 as Egress,
 };
 
-const ALIASES: Readonly<Record<string, SandboxSubcommand>> = {
+/** Every word `fsb sandbox` takes for a subcommand, aliases included, and what it stands for. */
+export const SANDBOX_ALIASES: Readonly<Record<string, SandboxSubcommand>> = {
   create: "create",
   get: "get",
   list: "list",
@@ -122,27 +123,36 @@ const COMMON = {
   ...CONNECTION_FLAGS,
 } as const satisfies FlagSpec;
 
-const OUTPUT = { output: { type: "string", short: "o" } } as const satisfies FlagSpec;
+const OUTPUT_FORMATS: readonly OutputFormat[] = ["table", "json"];
+
+const OUTPUT = {
+  output: { type: "string", short: "o", choices: OUTPUT_FORMATS },
+} as const satisfies FlagSpec;
 
 const CHANGES = {
   expire: { type: "string" },
-  "failure-policy": { type: "string" },
-  label: { type: "string", multiple: true },
+  "failure-policy": { type: "string", choices: Object.keys(POLICIES) },
+  label: { type: "string", short: "l", multiple: true },
 } as const satisfies FlagSpec;
 
-const SPECS = {
+/**
+ * The flags of each `fsb sandbox` subcommand, as the parser takes them (and
+ * `fsb completion` offers them). Short flags follow Docker's where it has
+ * one: `-e` env, `-p` port, `-w` workdir, `-l` label, `-f` follow.
+ */
+export const SANDBOX_SPECS = {
   create: {
     ...COMMON,
     ...OUTPUT,
     ...CHANGES,
     image: { type: "string" },
     pool: { type: "string" },
-    port: { type: "string", multiple: true },
-    env: { type: "string", multiple: true },
-    workdir: { type: "string" },
-    mode: { type: "string" },
-    network: { type: "string" },
-    egress: { type: "string" },
+    port: { type: "string", short: "p", multiple: true },
+    env: { type: "string", short: "e", multiple: true },
+    workdir: { type: "string", short: "w" },
+    mode: { type: "string", choices: Object.keys(MODES) },
+    network: { type: "string", choices: Object.keys(NETWORK_MODES) },
+    egress: { type: "string", choices: Object.keys(EGRESSES) },
     allow: { type: "string", multiple: true },
     deny: { type: "string", multiple: true },
     cpus: { type: "string" },
@@ -183,7 +193,7 @@ export function parseSandboxArgs(
   if (word === "-h" || word === "--help" || word === "help") {
     return { kind: "help", text: sandboxUsage.sandbox };
   }
-  const sub = Object.hasOwn(ALIASES, word) ? ALIASES[word] : undefined;
+  const sub = Object.hasOwn(SANDBOX_ALIASES, word) ? SANDBOX_ALIASES[word] : undefined;
   if (sub === undefined) {
     throw new UsageError(`Unknown command "${word}"`, {
       usage: oneLineUsage(sandboxUsage.sandbox),
@@ -208,7 +218,7 @@ function parseSubcommand(
     case "create":
       return parseCreate(args, nowSec);
     case "get": {
-      const f = parseFlags(args, SPECS.get);
+      const f = parseFlags(args, SANDBOX_SPECS.get);
       if (f.help) return help(sub);
       const name = oneName(f.positionals, f.passthrough);
       return {
@@ -219,7 +229,7 @@ function parseSubcommand(
       };
     }
     case "list": {
-      const f = parseFlags(args, SPECS.list);
+      const f = parseFlags(args, SANDBOX_SPECS.list);
       if (f.help) return help(sub);
       noNames(f.positionals, f.passthrough);
       return {
@@ -233,7 +243,7 @@ function parseSubcommand(
       };
     }
     case "delete": {
-      const f = parseFlags(args, SPECS.delete);
+      const f = parseFlags(args, SANDBOX_SPECS.delete);
       if (f.help) return help(sub);
       const names = f.positionals.concat(f.passthrough);
       if (names.length === 0) throw new UsageError("Missing NAME");
@@ -246,7 +256,7 @@ function parseSubcommand(
       };
     }
     case "update": {
-      const f = parseFlags(args, SPECS.update);
+      const f = parseFlags(args, SANDBOX_SPECS.update);
       if (f.help) return help(sub);
       const name = oneName(f.positionals, f.passthrough);
       const { expire } = f.values;
@@ -265,7 +275,7 @@ function parseSubcommand(
       };
     }
     case "reset": {
-      const f = parseFlags(args, SPECS.reset);
+      const f = parseFlags(args, SANDBOX_SPECS.reset);
       if (f.help) return help(sub);
       const name = oneName(f.positionals, f.passthrough);
       return {
@@ -276,7 +286,7 @@ function parseSubcommand(
       };
     }
     case "logs": {
-      const f = parseFlags(args, SPECS.logs);
+      const f = parseFlags(args, SANDBOX_SPECS.logs);
       if (f.help) return help(sub);
       const name = oneName(f.positionals, f.passthrough);
       return {
@@ -289,13 +299,13 @@ function parseSubcommand(
 }
 
 function parseCreate(args: readonly string[], nowSec: number): SandboxPlan {
-  const f = parseFlags(args, SPECS.create);
+  const f = parseFlags(args, SANDBOX_SPECS.create);
   if (f.help) return help("create");
   if (f.positionals.length > 1) throw new UsageError(`Unexpected argument "${f.positionals[1]}"`);
   const { image, expire, mode } = f.values;
   if (image === undefined) throw new UsageError("Missing --image");
   if (mode !== undefined && !Object.hasOwn(MODES, mode)) {
-    throw new UsageError(`Flag --mode must be fast or strong, got "${mode}"`);
+    throw new UsageError(`Flag --mode must be ${either(MODES)}, got "${mode}"`);
   }
   return {
     kind: "create",
@@ -342,13 +352,13 @@ function networkPolicy(
   const policy: MessageInitShape<typeof NetworkPolicySchema> = {};
   if (network !== undefined) {
     if (!Object.hasOwn(NETWORK_MODES, network)) {
-      throw new UsageError(`Flag --network must be private or none, got "${network}"`);
+      throw new UsageError(`Flag --network must be ${either(NETWORK_MODES)}, got "${network}"`);
     }
     policy.mode = NETWORK_MODES[network];
   }
   if (egress !== undefined) {
     if (!Object.hasOwn(EGRESSES, egress)) {
-      throw new UsageError(`Flag --egress must be allow or deny, got "${egress}"`);
+      throw new UsageError(`Flag --egress must be ${either(EGRESSES)}, got "${egress}"`);
     }
     policy.egress = EGRESSES[egress];
   }
@@ -421,15 +431,20 @@ function noNames(positionals: readonly string[], passthrough: readonly string[])
 }
 
 function outputFormat(value: string | undefined): OutputFormat {
-  if (value === undefined || value === "table") return "table";
-  if (value === "json") return "json";
-  throw new UsageError(`Flag --output must be table or json, got "${value}"`);
+  if (value === undefined) return "table";
+  if ((OUTPUT_FORMATS as readonly string[]).includes(value)) return value as OutputFormat;
+  throw new UsageError(`Flag --output must be ${OUTPUT_FORMATS.join(" or ")}, got "${value}"`);
+}
+
+// "fast or strong": the words of a vocabulary, as messages list them.
+function either(words: Readonly<Record<string, unknown>>): string {
+  return Object.keys(words).join(" or ");
 }
 
 function failurePolicy(value: string | undefined): FailurePolicy | undefined {
   if (value === undefined) return undefined;
   if (Object.hasOwn(POLICIES, value)) return POLICIES[value];
-  throw new UsageError(`Flag --failure-policy must be manual or auto-recreate, got "${value}"`);
+  throw new UsageError(`Flag --failure-policy must be ${either(POLICIES)}, got "${value}"`);
 }
 
 // Syntax only: any whole number that fits the wire's uint32 passes, so that

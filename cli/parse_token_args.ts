@@ -35,26 +35,30 @@ export type TokenPlan =
 /** A plan that makes a call (anything but help). */
 export type TokenCallingPlan = Exclude<TokenPlan, { kind: "help" }>;
 
-const ALIASES: Readonly<Record<string, TokenSubcommand>> = {
+/** Every word `fsb token` takes for a subcommand, aliases included, and what it stands for. */
+export const TOKEN_ALIASES: Readonly<Record<string, TokenSubcommand>> = {
   create: "create",
   list: "list",
   ls: "list",
   revoke: "revoke",
 };
 
-const OUTPUT = { output: { type: "string", short: "o" } } as const satisfies FlagSpec;
+// The first of each is the default.
+const CREATE_OUTPUTS = ["secret", "json"] as const;
+const OUTPUTS = ["table", "json"] as const;
 
-const SPECS = {
+/** The flags of each `fsb token` subcommand, as the parser takes them (and `fsb completion` offers them). */
+export const TOKEN_SPECS = {
   create: {
     ...CONNECTION_FLAGS,
-    ...OUTPUT,
+    output: { type: "string", short: "o", choices: CREATE_OUTPUTS },
     namespace: { type: "string", short: "n", multiple: true },
     admin: { type: "boolean" },
     ttl: { type: "string" },
     quota: { type: "string" },
   },
-  list: { ...CONNECTION_FLAGS, ...OUTPUT },
-  revoke: { ...CONNECTION_FLAGS, ...OUTPUT },
+  list: { ...CONNECTION_FLAGS, output: { type: "string", short: "o", choices: OUTPUTS } },
+  revoke: { ...CONNECTION_FLAGS, output: { type: "string", short: "o", choices: OUTPUTS } },
 } as const satisfies Record<TokenSubcommand, FlagSpec>;
 
 /**
@@ -74,7 +78,7 @@ export function parseTokenArgs(args: readonly string[]): TokenPlan {
   if (word === "-h" || word === "--help" || word === "help") {
     return { kind: "help", text: tokenUsage.token };
   }
-  const sub = Object.hasOwn(ALIASES, word) ? ALIASES[word] : undefined;
+  const sub = Object.hasOwn(TOKEN_ALIASES, word) ? TOKEN_ALIASES[word] : undefined;
   if (sub === undefined) {
     throw new UsageError(`Unknown command "${word}"`, { usage: oneLineUsage(tokenUsage.token) });
   }
@@ -91,7 +95,7 @@ export function parseTokenArgs(args: readonly string[]): TokenPlan {
 function parseSubcommand(sub: TokenSubcommand, args: readonly string[]): TokenPlan {
   switch (sub) {
     case "create": {
-      const f = parseFlags(args, SPECS.create);
+      const f = parseFlags(args, TOKEN_SPECS.create);
       if (f.help) return { kind: "help", text: tokenUsage.create };
       noArguments(f.positionals, f.passthrough);
       const { namespace, admin, ttl, quota } = f.values;
@@ -105,17 +109,17 @@ function parseSubcommand(sub: TokenSubcommand, args: readonly string[]): TokenPl
           ttlSeconds: ttl === undefined ? undefined : ttlSeconds(ttl),
           quota: quota === undefined ? undefined : quotaNumber(quota),
         },
-        output: oneOf(f.values.output, ["secret", "json"]),
+        output: oneOf(f.values.output, CREATE_OUTPUTS),
       };
     }
     case "list": {
-      const f = parseFlags(args, SPECS.list);
+      const f = parseFlags(args, TOKEN_SPECS.list);
       if (f.help) return { kind: "help", text: tokenUsage.list };
       noArguments(f.positionals, f.passthrough);
-      return { kind: sub, ...call(f), output: oneOf(f.values.output, ["table", "json"]) };
+      return { kind: sub, ...call(f), output: oneOf(f.values.output, OUTPUTS) };
     }
     case "revoke": {
-      const f = parseFlags(args, SPECS.revoke);
+      const f = parseFlags(args, TOKEN_SPECS.revoke);
       if (f.help) return { kind: "help", text: tokenUsage.revoke };
       const ids = f.positionals.concat(f.passthrough);
       if (ids.length === 0) throw new UsageError("Missing ID");
@@ -124,7 +128,7 @@ function parseSubcommand(sub: TokenSubcommand, args: readonly string[]): TokenPl
         kind: sub,
         ...call(f),
         request: { id: ids[0] },
-        output: oneOf(f.values.output, ["table", "json"]),
+        output: oneOf(f.values.output, OUTPUTS),
       };
     }
   }

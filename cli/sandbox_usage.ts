@@ -39,13 +39,13 @@ into the request's "command", and "args" stays empty.
 Flags:
       --image IMG        image to run (required)
       --pool P           agent pool (default "default-pool")
-      --port N           host port the sandbox listens on; repeatable
-      --env K=V          environment variable; repeatable
-      --workdir DIR      working directory
+  -p, --port N           host port the sandbox listens on; repeatable
+  -e, --env K=V          environment variable; repeatable
+  -w, --workdir DIR      working directory
       --mode MODE        fast or strong (default: the controller's)
       --expire WHEN      duration from now (90s, 1h30m), unix seconds, or 0 for never
       --failure-policy P manual (default) or auto-recreate
-      --label K=V        label; repeatable
+  -l, --label K=V        label; repeatable
 
 Network flags (always denied: the agent's host, 169.254.0.0/16, other sandboxes):
       --network MODE     private (default: an IP of its own) or none (loopback only)
@@ -95,7 +95,7 @@ Changes a sandbox's expiry, failure policy or labels (labels are upserted).
 Flags:
       --expire WHEN      duration from now (90s, 1h30m), unix seconds, or 0 for never
       --failure-policy P manual or auto-recreate
-      --label K=V        label; repeatable
+  -l, --label K=V        label; repeatable
 ${OUTPUT}
 ${COMMON}
 `,

@@ -7,7 +7,7 @@ import {
   resolveClientConfig,
   UsageError,
 } from "../../cli/mod.ts";
-import { fetchChannelOptions } from "../../cli/_channel.ts";
+import { clientOptions } from "../../cli/_channel.ts";
 
 const PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 const NO_FLAGS: ConnectionFlags = { endpoint: undefined, token: undefined, tlsCa: undefined };
@@ -104,6 +104,23 @@ Deno.test("resolveClientConfig() rejects an endpoint without a port, naming wher
     );
     const path = writeConfig(home, { endpoint: "h:port" });
     throwsUsage(() => resolve(home), `Invalid endpoint "h:port" from ${path}: expected HOST:PORT`);
+  }));
+
+Deno.test("resolveClientConfig() takes a comma-separated list of endpoints, checking each", () =>
+  withHome((home) => {
+    assert.deepEqual(
+      resolve(home, { flags: { endpoint: "10.0.0.1:9090,[::1]:9090,unix:///run/fsb.sock" } })
+        .endpoint,
+      { address: "10.0.0.1:9090,[::1]:9090,unix:///run/fsb.sock", source: "--endpoint" },
+    );
+    throwsUsage(
+      () => resolve(home, { env: { FSB_ENDPOINT: "10.0.0.1:9090,controller" } }),
+      'Invalid endpoint "10.0.0.1:9090,controller" from FSB_ENDPOINT: expected HOST:PORT',
+    );
+    throwsUsage(
+      () => resolve(home, { flags: { endpoint: "10.0.0.1:9090," } }),
+      'Invalid endpoint "10.0.0.1:9090," from --endpoint: expected HOST:PORT',
+    );
   }));
 
 // --- token ------------------------------------------------------------------------
@@ -214,14 +231,19 @@ Deno.test("resolveClientConfig() rejects a TLS CA it cannot read or that holds n
     );
   }));
 
-Deno.test("fetchChannelOptions() sends the token as metadata and hands the CA's PEM on", () =>
+Deno.test("clientOptions() hands the endpoint, the token's secret and the CA's PEM on", () =>
   withHome((home) => {
     const ca = `${home}/ca.pem`;
     Deno.writeTextFileSync(ca, PEM);
-    assert.deepEqual(fetchChannelOptions(resolve(home)), { metadata: {} });
+    assert.deepEqual(clientOptions(resolve(home)), { endpoint: DEFAULT_ENDPOINT });
     assert.deepEqual(
-      fetchChannelOptions(resolve(home, { flags: { token: "abc" }, env: { FSB_TLS_CA: ca } })),
-      { metadata: { authorization: "Bearer abc" }, tlsCa: PEM },
+      clientOptions(
+        resolve(home, {
+          flags: { token: "abc", endpoint: "10.0.0.1:9090,10.0.0.2:9090" },
+          env: { FSB_TLS_CA: ca },
+        }),
+      ),
+      { endpoint: "10.0.0.1:9090,10.0.0.2:9090", token: "abc", tlsCa: PEM },
     );
   }));
 

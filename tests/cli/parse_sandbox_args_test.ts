@@ -113,6 +113,72 @@ Deno.test("parseSandboxArgs() builds a create request from every create flag", (
   });
 });
 
+Deno.test("parseSandboxArgs() takes Docker's short flags: -e, -p, -w, -l on create, -l on update", () => {
+  const long = parse(
+    "create",
+    "demo",
+    "--image",
+    "busybox",
+    "--env",
+    "A=1",
+    "--env",
+    "B=2",
+    "--port",
+    "8080",
+    "--port",
+    "9000",
+    "--workdir",
+    "/srv",
+    "--label",
+    "team=ci",
+    "--",
+    "sleep",
+    "9",
+  );
+  const short = parse(
+    "create",
+    "demo",
+    "--image",
+    "busybox",
+    "-e",
+    "A=1",
+    "-eB=2",
+    "-p",
+    "8080",
+    "-p=9000",
+    "-w",
+    "/srv",
+    "-l",
+    "team=ci",
+    "--",
+    "sleep",
+    "9",
+  );
+  assert.deepEqual(short, long);
+  assert.equal(short.kind, "create");
+  assert.deepEqual(short.request.envs, { A: "1", B: "2" });
+  assert.deepEqual(short.request.exposedPorts, [8080, 9000]);
+  assert.equal(short.request.workingDir, "/srv");
+  assert.deepEqual(
+    parse("update", "demo", "-l", "a=b", "-l", "c=d"),
+    parse("update", "demo", "--label", "a=b", "--label", "c=d"),
+  );
+  // The long name is what messages say, whichever was typed.
+  throwsUsage(
+    ["create", "--image", "b", "-p", "http"],
+    'Flag --port needs a number, got "http"',
+    "Usage: fsb sandbox create [NAME] --image IMG [flags] [-- CMD ARGS...]",
+  );
+  const others = [["get", "-e"], ["logs", "-l"], ["reset", "-w"], ["list", "-p"]] as const;
+  for (const [sub, flag] of others) {
+    throwsUsage([sub, "x", flag, "v"], `Unknown flag ${flag}`, oneLine(sandboxUsage[sub]));
+  }
+});
+
+function oneLine(text: string): string {
+  return text.slice(0, text.indexOf("\n"));
+}
+
 Deno.test("parseSandboxArgs() leaves what create was not told to the controller", () => {
   assert.deepEqual(parse("create", "--image", "busybox"), {
     kind: "create",

@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
+import { create } from "@bufbuild/protobuf";
+import { SandboxInfoSchema } from "../../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import { type CliIo, sandboxCommand, sandboxUsage } from "../../cli/mod.ts";
+import { startFakeFastPath } from "./fake_fastpath.ts";
 
 interface Captured {
   io: CliIo;
@@ -159,4 +162,33 @@ Deno.test("sandboxCommand() exits 1 when logs -f cannot reach the endpoint", asy
     1,
   );
   assert.match(c.stderr(), /^fsb: UNAVAILABLE: Cannot reach the controller at /);
+});
+
+Deno.test("sandboxCommand() tries a comma-separated endpoint list in order, past a closed port", async () => {
+  const info = create(SandboxInfoSchema, {
+    sandboxId: "0123456789abcdef0123456789abcdef",
+    name: "x",
+    namespace: "default",
+    phase: "Running",
+  });
+  const fake = startFakeFastPath(() => ({ message: info }));
+  try {
+    const closed = `127.0.0.1:${freePort()}`;
+    const c = capture();
+    const args = ["get", "x", "-o", "json", "--endpoint", `${closed},${fake.endpoint}`];
+    assert.equal(await sandboxCommand(args, c.io), 0, c.stderr());
+    assert.equal(JSON.parse(c.stdout()).sandboxId, info.sandboxId);
+    assert.equal(fake.calls.length, 1);
+
+    const closed2 = `127.0.0.1:${freePort()}`;
+    const d = capture();
+    assert.equal(await sandboxCommand(["ls", "--endpoint", `${closed},${closed2}`], d.io), 1);
+    assert.equal(
+      d.stderr(),
+      `fsb: UNAVAILABLE: Cannot reach the controller at ${closed},${closed2} (from --endpoint): ` +
+        `Connection refused\n`,
+    );
+  } finally {
+    await fake.close();
+  }
 });

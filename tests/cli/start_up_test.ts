@@ -98,3 +98,34 @@ Deno.test("fsb token loads no protobuf-es schemas, generated code or grpc-js eit
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the client library (@fsb/fsb/client) loads no protobuf-es schemas, generated code or grpc-js", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fsb-start-up-" });
+  try {
+    const map = await poisonedImportMap(dir);
+    const main = `${dir}/client_main.ts`;
+    await Deno.writeTextFile(
+      main,
+      `import { connect, RpcError } from ${
+        JSON.stringify(new URL("cli/client.ts", ROOT).href)
+      };\n` +
+        "using fsb = connect({ endpoint: Deno.args[0], token: 't' });\n" +
+        "try {\n" +
+        "  await fsb.sandboxes.create({ name: 'x', image: 'busybox', command: ['true'] });\n" +
+        "  for await (const _ of fsb.logs('x')) { /* nothing */ }\n" +
+        "} catch (err) {\n" +
+        "  if (!(err instanceof RpcError)) throw err;\n" +
+        "  console.error(`${err.codeName}: ${err.message}`);\n" +
+        "}\n",
+    );
+    const res = await fsb(map, [`127.0.0.1:${freePort()}`], main);
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stderr, /^UNAVAILABLE: Cannot connect to 127\.0\.0\.1:/);
+    // The poisoned map is in force: a unix socket loads grpc-js, and trips it.
+    const unix = await fsb(map, [`unix://${dir}/none.sock`], main);
+    assert.equal(unix.code, 1);
+    assert.match(unix.stderr, /POISON|poisoned-dir|does not provide an export named/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
