@@ -14,6 +14,7 @@ import {
   isolationOptions,
 } from "./agent/runtime_setup.ts";
 import type { Logger } from "pino";
+import { logDestination, resolveLogFormat } from "./cli/log_format.ts";
 
 /** The version printed by `fsb version`. */
 export const VERSION = "0.1.0";
@@ -35,16 +36,17 @@ Commands:
 Run "fsb <command> --help" for a command's flags.`;
 
 const TLS_USAGE = "[--tls-cert FILE --tls-key FILE] [--tls-ca FILE]";
+const LOG_USAGE = "[--log-format json|pretty]";
 
 const SHORT_USAGE =
   `Usage: fsb <up|controller serve|agent run|sandbox|token|image import|image pull|completion|version|help> [flags]`;
 
 const UP_USAGE =
-  `Usage: fsb up [--listen ADDR] [--metrics-listen ADDR] [--agent-listen ADDR] [--data-dir DIR] [--runtime process|containerd] [--containerd-socket PATH] [--pool P] [-n NS] [--capacity N] [--mode fast|strong] ${TLS_USAGE} ${ISOLATION_USAGE} [-v N]`;
+  `Usage: fsb up [--listen ADDR] [--metrics-listen ADDR] [--agent-listen ADDR] [--data-dir DIR] [--runtime process|containerd] [--containerd-socket PATH] [--pool P] [-n NS] [--capacity N] [--mode fast|strong] ${TLS_USAGE} ${ISOLATION_USAGE} ${LOG_USAGE} [-v N]`;
 const SERVE_USAGE =
-  `Usage: fsb controller serve [--listen ADDR] [--metrics-listen ADDR] [--store sqlite:PATH|etcd://H:P,...] [--data-dir DIR] [--mode fast|strong] [--agent-timeout DURATION] [--delete-grace DURATION] [--auth token|none] ${TLS_USAGE} [-v N]`;
+  `Usage: fsb controller serve [--listen ADDR] [--metrics-listen ADDR] [--store sqlite:PATH|etcd://H:P,...] [--data-dir DIR] [--mode fast|strong] [--agent-timeout DURATION] [--delete-grace DURATION] [--auth token|none] ${TLS_USAGE} ${LOG_USAGE} [-v N]`;
 const AGENT_USAGE =
-  `Usage: fsb agent run --controller ADDR [--listen ADDR] [--advertise HOST] [--id ID] [--pool P] [-n NS] [--capacity N] [--runtime process|containerd] [--containerd-socket PATH] [--data-dir DIR] [--image REF]... [--join-token-file FILE] [--metrics-listen ADDR] ${TLS_USAGE} ${ISOLATION_USAGE} [-v N]`;
+  `Usage: fsb agent run --controller ADDR [--listen ADDR] [--advertise HOST] [--id ID] [--pool P] [-n NS] [--capacity N] [--runtime process|containerd] [--containerd-socket PATH] [--data-dir DIR] [--image REF]... [--join-token-file FILE] [--metrics-listen ADDR] ${TLS_USAGE} ${ISOLATION_USAGE} ${LOG_USAGE} [-v N]`;
 const IMAGE_USAGE = `Usage: fsb image import FILE.tar [--containerd-socket PATH] [-v N]`;
 
 const DEFAULT_SOCKET = "/run/containerd/containerd.sock";
@@ -74,15 +76,28 @@ function home(): string {
   return Deno.env.get("HOME") ?? Deno.cwd();
 }
 
-/** pino on stderr: `-v` 0 info, 2 timing breakdowns, 4 debug, 5+ trace. */
-async function createLogger(verbose: number): Promise<Logger<"timing">> {
+/**
+ * pino on stderr: `-v` 0 info, 2 timing breakdowns, 4 debug, 5+ trace;
+ * `--log-format json|pretty` (default: pretty on a terminal, JSON otherwise).
+ */
+async function createLogger(
+  verbose: number,
+  logFormat: string | undefined,
+  usage: string,
+): Promise<Logger<"timing">> {
+  const format = resolveLogFormat(logFormat, Deno.stderr.isTerminal(), usage);
   const { pino } = await load<typeof import("pino")>("pino");
   const level = verbose >= 5 ? "trace" : verbose >= 4 ? "debug" : verbose >= 2 ? "timing" : "info";
   return pino(
     { level, customLevels: { timing: 25 }, base: { pid: Deno.pid } },
-    pino.destination({ fd: 2, sync: false }),
+    logDestination(format, pino.destination({ fd: 2, sync: false }), {
+      color: Deno.stderr.isTerminal() && Deno.env.get("NO_COLOR") === undefined,
+    }),
   );
 }
+
+/** Log flags of every server command. */
+const LOG_FLAGS = { "log-format": { type: "string" } } as const;
 
 function parse<const S extends FlagSpec>(args: string[], spec: S, usage: string): ParsedFlags<S> {
   try {
@@ -171,10 +186,10 @@ function untilSignal(): Promise<string> {
 }
 
 async function metricsRegistry() {
-  const client = await load<typeof import("prom-client")>("prom-client");
-  const registry = new client.Registry();
-  client.collectDefaultMetrics({ register: registry });
-  return registry;
+  const { processMetricsRegistry } = await load<typeof import("./controller/metrics.ts")>(
+    "./controller/metrics.ts",
+  );
+  return processMetricsRegistry();
 }
 
 /** TLS flags of every server command. */
@@ -221,6 +236,7 @@ const SERVE_FLAGS = {
   "delete-grace": { type: "string" },
   auth: { type: "string" },
   ...TLS_FLAGS,
+  ...LOG_FLAGS,
 } as const;
 
 async function controllerServe(args: string[]): Promise<number> {
@@ -239,7 +255,7 @@ async function controllerServe(args: string[]): Promise<number> {
       usage: SERVE_USAGE,
     });
   }
-  const logger = await createLogger(f.verbose);
+  const logger = await createLogger(f.verbose, f.values["log-format"], SERVE_USAGE);
   const { startController } = await load<typeof import("./controller/mod.ts")>(
     "./controller/mod.ts",
   );
@@ -285,6 +301,7 @@ const AGENT_FLAGS = {
   "join-token-file": { type: "string" },
   "metrics-listen": { type: "string" },
   ...TLS_FLAGS,
+  ...LOG_FLAGS,
   ...ISOLATION_FLAGS,
 } as const;
 
@@ -323,7 +340,7 @@ async function agentRun(args: string[]): Promise<number> {
     AGENT_USAGE,
   );
   const capacity = count("capacity", f.values.capacity ?? "5", AGENT_USAGE);
-  const logger = await createLogger(f.verbose);
+  const logger = await createLogger(f.verbose, f.values["log-format"], AGENT_USAGE);
   const dataDir = f.values["data-dir"] ?? `${home()}/.fsb/agent`;
   const isolation = withUsage(() => isolationOptions(f.values), AGENT_USAGE);
   const { runtime, notes } = await createAgentRuntime({
@@ -395,6 +412,7 @@ const UP_FLAGS = {
   mode: { type: "string" },
   image: { type: "string", multiple: true },
   ...TLS_FLAGS,
+  ...LOG_FLAGS,
   ...ISOLATION_FLAGS,
 } as const;
 
@@ -420,7 +438,7 @@ async function up(args: string[]): Promise<number> {
     why =
       `no containerd answers on ${socket}; sandboxes are plain host processes, isolated from nothing`;
   }
-  const logger = await createLogger(f.verbose);
+  const logger = await createLogger(f.verbose, f.values["log-format"], UP_USAGE);
   const dataDir = f.values["data-dir"] ?? `${home()}/.fsb`;
   const registry = await metricsRegistry();
   const tls = await tlsFiles(f.values, UP_USAGE);
@@ -481,6 +499,7 @@ async function up(args: string[]): Promise<number> {
       `agent on ${agent.address}\n` +
       `runtime: ${runtimeKind} (${why}); data in ${dataDir}\n` +
       `client config (endpoint, admin token): ${config}\n` +
+      `dashboard: http://${handle.metricsAddress}/dashboard (log in with the admin token)\n` +
       `try: fsb sandbox create demo --image busybox -- sh -c 'echo hello; sleep 60'\n`,
   );
   const sig = await untilSignal();

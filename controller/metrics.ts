@@ -4,6 +4,49 @@
  * @module
  */
 import client from "prom-client";
+import type { Phase } from "./controller.ts";
+
+/**
+ * Every sandbox phase, so that `fsb_sandboxes` has a series (maybe 0) for
+ * each from the first scrape: a phase with no sandboxes reads 0, not absent.
+ */
+export const SANDBOX_PHASES = [
+  "Pending",
+  "Creating",
+  "Running",
+  "Exited",
+  "Failed",
+  "Terminating",
+  "Expired",
+  "Lost",
+] as const satisfies readonly Phase[];
+
+// A compile error here means a phase was added to Phase but not to SANDBOX_PHASES.
+const _everyPhase: readonly (typeof SANDBOX_PHASES)[number][] = [] as Phase[];
+
+/**
+ * prom-client's default metrics that `promtool check metrics` rejects: gauges
+ * named `_total` ("non-counter metrics should not have _total suffix"). Each
+ * is the sum of a labelled gauge that stays (`nodejs_active_handles` by
+ * `type`, and so on): `sum(nodejs_active_handles)` gives the same number.
+ */
+export const NONCONFORMING_DEFAULT_METRICS = [
+  "nodejs_active_handles_total",
+  "nodejs_active_requests_total",
+  "nodejs_active_resources_total",
+] as const;
+
+/**
+ * A registry with prom-client's default process and runtime metrics, less
+ * {@linkcode NONCONFORMING_DEFAULT_METRICS}: the process's one registry,
+ * which the controller and agent then register their own metrics on.
+ */
+export function processMetricsRegistry(): client.Registry {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+  for (const name of NONCONFORMING_DEFAULT_METRICS) registry.removeSingleMetric(name);
+  return registry;
+}
 
 /** The metrics the controller records. */
 export interface ControllerMetrics {
@@ -70,7 +113,12 @@ export function createControllerMetrics(
     registers: [registry],
     collect() {
       this.reset();
-      for (const [phase, n] of Object.entries(gauges.sandboxesByPhase())) this.set({ phase }, n);
+      const counts = gauges.sandboxesByPhase();
+      for (const phase of SANDBOX_PHASES) this.set({ phase }, counts[phase] ?? 0);
+      // A phase outside the list (from a newer controller's records) still shows.
+      for (const [phase, n] of Object.entries(counts)) {
+        if (!(SANDBOX_PHASES as readonly string[]).includes(phase)) this.set({ phase }, n);
+      }
     },
   });
   return { createDuration, createStage };

@@ -129,6 +129,10 @@ export async function startController(opts: StartControllerOptions): Promise<Con
     maxReceiveBytes: MAX_CONTROLLER_MESSAGE_BYTES,
     tls: opts.tls === undefined ? undefined : { cert: opts.tls.cert, key: opts.tls.key },
     onInternalError: (err, method) => opts.logger.error({ err, method }, "internal error"),
+    // Server reflection (grpcurl without .proto files): callers on loopback, or an admin token.
+    reflection: {
+      admit: (ctx) => requireAdmin(auth.authenticate(ctx.metadata), "use server reflection"),
+    },
   });
   addControllerServices(server, controller, auth);
   let address: string;

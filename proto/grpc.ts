@@ -17,7 +17,7 @@ import {
 } from "node:tls";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import type { DescMessage, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import {
   type CallContext,
@@ -28,6 +28,13 @@ import {
   type ServiceImpl,
   statusFromError,
 } from "./rpc.ts";
+import {
+  isLoopbackPeer,
+  ReflectionIndex,
+  type ReflectionProtocol,
+  reflectionProtocols,
+  type ReflectionRequest,
+} from "./reflection.ts";
 
 export {
   type CallContext,
@@ -101,6 +108,20 @@ export interface RpcServerOptions {
    * larger one fails with RESOURCE_EXHAUSTED.
    */
   maxReceiveBytes?: number;
+  /**
+   * Serve gRPC server reflection (`grpc.reflection.v1` and `v1alpha`), describing
+   * every service added, so that `grpcurl` and the like need no .proto files.
+   * Off unless set. Callers on loopback (or a unix socket) are always let in;
+   * any other caller only when `admit` returns for its call (throw an error,
+   * e.g. PERMISSION_DENIED, to refuse it); without `admit`, loopback only.
+   */
+  reflection?: RpcReflectionOptions;
+}
+
+/** Who may use server reflection; see {@linkcode RpcServerOptions.reflection}. */
+export interface RpcReflectionOptions {
+  /** Called once per reflection stream from a caller not on loopback; throws to refuse it. */
+  admit?: (ctx: CallContext) => void | Promise<void>;
 }
 
 /**
@@ -124,6 +145,8 @@ export class RpcServer {
   #sockets = new Set<Socket>();
   #inFlight = 0;
   #idle: (() => void) | undefined;
+  #services: DescService[] = [];
+  #reflection: ReflectionIndex | undefined;
 
   /** Creates an idle server; add services, then {@linkcode RpcServer.listen}. */
   constructor(opts: RpcServerOptions = {}) {
@@ -137,10 +160,15 @@ export class RpcServer {
       "grpc.max_receive_message_length": maxReceiveBytes,
     });
     this.#opts = opts;
+    if (opts.reflection !== undefined) {
+      for (const protocol of reflectionProtocols()) this.#addReflection(protocol, opts.reflection);
+    }
   }
 
   /** Registers `impl` for `service`. */
   add<S extends GenServiceMethods>(service: GenService<S>, impl: ServiceImpl<S>): void {
+    this.#services.push(service);
+    this.#reflection = undefined;
     const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
     const handlers: grpc.UntypedServiceImplementation = {};
     for (const method of service.methods) {
@@ -162,6 +190,96 @@ export class RpcServer {
         : this.#unaryHandler(path, fn as UnaryFn);
     }
     this.#server.addService(definition, handlers);
+  }
+
+  /**
+   * Registers one version of the reflection service, straight with grpc-js:
+   * it is the only bidirectional stream a server hosts, so RpcServer has no
+   * general bidi support.
+   */
+  #addReflection(protocol: ReflectionProtocol, opts: RpcReflectionOptions): void {
+    const { service, request, response } = protocol;
+    this.#services.push(service);
+    const method = service.methods[0];
+    const path = methodPath(service, method.name);
+    this.#server.addService({
+      [method.localName]: {
+        path,
+        requestStream: true,
+        responseStream: true,
+        requestSerialize: serializer(request) as grpc.serialize<unknown>,
+        requestDeserialize: deserializer(request),
+        responseSerialize: serializer(response) as grpc.serialize<unknown>,
+        responseDeserialize: deserializer(response),
+      },
+    }, { [method.localName]: this.#reflectionHandler(path, opts) });
+  }
+
+  #reflectionHandler(
+    path: string,
+    opts: RpcReflectionOptions,
+  ): grpc.handleBidiStreamingCall<unknown, unknown> {
+    // Events rather than `for await`: ending a Readable's async iteration
+    // destroys the stream, and then the call's status is never sent.
+    return (call) => {
+      const ctl = new AbortController();
+      const ctx: CallContext = { signal: ctl.signal, metadata: metadataRecord(call.metadata) };
+      this.#enter();
+      let finished = false;
+      const finish = () => {
+        if (finished) return;
+        finished = true;
+        this.#leave();
+      };
+      const fail = (err: unknown) => {
+        if (finished) return;
+        this.#report(err, path);
+        // emit("error") sends the status; destroy() would cut the stream without one.
+        call.emit("error", toServiceError(err));
+        finish();
+      };
+      call.on("cancelled", () => {
+        ctl.abort(new RpcError(Code.CANCELLED, "call cancelled"));
+        finish();
+      });
+      // Nothing is read before the caller is admitted.
+      call.pause();
+      const admitted = isLoopbackPeer(call.getPeer())
+        ? Promise.resolve()
+        : opts.admit === undefined
+        ? Promise.reject(
+          new RpcError(
+            Code.PERMISSION_DENIED,
+            "server reflection is served to callers on loopback only",
+          ),
+        )
+        : Promise.resolve().then(() => opts.admit!(ctx));
+      admitted.then(() => {
+        if (finished) return;
+        const index = this.#reflection ??= new ReflectionIndex(this.#services);
+        const sent = new Set<string>();
+        call.on("data", (req: unknown) => {
+          if (finished) return;
+          let answer;
+          try {
+            answer = index.answer(req as ReflectionRequest, sent);
+          } catch (err) {
+            fail(err);
+            return;
+          }
+          if (!call.write(answer)) {
+            call.pause();
+            call.once("drain", () => call.resume());
+          }
+        });
+        call.on("end", () => {
+          if (finished) return;
+          call.end();
+          finish();
+        });
+        call.resume();
+      }, fail);
+    };
   }
 
   #report(err: unknown, path: string): void {
