@@ -27,6 +27,7 @@ Commands:
   agent run           an agent: registers with a controller and runs sandboxes
   sandbox ...         create|get|list|delete|update|reset|logs sandboxes
   token ...           create|list|revoke access tokens (admin)
+  debug ...           profile|flamegraph: CPU profiles and heap snapshots (admin)
   completion SHELL    print a bash or zsh completion script
   image import FILE   import an OCI archive into the agent's containerd
   image pull REF      pull an image from a registry into the agent's containerd
@@ -39,7 +40,7 @@ const TLS_USAGE = "[--tls-cert FILE --tls-key FILE] [--tls-ca FILE]";
 const LOG_USAGE = "[--log-format json|pretty]";
 
 const SHORT_USAGE =
-  `Usage: fsb <up|controller serve|agent run|sandbox|token|image import|image pull|completion|version|help> [flags]`;
+  `Usage: fsb <up|controller serve|agent run|sandbox|token|image import|image pull|debug|completion|version|help> [flags]`;
 
 const UP_USAGE =
   `Usage: fsb up [--listen ADDR] [--metrics-listen ADDR] [--agent-listen ADDR] [--data-dir DIR] [--runtime process|containerd] [--containerd-socket PATH] [--pool P] [-n NS] [--capacity N] [--mode fast|strong] ${TLS_USAGE} ${ISOLATION_USAGE} ${LOG_USAGE} [-v N]`;
@@ -579,8 +580,12 @@ export async function main(args: string[]): Promise<number> {
         throw new UsageError(`Unknown command "agent ${sub ?? ""}"`, { usage: AGENT_USAGE });
       case "up":
         return await up(args.slice(1));
+      case "debug": {
+        const { debugCommand, denoCliIo } = await import("./cli/mod.ts");
+        return await debugCommand(args.slice(1), denoCliIo());
+      }
       case "completion": {
-        const { completionCommand, denoCliIo } = await import("./cli/mod.ts");
+        const { completionCommand, DEBUG_SPECS, denoCliIo } = await import("./cli/mod.ts");
         // Only this command reads the pull flags, so only it loads their module.
         const { IMAGE_PULL_FLAGS } = await load<
           typeof import("./agent/containerd/pull_command.ts")
@@ -595,6 +600,12 @@ export async function main(args: string[]): Promise<number> {
             commands: {
               import: { flags: IMAGE_FLAGS, args: "files" },
               pull: { flags: IMAGE_PULL_FLAGS },
+            },
+          },
+          debug: {
+            commands: {
+              profile: { flags: DEBUG_SPECS.profile },
+              flamegraph: { flags: DEBUG_SPECS.flamegraph, args: "files" },
             },
           },
           version: {},

@@ -33,3 +33,18 @@ export {
 } from "./client_config.ts";
 export { type SandboxSubcommand, sandboxUsage } from "./sandbox_usage.ts";
 export { type TokenSubcommand, tokenUsage } from "./token_usage.ts";
+export {
+  type CompletionCommand,
+  completionCommand,
+  type CompletionCommands,
+  completionUsage,
+} from "./completion.ts";
+export {
+  DEBUG_ALIASES,
+  DEBUG_SPECS,
+  debugCommand,
+  type DebugPlan,
+  type DebugSubcommand,
+  debugUsage,
+  parseDebugArgs,
+} from "./debug_command.ts";

@@ -27,6 +27,8 @@ import {
   ListSandboxesResponseSchema,
   ListTokensResponseSchema,
   NetworkMode,
+  ProfileChunkSchema,
+  ProfileRequestSchema,
   type SandboxInfo,
   SandboxInfoSchema,
   type TokenInfo,
@@ -36,10 +38,12 @@ import {
   decodeCreateTokenResponse,
   decodeListSandboxesResponse,
   decodeListTokensResponse,
+  decodeProfileChunk,
   decodeSandboxInfo,
   decodeTokenInfo,
   encodeCreateSandboxRequest,
   encodeCreateTokenRequest,
+  encodeProfileRequest,
   FastPathLite,
   fastPathLiteSchema,
   sandboxInfoToJson,
@@ -760,4 +764,41 @@ Deno.test("encodeCreateTokenRequest() sends quota whenever present, 0 included",
   }
   assert.equal(hex(encodeCreateTokenRequest({ quota: undefined })), "");
   assert.equal(hex(encodeCreateTokenRequest({ quota: 0 })), "2000");
+});
+
+// --- profiles ---------------------------------------------------------------------
+// The seeded cross-checks above cover Profile like every method; these spell
+// out what fsb debug profile sends and the chunk sizes a profile comes in.
+
+Deno.test("encodeProfileRequest() is protobuf-es's for what fsb debug profile sends", () => {
+  const cases: Record<string, unknown>[] = [
+    {},
+    { kind: "cpu", seconds: 30 },
+    { kind: "cpu", seconds: 0 },
+    { kind: "cpu", seconds: 300, agentId: "agent-1" },
+    { kind: "heap", agentId: "agent-ü" },
+    { kind: "heap", seconds: undefined, agentId: undefined },
+    { seconds: 0xffff_ffff },
+  ];
+  for (const init of cases) {
+    assert.equal(
+      hex(encodeProfileRequest(init)),
+      hex(toBinary(ProfileRequestSchema, create(ProfileRequestSchema, init))),
+      Deno.inspect(init),
+    );
+  }
+  // seconds 0 is proto3's default: not sent, and the controller takes 30.
+  assert.equal(hex(encodeProfileRequest({ kind: "cpu", seconds: 0 })), "0a03637075");
+  assert.equal(hex(encodeProfileRequest({ kind: "cpu", seconds: 2 })), "0a036370751002");
+});
+
+Deno.test("decodeProfileChunk() reads chunks of any size, as views into the message", () => {
+  for (const size of [0, 1, 127, 128, 16_384, 1 << 20, (4 << 20) + 3]) {
+    const data = new Uint8Array(size);
+    for (let i = 0; i < size; i++) data[i] = (i * 31 + size) & 0xff;
+    const bytes = toBinary(ProfileChunkSchema, create(ProfileChunkSchema, { data }));
+    const chunk = decodeProfileChunk(bytes);
+    assert.deepEqual(chunk, create(ProfileChunkSchema, { data }), `${size} bytes`);
+    if (size > 0) assert.equal(chunk.data.buffer, bytes.buffer, "a view, not a copy");
+  }
 });
