@@ -7,6 +7,7 @@
  * @module
  */
 import type { Controller } from "./controller.ts";
+import { SANDBOX_PHASES } from "./metrics.ts";
 
 /** One agent as the dashboard lists it. */
 export interface DashboardAgent {
@@ -69,16 +70,7 @@ export interface DashboardData {
 }
 
 /** Lifecycle order (shared/DESIGN.md section 5); phases not listed sort after, by name. */
-const PHASE_ORDER = [
-  "Pending",
-  "Creating",
-  "Running",
-  "Exited",
-  "Failed",
-  "Terminating",
-  "Expired",
-  "Lost",
-];
+const PHASE_ORDER: readonly string[] = SANDBOX_PHASES;
 
 function phaseRank(phase: string): number {
   const i = PHASE_ORDER.indexOf(phase);

@@ -172,8 +172,8 @@ async function storeImage(
   return recipe;
 }
 
-/** Creates the image record, or points an existing one at the new target. */
-async function putImage(
+/** Creates the image record, or points an existing one at the new target (import and pull alike). */
+export async function putImage(
   client: ContainerdClient,
   { name, target }: { name: string; target: OciDescriptor },
 ): Promise<void> {

@@ -20,6 +20,7 @@ import {
   unpackImage,
 } from "./image.ts";
 import { type ImageReference, parseReference, RegistryClient } from "./_registry_client.ts";
+import { putImage } from "./import_image.ts";
 
 /** Where and how pulls reach registries. */
 export interface RegistryOptions {
@@ -338,23 +339,6 @@ async function leaseExisting(
   } catch (err) {
     if (isCode(err, Code.UNAVAILABLE)) throw err;
     return false;
-  }
-}
-
-/** Creates the image record, or points an existing one at the new target. */
-async function putImage(
-  client: ContainerdClient,
-  { name, target }: { name: string; target: OciDescriptor },
-): Promise<void> {
-  const image = {
-    name,
-    target: { mediaType: target.mediaType, digest: target.digest, size: BigInt(target.size) },
-  };
-  try {
-    await client.images.create({ image });
-  } catch (err) {
-    if (!isCode(err, Code.ALREADY_EXISTS)) throw err;
-    await client.images.update({ image, updateMask: { paths: ["target"] } });
   }
 }
 
