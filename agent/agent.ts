@@ -142,6 +142,12 @@ export class AgentServer {
   #closed = false;
   #lastError = "";
   #nextOrphanSweep = 0;
+  /**
+   * How many sandboxes the runtime held at the last report, plus creates
+   * since: the agent refuses to pass MAX_AGENT_CAPACITY, so its heartbeat
+   * always fits the controller's limit, leftovers included.
+   */
+  #held = 0;
   /** The last registration went out without the runtime's inventory. */
   #partial = false;
 
@@ -380,6 +386,7 @@ export class AgentServer {
       this.#runtime.images().catch(() => [] as string[]),
       this.#list().catch(() => undefined),
     ]);
+    if (sandboxes !== undefined) this.#held = sandboxes.length;
     return {
       $typeName: "fsb.agent.v1.AgentReport",
       agentId: this.#opts.id,
@@ -414,6 +421,12 @@ export class AgentServer {
     const t0 = performance.now();
     if (spec === undefined) throw new InvalidArgumentError("spec", "is required");
     checkSandboxId("spec.sandbox_id", spec.sandboxId);
+    if (this.#held >= MAX_AGENT_CAPACITY) {
+      throw new RpcError(
+        Code.RESOURCE_EXHAUSTED,
+        `Agent "${this.#opts.id}" holds ${this.#held} sandboxes, the most an agent may hold`,
+      );
+    }
     const logPath = this.#logPath(spec.sandboxId);
     let result;
     try {
@@ -427,6 +440,7 @@ export class AgentServer {
       throw err;
     }
     this.#logCap.track(logPath);
+    this.#held++;
     const stageMs: Record<string, number> = { ...result.stageMs, agent_total: ms(t0) };
     for (const [stage, value] of Object.entries(stageMs)) {
       this.#stage.observe({ stage }, value / 1000);
@@ -468,6 +482,7 @@ export class AgentServer {
   async #delete(id: string, graceMs: number): Promise<boolean> {
     checkSandboxId("sandbox_id", id);
     const existed = await this.#runtime.delete(id, graceMs);
+    if (existed && this.#held > 0) this.#held--;
     // The runtime removed the log; this also removes what capping kept beside it.
     await this.#logCap.remove(this.#logPath(id)).catch(() => {});
     if (existed) this.#log.info({ sandbox: id }, "sandbox deleted");

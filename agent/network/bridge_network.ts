@@ -159,11 +159,7 @@ export class BridgeNetwork implements SandboxNetwork {
     await writeSysctl(`net/ipv4/conf/${this.#bridge}/route_localnet`, "1");
     await writeSysctl(`net/ipv6/conf/${this.#bridge}/disable_ipv6`, "1").catch(() => {});
     await this.#recover();
-    await runTool(
-      "nft",
-      ["-f", "-"],
-      fullRuleset(this.#bridge, this.#cidrText, this.#rules(), { alwaysDeny: this.#alwaysDeny }),
-    );
+    await this.#applyAll();
     this.#refill();
   }
 
@@ -282,6 +278,30 @@ export class BridgeNetwork implements SandboxNetwork {
     for (const id of [...this.#bySandbox.keys()]) {
       if (!live.has(id)) await this.detach(id);
     }
+    await this.#ensureRules();
+  }
+
+  /**
+   * Puts the rules back if something removed them (a host firewall reload
+   * flushing nftables would otherwise leave sandboxes open to the host and
+   * 169.254.0.0/16 until the agent restarts). Called with each reconcile.
+   */
+  async #ensureRules(): Promise<void> {
+    const present = await runTool("nft", ["list", "table", "inet", this.table]).then(
+      () => true,
+      () => false,
+    );
+    if (present) return;
+    this.#log?.warn({ table: this.table }, "the sandbox rules were gone; putting them back");
+    await this.#applyAll();
+  }
+
+  async #applyAll(): Promise<void> {
+    await runTool(
+      "nft",
+      ["-f", "-"],
+      fullRuleset(this.#bridge, this.#cidrText, this.#rules(), { alwaysDeny: this.#alwaysDeny }),
+    );
   }
 
   async close(): Promise<void> {
