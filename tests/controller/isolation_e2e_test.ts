@@ -162,6 +162,15 @@ async function startWebSandbox(s: Scene, name: string, body: string, before = "t
   return { info, published };
 }
 
+/**
+ * A shell line printing REACHED when the fake internet's page comes back
+ * within three tries, else BLOCKED: on a loaded host one connect may time out.
+ */
+function internetGet(s: Scene): string {
+  return `ok=BLOCKED; for i in 1 2 3; do ${httpGet(s.internet.ip, 8080, "/hello")} | ` +
+    `grep -q "hello from the internet" && { ok=REACHED; break; }; done; echo $ok`;
+}
+
 function port(address: string): number {
   return Number(address.slice(address.lastIndexOf(":") + 1));
 }
@@ -215,7 +224,7 @@ for (const oci of RUNTIMES) {
       for (const a of hostAddrs) for (const p of ports) targets.push(`${a} ${p}`);
       const script = targets.map((t) =>
         `(if nc -w 2 ${t} </dev/null >/dev/null 2>&1; then echo "OPEN ${t}"; else echo "SHUT ${t}"; fi) &`
-      ).join("\n") + `\nwait; ${httpGet(s.internet.ip, 8080, "/hello")}`;
+      ).join("\n") + `\nwait; ${internetGet(s)}`;
       const { out } = await run(s, "probe-host", script);
       probe.close();
       await accepting;
@@ -227,7 +236,11 @@ for (const oci of RUNTIMES) {
         assert.doesNotMatch(out, /OPEN/, out);
       }
       assert.equal(out.match(/SHUT|OPEN/g)?.length, targets.length, out);
-      assert.match(out, /hello from the internet/, "the outside world answers (the probe works)");
+      assert.match(
+        out,
+        /REACHED/,
+        `the outside world answers (the probe works): ${out}`,
+      );
       const rules = await sh(`nft list table inet ${s.network.table}`);
       const br = s.network.bridge;
       assert.match(rules, new RegExp(`iifname "${br}" ip daddr 169\\.254\\.0\\.0/16 drop`));
@@ -273,7 +286,7 @@ for (const oci of RUNTIMES) {
     ignore,
   }, async () => {
     await withScene(async (s) => {
-      const get = httpGet(s.internet.ip, 8080, "/hello");
+      const get = internetGet(s);
       const cases: [string, Create["network"], string][] = [
         ["default", undefined, "REACHED"],
         ["deny-all", { egress: Egress.DENY }, "BLOCKED"],
@@ -459,23 +472,19 @@ for (const oci of RUNTIMES) {
 
 Deno.test({
   name:
-    "under gVisor (runsc) a sandbox runs on gVisor's kernel in its private namespace: host closed, egress rules in force",
+    "under gVisor (runsc) a sandbox runs on gVisor's kernel in its private namespace, egress rules in force",
   ignore,
 }, async () => {
   await withScene(async (s) => {
-    const agent = [...s.cluster.agents.values()][0].server;
-    const target = `${s.network.gateway} ${port(agent.address)}`;
-    const script = `uname -r; dmesg | head -n 1; ip -o -4 addr; ` +
-      `if nc -w 2 ${target} </dev/null >/dev/null 2>&1; then echo "OPEN host"; else echo "SHUT host"; fi; ` +
-      httpGet(s.internet.ip, 8080, "/hello");
+    // What the host does not let through is checked above for runsc too.
+    const script = `uname -r; dmesg | head -n 1; ip -o -4 addr; ${internetGet(s)}`;
     const { info, out } = await run(s, "gvisor", script);
     assert.equal(info.runtime, "runsc");
     assert.match(out, /gVisor/, out);
     assert.match(out, new RegExp(`eth0\\s+inet ${info.ip.replaceAll(".", "\\.")}/24`), out);
-    assert.match(out, /SHUT host/);
-    assert.match(out, /hello from the internet/);
+    assert.match(out, /REACHED/, out);
     await s.cluster.client.deleteSandbox({ name: "gvisor" });
-    const denied = await run(s, "gvisor-deny", httpGet(s.internet.ip, 8080, "/hello"), {
+    const denied = await run(s, "gvisor-deny", internetGet(s), {
       network: { egress: Egress.DENY },
     });
     assert.match(denied.out, /BLOCKED/);
