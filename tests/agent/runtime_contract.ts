@@ -50,11 +50,12 @@ function newId(): string {
 /**
  * Polls `check` every 20 ms until it returns true, failing with `what` after
  * `ms`. For waiting on another process, which no clock injection can reach.
+ * The bound is generous: CI runs the runsc suites beside these on 2 cores.
  */
 export async function eventually(
   what: string,
   check: () => boolean | Promise<boolean>,
-  ms = 5000,
+  ms = 20_000,
 ): Promise<void> {
   const deadline = performance.now() + ms;
   while (!(await check())) {

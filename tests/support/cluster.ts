@@ -206,7 +206,7 @@ export function silentLogger(): ReturnType<typeof pino<"timing">> {
 /** Polls `cond` every 10 ms until it holds, or fails after `timeoutMs`. */
 export async function waitFor(
   cond: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
+  timeoutMs = 20_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await cond())) {
