@@ -222,9 +222,10 @@ for (const oci of RUNTIMES) {
       })().catch(() => {});
       const targets: string[] = [];
       for (const a of hostAddrs) for (const p of ports) targets.push(`${a} ${p}`);
-      const script = targets.map((t) =>
+      // The outside world first: the positive control, before the probes of the host.
+      const script = `${internetGet(s)}\n` + targets.map((t) =>
         `(if nc -w 2 ${t} </dev/null >/dev/null 2>&1; then echo "OPEN ${t}"; else echo "SHUT ${t}"; fi) &`
-      ).join("\n") + `\nwait; ${internetGet(s)}`;
+      ).join("\n") + "\nwait";
       const { out } = await run(s, "probe-host", script);
       probe.close();
       await accepting;
