@@ -64,7 +64,8 @@ const WARMUP = 3;
  */
 export const MAX_CREATES = Math.floor((MAX_AGENT_CAPACITY - 1) / 2) - WARMUP;
 
-function newId(): string {
+/** A fresh 32-hex container id. */
+export function newId(): string {
   return crypto.randomUUID().replaceAll("-", "");
 }
 
@@ -117,10 +118,10 @@ export async function ctrRun(socket: string, id: string): Promise<number> {
   return ms;
 }
 
-async function runtimeCreate(
+export async function runtimeCreate(
   runtime: ContainerdRuntime,
   logDir: string,
-): Promise<{ id: string; ms: number }> {
+): Promise<{ id: string; ms: number; stageMs: Record<string, number> }> {
   const id = newId();
   const spec = fromJson(SandboxSpecSchema, {
     sandboxId: id,
@@ -131,8 +132,8 @@ async function runtimeCreate(
     command: ["sleep", "60"],
   });
   const start = performance.now();
-  await runtime.create(spec, { logPath: join(logDir, `${id}.log`) });
-  return { id, ms: performance.now() - start };
+  const { stageMs } = await runtime.create(spec, { logPath: join(logDir, `${id}.log`) });
+  return { id, ms: performance.now() - start, stageMs };
 }
 
 async function main(): Promise<void> {

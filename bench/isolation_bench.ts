@@ -36,14 +36,19 @@
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { fromJson } from "@bufbuild/protobuf";
-import { SandboxSpecSchema } from "../proto/gen/fsb/agent/v1/agent_pb.ts";
 import { ContainerdClient, ContainerdRuntime, importImage } from "../agent/containerd/mod.ts";
 import { BridgeNetwork, HostNetwork } from "../agent/network/mod.ts";
 import { startContainerd } from "../tests/support/containerd.ts";
 import { buildBusyboxImage } from "../tests/support/busybox_image.ts";
 import { summary, table } from "./_support.ts";
-import { benchBridge, ctrRun, removeCtrContainer, removeCtrFifos } from "./containerd_bench.ts";
+import {
+  benchBridge,
+  ctrRun,
+  newId,
+  removeCtrContainer,
+  removeCtrFifos,
+  runtimeCreate,
+} from "./containerd_bench.ts";
 
 const WARMUP = 3;
 /** Namespaces kept ready by the pooled networks: more than one round ever takes. */
@@ -67,10 +72,6 @@ interface Variant {
   readonly live: Set<string>;
   /** Why the variant stopped, when it failed. */
   error?: string;
-}
-
-function newId(): string {
-  return crypto.randomUUID().replaceAll("-", "");
 }
 
 async function firstLine(cmd: string, args: string[]): Promise<string> {
@@ -100,19 +101,8 @@ function runtimeVariant(
     samples: [],
     stages: {},
     live: new Set(),
-    async create() {
-      const id = newId();
-      const spec = fromJson(SandboxSpecSchema, {
-        sandboxId: id,
-        name: `bench-${id.slice(0, 8)}`,
-        namespace: "default",
-        pool: "default-pool",
-        image: "busybox",
-        command: ["sleep", "60"],
-      });
-      const start = performance.now();
-      const { stageMs } = await runtime.create(spec, { logPath: join(logDir, `${id}.log`) });
-      return { id, ms: performance.now() - start, stageMs };
+    create() {
+      return runtimeCreate(runtime, logDir);
     },
     async remove(id) {
       await runtime.delete(id, 0);
