@@ -219,10 +219,11 @@ async function tlsFiles(
 }
 
 /** A warning for a listener that is not on loopback and carries tokens in clear. */
-function clearTextWarning(address: string, tls: unknown): string {
-  const host = address.slice(0, address.lastIndexOf(":"));
-  const loopback = host.startsWith("127.") || host === "localhost" || host === "[::1]";
-  return tls !== undefined || loopback
+async function clearTextWarning(address: string, tls: unknown): Promise<string> {
+  const { isLoopback } = await load<typeof import("./controller/_http.ts")>(
+    "./controller/_http.ts",
+  );
+  return tls !== undefined || isLoopback(address)
     ? ""
     : `warning: ${address} is not on loopback and has no TLS (--tls-cert, --tls-key): tokens travel in clear\n`;
 }
@@ -274,7 +275,7 @@ async function controllerServe(args: string[]): Promise<number> {
     auth,
     tls: tls === undefined ? undefined : { cert: tls.cert!, key: tls.key!, ca: tls.ca },
   });
-  io.stderr(clearTextWarning(handle.address, tls));
+  io.stderr(await clearTextWarning(handle.address, tls));
   io.stdout(
     `fsb controller listening on ${handle.address} (metrics on ${handle.metricsAddress})\n` +
       (auth === "token"
@@ -387,7 +388,7 @@ async function agentRun(args: string[]): Promise<number> {
     profile: captureProfile,
   });
   for (const note of notes) io.stderr(`${note}\n`);
-  io.stderr(clearTextWarning(agent.address, f.values["tls-cert"]));
+  io.stderr(await clearTextWarning(agent.address, f.values["tls-cert"]));
   io.stdout(
     `fsb agent ${
       f.values.id ?? Deno.hostname()

@@ -63,6 +63,12 @@ export function splitHostPort(address: string): { host: string; port: number } {
   return { host: host === "" ? "0.0.0.0" : host, port };
 }
 
+/** Whether `address` (`HOST:PORT`) is on loopback only. */
+export function isLoopback(address: string): boolean {
+  const { host } = splitHostPort(address);
+  return host === "localhost" || host.startsWith("127.") || host === "::1";
+}
+
 /** A running HTTP listener. */
 export interface HttpHandle {
   /** The bound `HOST:PORT`. */

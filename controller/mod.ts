@@ -11,7 +11,7 @@ import { type Clock, Controller, type SandboxRecord } from "./controller.ts";
 import { createControllerMetrics } from "./metrics.ts";
 import { addControllerServices } from "./_services.ts";
 import { openStore } from "./store/mod.ts";
-import { serveHttp, splitHostPort } from "./_http.ts";
+import { isLoopback, serveHttp } from "./_http.ts";
 import { type AuthRecord, requireAdmin, TokenAuth } from "./auth.ts";
 import { captureProfile } from "./profiler.ts";
 import { dashboardData } from "./dashboard_data.ts";
@@ -61,11 +61,6 @@ export interface StartControllerOptions {
  */
 export const MAX_CONTROLLER_MESSAGE_BYTES = 32 * 1024 * 1024;
 
-/** Whether `address` (`HOST:PORT`) listens on loopback only. */
-function isLoopback(address: string): boolean {
-  const { host } = splitHostPort(address);
-  return host === "localhost" || host.startsWith("127.") || host === "::1" || host === "[::1]";
-}
 export interface ControllerHandle {
   readonly controller: Controller;
   /** The bound FastPath address. */
