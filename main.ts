@@ -25,7 +25,8 @@ Commands:
   up                  controller and a local agent in one process (zero setup)
   controller serve    the FastPath API, registry, store and lifecycle loop
   agent run           an agent: registers with a controller and runs sandboxes
-  sandbox ...         create|get|list|delete|update|reset|logs sandboxes
+  sandbox ...         create|get|list|delete|update|reset|logs sandboxes;
+                      exec|attach|ps|kill|cp|wait inside them
   token ...           create|list|revoke access tokens (admin)
   debug ...           profile|flamegraph: CPU profiles and heap snapshots (admin)
   completion SHELL    print a bash or zsh completion script

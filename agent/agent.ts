@@ -21,6 +21,8 @@ import { InvalidArgumentError, UnauthenticatedError, UnavailableError } from "..
 import { Code, RpcError } from "../proto/grpc.ts";
 import type { Runtime } from "./runtime.ts";
 import { DEFAULT_LOG_MAX_BYTES, LogCap } from "./log_cap.ts";
+import { execService, sandboxIdOf } from "./_exec_service.ts";
+import { SandboxFiles } from "./files.ts";
 
 /** Options for {@linkcode AgentServer}. */
 export interface AgentOptions {
@@ -209,6 +211,8 @@ export class AgentServer {
       () => undefined,
     );
     this.#useBearer(this.#credential ?? this.#opts.joinToken ?? "");
+    const execs = execService(this.#runtime, { trackLog: (path) => this.#logCap.track(path) });
+    const files = new SandboxFiles(this.#runtime);
     this.#server.add(AgentService, {
       createSandbox: (req, ctx) => {
         this.#admit(ctx.metadata);
@@ -230,11 +234,59 @@ export class AgentServer {
         this.#admit(ctx.metadata);
         return this.#profile(req.kind, req.seconds, ctx.signal);
       },
+      exec: (reqs, ctx) => {
+        this.#admit(ctx.metadata);
+        return execs.exec(reqs, ctx);
+      },
+      execAttach: (req, ctx) => {
+        this.#admit(ctx.metadata);
+        return execs.execAttach(req, ctx);
+      },
+      execList: (req, ctx) => {
+        this.#admit(ctx.metadata);
+        return execs.execList(req, ctx);
+      },
+      execKill: (req, ctx) => {
+        this.#admit(ctx.metadata);
+        return execs.execKill(req, ctx);
+      },
+      wait: (req, ctx) => {
+        this.#admit(ctx.metadata);
+        return execs.wait(req, ctx);
+      },
+      writeFile: (reqs, ctx) => {
+        this.#admit(ctx.metadata);
+        return files.writeFile(sandboxIdOf(ctx), reqs, ctx);
+      },
+      readFile: (req, ctx) => {
+        this.#admit(ctx.metadata);
+        return files.readFile(sandboxIdOf(ctx), req, ctx);
+      },
+      listDir: (req, ctx) => {
+        this.#admit(ctx.metadata);
+        return files.listDir(sandboxIdOf(ctx), req, ctx);
+      },
+      stat: (req, ctx) => {
+        this.#admit(ctx.metadata);
+        return files.stat(sandboxIdOf(ctx), req, ctx);
+      },
+      makeDir: (req, ctx) => {
+        this.#admit(ctx.metadata);
+        return files.makeDir(sandboxIdOf(ctx), req, ctx);
+      },
+      remove: (req, ctx) => {
+        this.#admit(ctx.metadata);
+        return files.remove(sandboxIdOf(ctx), req, ctx);
+      },
     });
     const bound = await this.#server.listen(this.#opts.listen);
     // Sandboxes from before a restart keep their logs capped too.
     for (const s of await this.#runtime.list().catch(() => [])) {
       this.#logCap.track(this.#logPath(s.spec.sandboxId));
+      // Detached execs' output too; in the background, as it asks the runtime per sandbox.
+      this.#runtime.execList(s.spec.sandboxId).then((execs) => {
+        for (const e of execs) for (const path of e.logFiles ?? []) this.#logCap.track(path);
+      }, () => {});
     }
     this.#logCap.start();
     const port = bound.slice(bound.lastIndexOf(":") + 1);

@@ -17,10 +17,17 @@ import {
   NotFoundError,
 } from "../registry/errors.ts";
 import { normalizeImage } from "../registry/normalize_image.ts";
+import { parseSignal } from "../registry/exec_rules.ts";
 import { followLogFile } from "./log_file.ts";
+import { DEFAULT_PATH, fileKind, isLive, lookPath, readProcStat } from "./_host_process.ts";
+import { type ExecSandbox, ProcessExecs } from "./process_exec.ts";
 import type {
   CreateOptions,
   CreateResult,
+  ExecOutput,
+  ExecProcess,
+  ExecRecord,
+  ExecSpec,
   LogsOptions,
   Runtime,
   RuntimeSandbox,
@@ -39,7 +46,6 @@ const EXITED_WHILE_DOWN = "exited while the agent was down";
 /** Message of an adopted sandbox (not our child, so its status is not ours to read) that ended later. */
 const EXITED_UNKNOWN = "exited after an agent restart, exit code unknown";
 
-const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 // The id names a file and a directory, so it must not be able to climb out of stateDir.
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 // Under stateDir, beside one home directory per sandbox; no id can start with "_".
@@ -149,6 +155,7 @@ export class ProcessRuntime implements Runtime {
   readonly #deleting = new Map<string, Promise<boolean>>();
   /** `PATH\0command` to the executable it resolved to, for PATHs of absolute directories only. */
   readonly #resolved = new Map<string, string>();
+  readonly #execs = new ProcessExecs();
   /** setsid(1)'s path; null when the host has none; undefined until looked for. */
   #setsid: string | null | undefined;
   #dirsMade = false;
@@ -441,6 +448,7 @@ export class ProcessRuntime implements Runtime {
     }
     const child = sandbox.child;
     if (child !== undefined) child.process.off("exit", child.onExit);
+    await this.#execs.removeAll(this.#execSandbox(sandbox));
     this.#sandboxes.delete(id);
     removeQuietly(this.#recordPath(id));
     removeQuietly(home);
@@ -515,6 +523,74 @@ export class ProcessRuntime implements Runtime {
     yield* followLogFile(sandbox.logPath, { follow: opts.follow, signal: opts.signal, isDone });
   }
 
+  /**
+   * Runs `spec` beside the sandbox's process, as the same kind of host
+   * process: with its environment and in its working directory unless `spec`
+   * says otherwise (see `./process_exec.ts`). No `tty`: a
+   * FailedPreconditionError.
+   */
+  async exec(id: string, spec: ExecSpec, opts?: { signal?: AbortSignal }): Promise<ExecProcess> {
+    return await this.#execs.exec(this.#find(id, "exec in"), spec, opts);
+  }
+
+  /** A detached exec's output so far, then as it comes, then its exit. */
+  async *execAttach(
+    id: string,
+    execId: string,
+    opts?: { signal?: AbortSignal },
+  ): AsyncIterable<ExecOutput> {
+    yield* this.#execs.attach(this.#find(id, "attach to an exec in"), execId, opts);
+  }
+
+  /** The sandbox's running execs and its detached ones that ended, oldest first. */
+  async execList(id: string): Promise<ExecRecord[]> {
+    return await this.#execs.list(this.#find(id, "list the execs of"));
+  }
+
+  /** Sends `signo` to the exec's command. */
+  async execKill(id: string, execId: string, signo: number): Promise<ExecRecord> {
+    return await this.#execs.kill(this.#find(id, "kill an exec in"), execId, signo);
+  }
+
+  /**
+   * Until the sandbox's process ends: its exit code, 128+N for signal N, or
+   * -1 when it ended while no agent was its parent.
+   */
+  async wait(id: string, opts?: { signal?: AbortSignal }): Promise<number> {
+    return await this.#execs.wait(this.#find(id, "wait for"), opts);
+  }
+
+  /** The host's busybox (`/usr/bin/busybox`), when the host has one. */
+  helper(id: string): Promise<readonly string[] | undefined> {
+    try {
+      this.#find(id, "use files of");
+      return Promise.resolve(this.#execs.helper());
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** The sandbox as execs see it; NotFoundError saying `Cannot VERB sandbox ID ...`. */
+  #find(id: string, verb: string): ExecSandbox {
+    this.#load();
+    const sandbox = ID_PATTERN.test(id) ? this.#sandboxes.get(id) : undefined;
+    if (sandbox === undefined) {
+      throw new NotFoundError(`Cannot ${verb} sandbox ${id} as it does not exist`);
+    }
+    return this.#execSandbox(sandbox);
+  }
+
+  #execSandbox(sandbox: Sandbox): ExecSandbox {
+    return {
+      id: sandbox.id,
+      spec: sandbox.spec,
+      home: join(this.#dir, sandbox.id),
+      logPath: sandbox.logPath,
+      phase: () => this.#running(sandbox) ? "Running" : sandbox.view.phase,
+      exitCode: () => this.#running(sandbox) ? undefined : exitCodeOf(sandbox.exit),
+    };
+  }
+
   /** The configured images, normalized. */
   images(): Promise<string[]> {
     return Promise.resolve([...this.#images]);
@@ -525,6 +601,7 @@ export class ProcessRuntime implements Runtime {
    * later instance on the same `stateDir` re-adopts them.
    */
   close(): Promise<void> {
+    this.#execs.close();
     for (const sandbox of this.#sandboxes.values()) {
       const child = sandbox.child;
       if (child === undefined) continue;
@@ -535,6 +612,14 @@ export class ProcessRuntime implements Runtime {
     }
     return Promise.resolve();
   }
+}
+
+/** The exit code that an exit message (`exit code 3`, `killed by SIGKILL`) tells; -1 when none. */
+function exitCodeOf(message: string | undefined): number {
+  const code = /^exit code (\d+)$/.exec(message ?? "");
+  if (code !== null) return Number(code[1]);
+  const signal = /^killed by (SIG[A-Z0-9]+)$/.exec(message ?? "");
+  return signal === null ? -1 : 128 + parseSignal("signal", signal[1]);
 }
 
 function setExit(sandbox: Sandbox, message: string): void {
@@ -611,37 +696,6 @@ function openLog(path: string): [number, boolean] {
   }
 }
 
-/** What a path is, as far as starting a process goes. */
-type FileKind = "executable" | "file" | "directory" | "missing" | "unreadable";
-
-function fileKind(path: string): FileKind {
-  let info: Deno.FileInfo;
-  try {
-    info = Deno.statSync(path);
-  } catch (err) {
-    return err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory
-      ? "missing"
-      : "unreadable";
-  }
-  if (info.isDirectory) return "directory";
-  // Any execute bit will do: exec itself has the last word, and a wrong
-  // guess here only turns a spawn error into an exit code.
-  return info.isFile && ((info.mode ?? 0) & 0o111) !== 0 ? "executable" : "file";
-}
-
-/**
- * The first executable file named `command` in the directories of `pathVar`,
- * or undefined. Empty and relative entries are taken from `cwd`, the
- * sandbox's working directory, as execvp(3) in the sandbox would take them.
- */
-function lookPath(command: string, pathVar: string, cwd: string): string | undefined {
-  for (const dir of pathVar.split(":")) {
-    const path = resolve(cwd, dir, command);
-    if (fileKind(path) === "executable") return path;
-  }
-  return undefined;
-}
-
 /** Resolves once the process runs; rejects with a FailedPreconditionError when it could not start. */
 function spawned(proc: ChildProcess, spec: SandboxSpec): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -679,37 +733,6 @@ function spawnError(err: Error & { code?: string }, spec: SandboxSpec): FailedPr
     );
   }
   return new FailedPreconditionError(`Cannot start sandbox ${id}: ${err.message}`);
-}
-
-/** The fields of /proc/PID/stat that we use; undefined when there is no such process. */
-interface ProcStat {
-  /** One letter: R, S, D, Z (zombie), X (dead), ... */
-  readonly state: string;
-  readonly pgrp: number;
-  readonly session: number;
-  readonly startTime: string;
-}
-
-function readProcStat(pid: number | string): ProcStat | undefined {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  } catch {
-    return undefined;
-  }
-  // The command name (field 2) is in parentheses and may itself hold spaces
-  // or parentheses, so the fixed fields start after the last ")".
-  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  return {
-    state: fields[0],
-    pgrp: Number(fields[2]),
-    session: Number(fields[3]),
-    startTime: fields[19],
-  };
-}
-
-function isLive(stat: ProcStat | undefined): stat is ProcStat {
-  return stat !== undefined && stat.state !== "Z" && stat.state !== "X";
 }
 
 /** Whether the sandbox's process still runs: same pid and same start time, so not a reuse. */

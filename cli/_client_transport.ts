@@ -11,6 +11,7 @@
 import { type CallOptions, Code, RpcError } from "../proto/rpc.ts";
 import { FetchChannel } from "../proto/fetch_client.ts";
 import { FastPathLite, type FastPathLiteClient } from "../proto/fastpath_lite.ts";
+import type { LiteMethodKind } from "../proto/lite_service.ts";
 
 /** A FastPath client on one endpoint and the connection under it. */
 interface Link {
@@ -29,23 +30,31 @@ export interface EndpointsOptions {
   readonly tlsCa?: string;
 }
 
-type UnaryName = {
-  [K in keyof FastPathLiteClient]: FastPathLiteClient[K] extends
-    (req: never, opts?: CallOptions) => Promise<unknown> ? K : never;
-}[keyof FastPathLiteClient];
-type StreamName = Exclude<keyof FastPathLiteClient, UnaryName>;
+type Methods = typeof FastPathLite.methods;
+type NameOf<Kind extends LiteMethodKind> = {
+  [K in keyof Methods]: Methods[K]["kind"] extends Kind ? K : never;
+}[keyof Methods];
+type UnaryName = NameOf<"unary">;
+type StreamName = NameOf<"server_streaming">;
+type ClientStreamName = NameOf<"client_streaming">;
+type BidiName = NameOf<"bidi_streaming">;
+/** The request of a call, or the request stream (an async iterable) of a client or bidi stream. */
 type Req<K extends keyof FastPathLiteClient> = Parameters<FastPathLiteClient[K]>[0];
-type Res<K extends UnaryName> = Awaited<ReturnType<FastPathLiteClient[K]>>;
-type Item<K extends StreamName> = ReturnType<FastPathLiteClient[K]> extends AsyncIterable<infer O>
-  ? O
+/** One request of a client or bidi stream. */
+type ReqItem<K extends ClientStreamName | BidiName> = Req<K> extends AsyncIterable<infer I> ? I
   : never;
+type Res<K extends UnaryName | ClientStreamName> = Awaited<ReturnType<FastPathLiteClient[K]>>;
+type Item<K extends StreamName | BidiName> = ReturnType<FastPathLiteClient[K]> extends
+  AsyncIterable<infer O> ? O : never;
 
 /**
  * The endpoints of one client. A call goes to the endpoint that answered last
  * (the first one at the start); when it fails with UNAVAILABLE, the next
  * endpoint in the list is tried, and so on round the list once. A stream
  * fails over only before its first message. The deadline of a call covers all
- * of its attempts.
+ * of its attempts. A stream of requests fails over only while none of its
+ * answers came and it has taken at most {@linkcode REPLAY_LIMIT} requests:
+ * the next endpoint gets those again (nobody answered them), then the rest.
  */
 export class Endpoints {
   readonly addresses: readonly string[];
@@ -177,6 +186,79 @@ export class Endpoints {
     }
   }
 
+  /** Makes a client-streaming call, failing over on UNAVAILABLE as the class says. */
+  async clientStream<K extends ClientStreamName>(
+    method: K,
+    reqs: Req<K>,
+    opts: CallOptions,
+  ): Promise<Res<K>> {
+    const order = this.#order();
+    const attempt = attempts(opts);
+    const failures = new Failures();
+    const requests = new SharedRequests<ReqItem<K>>(reqs as AsyncIterable<ReqItem<K>>);
+    try {
+      for (const [k, i] of order.entries()) {
+        const link = await this.#link(i);
+        try {
+          const call = link.client[method] as (
+            r: AsyncIterable<ReqItem<K>>,
+            o: CallOptions,
+          ) => Promise<Res<K>>;
+          const res = await call(requests.attempt(), attempt(k));
+          this.#preferred = i;
+          return res;
+        } catch (err) {
+          const last = k === order.length - 1 || !requests.replayable;
+          if (!failsOver(err, opts, last)) throw failures.worth(err);
+          failures.add(err as RpcError);
+        }
+      }
+      throw new RpcError(Code.INTERNAL, "No endpoint was tried"); // Unreachable, as in unary().
+    } finally {
+      requests.close();
+    }
+  }
+
+  /** Opens a bidirectional stream, failing over on UNAVAILABLE as the class says. */
+  async *bidiStream<K extends BidiName>(
+    method: K,
+    reqs: Req<K>,
+    opts: CallOptions,
+  ): AsyncGenerator<Item<K>> {
+    const order = this.#order();
+    const attempt = attempts(opts);
+    const failures = new Failures();
+    const requests = new SharedRequests<ReqItem<K>>(reqs as AsyncIterable<ReqItem<K>>);
+    try {
+      for (const [k, i] of order.entries()) {
+        const link = await this.#link(i);
+        let started = false;
+        try {
+          const open = link.client[method] as (
+            r: AsyncIterable<ReqItem<K>>,
+            o: CallOptions,
+          ) => AsyncIterable<Item<K>>;
+          for await (const item of open(requests.attempt(), attempt(k))) {
+            if (!started) {
+              started = true;
+              this.#preferred = i;
+              requests.answered();
+            }
+            yield item;
+          }
+          return;
+        } catch (err) {
+          if (started) throw err;
+          const last = k === order.length - 1 || !requests.replayable;
+          if (!failsOver(err, opts, last)) throw failures.worth(err);
+          failures.add(err as RpcError);
+        }
+      }
+    } finally {
+      requests.close();
+    }
+  }
+
   /**
    * Resolves once some endpoint takes a connection; rejects with the first
    * endpoint's error (UNAVAILABLE) when none does within `timeoutMs`.
@@ -197,9 +279,25 @@ export class Endpoints {
   liteClient(): FastPathLiteClient {
     const out: Record<string, unknown> = {};
     for (const [name, method] of Object.entries(FastPathLite.methods)) {
-      out[name] = method.kind === "unary"
-        ? (req: never, opts?: CallOptions) => this.unary(name as UnaryName, req, opts ?? {})
-        : (req: never, opts?: CallOptions) => this.stream(name as StreamName, req, opts ?? {});
+      const kind: LiteMethodKind = method.kind;
+      switch (kind) {
+        case "unary":
+          out[name] = (req: never, opts?: CallOptions) =>
+            this.unary(name as UnaryName, req, opts ?? {});
+          break;
+        case "server_streaming":
+          out[name] = (req: never, opts?: CallOptions) =>
+            this.stream(name as StreamName, req, opts ?? {});
+          break;
+        case "client_streaming":
+          out[name] = (reqs: never, opts?: CallOptions) =>
+            this.clientStream(name as ClientStreamName, reqs, opts ?? {});
+          break;
+        case "bidi_streaming":
+          out[name] = (reqs: never, opts?: CallOptions) =>
+            this.bidiStream(name as BidiName, reqs, opts ?? {});
+          break;
+      }
     }
     return out as FastPathLiteClient;
   }
@@ -212,6 +310,114 @@ export class Endpoints {
       if (link === undefined) continue;
       if (link instanceof Promise) link.then((l) => l.close(), () => {});
       else link.close();
+    }
+  }
+}
+
+/**
+ * How many requests of a stream are kept to be sent again to the next
+ * endpoint. The transports take requests only as the connection allows, so a
+ * call refused at once (no connection, a server's UNAVAILABLE) has taken a
+ * few; one that took more has been read, and is not tried elsewhere.
+ */
+export const REPLAY_LIMIT = 16;
+
+/**
+ * The requests of one call, shared by its attempts on successive endpoints
+ * (one at a time): each attempt gets first what earlier ones took, then the
+ * rest, pulled from the caller's iterable once. An attempt's `return()` only
+ * ends that attempt; {@linkcode SharedRequests.close} lets the caller's
+ * iterator go once the call is over.
+ */
+class SharedRequests<T> {
+  readonly #source: AsyncIterable<T>;
+  #iterator: AsyncIterator<T> | undefined;
+  /** Taken from the source, in order; those handed out are let go once no replay can come. */
+  readonly #taken: (T | undefined)[] = [];
+  /** Below this index, `#taken` holds nothing any more. */
+  #forgotten = 0;
+  #answered = false;
+  #ended = false;
+  #failure: { readonly error: unknown } | undefined;
+  #pulling: Promise<void> | undefined;
+
+  constructor(source: AsyncIterable<T>) {
+    this.#source = source;
+  }
+
+  /** Whether another attempt could get every request again. */
+  get replayable(): boolean {
+    return !this.#answered && this.#taken.length <= REPLAY_LIMIT;
+  }
+
+  /** The call has an answer: no other attempt will come, and nothing need be kept for one. */
+  answered(): void {
+    this.#answered = true;
+  }
+
+  /** Lets go of the requests before `at` once they can no longer be replayed. */
+  #forget(at: number): void {
+    if (this.replayable) return;
+    for (; this.#forgotten < at; this.#forgotten++) this.#taken[this.#forgotten] = undefined;
+  }
+
+  /** The requests for one attempt. */
+  attempt(): AsyncIterable<T> {
+    let at = 0;
+    let over = false;
+    const done = (): IteratorResult<T> => ({ done: true, value: undefined });
+    const next = async (): Promise<IteratorResult<T>> => {
+      while (!over) {
+        if (at < this.#taken.length) {
+          const value = this.#taken[at++] as T;
+          this.#forget(at);
+          return { done: false, value };
+        }
+        if (this.#failure !== undefined) throw this.#failure.error;
+        if (this.#ended) return done();
+        await this.#pull();
+      }
+      return done();
+    };
+    const iterator: AsyncIterator<T> = {
+      next,
+      return: () => {
+        over = true;
+        return Promise.resolve(done());
+      },
+    };
+    return { [Symbol.asyncIterator]: () => iterator };
+  }
+
+  // One pull at a time, whichever attempt asks: an attempt that gave up
+  // while its pull was on leaves the request to the next one.
+  #pull(): Promise<void> {
+    this.#pulling ??= (async () => {
+      try {
+        this.#iterator ??= this.#source[Symbol.asyncIterator]();
+        const next = await this.#iterator.next();
+        if (next.done === true) this.#ended = true;
+        else this.#taken.push(next.value);
+      } catch (error) {
+        this.#failure = { error };
+        this.#ended = true;
+      } finally {
+        this.#pulling = undefined;
+      }
+    })();
+    return this.#pulling;
+  }
+
+  /** Lets the caller's iterator go (its `return()`, not awaited) unless it ended by itself. */
+  close(): void {
+    const iterator = this.#iterator;
+    this.#iterator = undefined;
+    if (this.#ended || iterator?.return === undefined) return;
+    this.#ended = true;
+    try {
+      iterator.return().catch(() => {});
+    } catch {
+      // Nothing more to let go of.
     }
   }
 }

@@ -5,6 +5,12 @@
  * loads neither grpc-js nor protobuf-es: a script that creates a sandbox
  * starts as fast as `fsb sandbox create` does.
  *
+ * Besides sandboxes and tokens it works inside a running sandbox: runs
+ * commands ({@linkcode FsbClient.exec} attached, {@linkcode FsbClient.run}
+ * collecting their output, {@linkcode FsbExecs.start} detached), reads and
+ * writes its files ({@linkcode FsbFiles}), and waits for it to end
+ * ({@linkcode FsbClient.wait}).
+ *
  * Data goes in and comes out plain: requests are objects whose fields are all
  * optional (`{ name, image, command, envs, exposedPorts, ... }`, lowerCamelCase
  * as in `fsb/fastpath/v1/fastpath.proto`), int64 fields are `bigint` (unix
@@ -44,15 +50,28 @@
 import type {
   CreateSandboxRequestInit as LiteCreateSandboxRequestInit,
   CreateTokenRequestInit as LiteCreateTokenRequestInit,
+  ExecStartInit,
   UpdateSandboxRequestInit as LiteUpdateSandboxRequestInit,
 } from "../proto/fastpath_lite.ts";
 import type {
   CreateTokenResponse as GenCreateTokenResponse,
+  ExecInfo as GenExecInfo,
+  FileInfo as GenFileInfo,
   SandboxInfo as GenSandboxInfo,
   TokenInfo as GenTokenInfo,
+  WaitResponse as GenWaitResponse,
 } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import { type CallOptions as RpcCallOptions, Code, RpcError } from "../proto/rpc.ts";
 import { Endpoints, endpointsOf } from "./_client_transport.ts";
+import {
+  attachSession,
+  collect,
+  execSession,
+  startDetached,
+  stdinOf,
+  terminalSize,
+} from "./_client_exec.ts";
+import { fileRead, uint32, writeRequests, writeStart } from "./_client_files.ts";
 
 /**
  * The error every failed call rejects with: `code` is the gRPC status
@@ -216,7 +235,9 @@ export interface CallOptions {
   /**
    * Milliseconds until the call fails with DEADLINE_EXCEEDED, all endpoints
    * tried included; `Infinity` for none. Defaults per call: create 60 s,
-   * delete 30 s, reset 90 s, logs 60 s (none with `follow`), the rest 10 s.
+   * delete 30 s, reset 90 s, logs 60 s (none with `follow`), a detached exec's
+   * start 60 s, removing a file 60 s; none for an attached exec, `run`,
+   * attach, reading and writing files, and wait; the rest 10 s.
    */
   readonly timeoutMs?: number;
   /** Aborting it cancels the call (CANCELLED); a followed log then just ends. */
@@ -354,6 +375,465 @@ export interface FsbTokens {
 }
 
 /**
+ * An exec as the sandbox's agent reports it: `execId`, `command`, `tty`,
+ * `detached`, `running`, its `exit` once it ended, `startedAt` and `endedAt`
+ * (unix milliseconds, `bigint`, 0 while unknown).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ *
+ * const running = (execs: ExecInfo[]) => execs.filter((e) => e.running).map((e) => e.execId);
+ * assert.deepEqual(running([]), []);
+ * ```
+ */
+export type ExecInfo = GenExecInfo;
+
+/**
+ * A file as seen inside the sandbox (a final symlink not followed): `path`
+ * (the full path, or the entry's name in a listing), `type` (`file`, `dir`,
+ * `symlink` or `other`), `mode` (permission bits), `size` and `mtime` (unix
+ * seconds), both `bigint`, `uid`, `gid`, and a symlink's `linkTarget`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ *
+ * const octal = (info: FileInfo) => info.mode.toString(8).padStart(4, "0");
+ * const info: FileInfo = {
+ *   $typeName: "fsb.fastpath.v1.FileInfo",
+ *   path: "/etc/hostname",
+ *   type: "file",
+ *   mode: 0o644,
+ *   size: 8n,
+ *   uid: 0,
+ *   gid: 0,
+ *   mtime: 1_700_000_000n,
+ *   linkTarget: "",
+ * };
+ * assert.equal(octal(info), "0644");
+ * ```
+ */
+export type FileInfo = GenFileInfo;
+
+/**
+ * What {@linkcode FsbClient.wait} resolves to once a sandbox's process ended:
+ * its `exitCode` (128+N when signal N ended it), the sandbox's `phase` after
+ * (`Exited`, `Failed`, ...) and a `message` saying why.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ *
+ * const ok = (res: WaitResponse) => res.exitCode === 0;
+ * assert.ok(!ok({ $typeName: "fsb.fastpath.v1.WaitResponse", exitCode: 1, phase: "Exited", message: "" }));
+ * ```
+ */
+export type WaitResponse = GenWaitResponse;
+
+/**
+ * Options of {@linkcode FsbClient.exec}. No deadline unless `timeoutMs` is
+ * given: a command runs until it ends, the sandbox ends, or `signal` aborts
+ * (which kills it).
+ *
+ * @example
+ * ```ts
+ * const opts: ExecOptions = {
+ *   namespace: "team-a",
+ *   env: { LANG: "C.UTF-8" },
+ *   workingDir: "/srv",
+ *   tty: true,
+ *   size: { cols: 120, rows: 40 },
+ * };
+ * console.log(opts.tty);
+ * ```
+ */
+export interface ExecOptions extends SandboxCallOptions {
+  /** Added to the sandbox's environment (or overriding it). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** An absolute path; the sandbox's working directory when absent. */
+  readonly workingDir?: string;
+  /** Run on a pseudo-terminal: all output comes as `stdout`, with the terminal's line endings. */
+  readonly tty?: boolean;
+  /**
+   * The command's stdin, attached only when given: read as the command
+   * takes it, and its end closes the command's stdin. Without it the command
+   * reads an empty stdin.
+   */
+  readonly stdin?: AsyncIterable<Uint8Array>;
+  /** The terminal's size at the start, with `tty`. */
+  readonly size?: { readonly cols: number; readonly rows: number };
+}
+
+/**
+ * Options of {@linkcode FsbClient.run}: like {@linkcode ExecOptions}, with
+ * all of stdin given at once (text is sent as UTF-8) and no terminal.
+ *
+ * @example
+ * ```ts
+ * const opts: RunOptions = { stdin: "hello\n", env: { A: "1" }, timeoutMs: 30_000 };
+ * console.log(opts.stdin);
+ * ```
+ */
+export interface RunOptions extends SandboxCallOptions {
+  /** Added to the sandbox's environment (or overriding it). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** An absolute path; the sandbox's working directory when absent. */
+  readonly workingDir?: string;
+  /** The command's whole stdin; an empty one when absent. */
+  readonly stdin?: Uint8Array | string;
+}
+
+/**
+ * Options of {@linkcode FsbExecs.start}: a detached command has no stdin and
+ * no terminal.
+ *
+ * @example
+ * ```ts
+ * const opts: ExecStartOptions = { namespace: "team-a", env: { MODE: "batch" } };
+ * console.log(opts.env);
+ * ```
+ */
+export type ExecStartOptions = Omit<ExecOptions, "stdin" | "tty" | "size">;
+
+/**
+ * Options of {@linkcode FsbExecs.kill}: `killSignal` is the signal to send
+ * (`signal`, as in every call, is an AbortSignal for the call itself).
+ *
+ * @example
+ * ```ts
+ * const gently: ExecKillOptions = { killSignal: "TERM", timeoutMs: 5_000 };
+ * console.log(gently.killSignal);
+ * ```
+ */
+export interface ExecKillOptions extends SandboxCallOptions {
+  /** A name with or without SIG (`TERM`, `SIGINT`) or a number (`"9"`); KILL when absent. */
+  readonly killSignal?: string;
+}
+
+/**
+ * A chunk of an exec's output: bytes the command wrote to `stdout` or `stderr`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ *
+ * const text = (out: ExecOutput) => `${out.stream}: ${new TextDecoder().decode(out.data)}`;
+ * assert.equal(text({ stream: "stdout", data: new TextEncoder().encode("hi") }), "stdout: hi");
+ * ```
+ */
+export type ExecOutput = { readonly stream: "stdout" | "stderr"; readonly data: Uint8Array };
+
+/**
+ * How an exec ended: the command's `exitCode` (128+N when signal N ended it;
+ * 126 when it could not be run, 127 when it was not found, as Docker has
+ * it), the `signal`'s name (`KILL`) when one ended it, and a `message`
+ * saying why it could not run, when it could not.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ *
+ * const notFound = (exit: ExecExit) => exit.exitCode === 127;
+ * assert.ok(notFound({ exitCode: 127, signal: "", message: 'exec: "nope": not found' }));
+ * ```
+ */
+export interface ExecExit {
+  /** The command's exit code. */
+  readonly exitCode: number;
+  /** The name of the signal that ended it (`KILL`, `TERM`), or "". */
+  readonly signal: string;
+  /** Why it could not run (with 126 and 127), or "". */
+  readonly message: string;
+}
+
+/**
+ * What {@linkcode FsbClient.run} resolves to: the exit, and all the command
+ * wrote to stdout and stderr.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ *
+ * const lines = (res: ExecResult) => new TextDecoder().decode(res.stdout).split("\n");
+ * const res: ExecResult = {
+ *   exitCode: 0,
+ *   signal: "",
+ *   message: "",
+ *   stdout: new TextEncoder().encode("a\nb"),
+ *   stderr: new Uint8Array(0),
+ * };
+ * assert.deepEqual(lines(res), ["a", "b"]);
+ * ```
+ */
+export interface ExecResult extends ExecExit {
+  /** Everything written to stdout (with a terminal: to it). */
+  readonly stdout: Uint8Array;
+  /** Everything written to stderr. */
+  readonly stderr: Uint8Array;
+}
+
+/**
+ * A running command: iterate it for its output, chunk by chunk, as the
+ * command writes it. Output is fetched as it is read, so output nobody reads
+ * holds the command up once the buffers on the way are full; `exit` settles
+ * once the output was read to its end. The call starts at once: `id`
+ * settles without iterating.
+ *
+ * Leaving the loop early (`break`), `cancel()` and the call's `signal` end
+ * the call, which kills an attached command; `exit` then rejects with
+ * CANCELLED (the loop just ends). A call that fails throws from the loop and
+ * rejects `id` and `exit` with the same {@linkcode RpcError}. As the CLI's
+ * transport cannot read a status that comes after output, a stream that
+ * ends without an exit fails with UNKNOWN.
+ *
+ * @example Interactive: stdin, a signal, and the exit
+ * ```ts
+ * import assert from "node:assert/strict";
+ *
+ * const fsb = connect({ endpoint: "127.0.0.1:2" }); // nothing listens there
+ * async function* input() {
+ *   yield new TextEncoder().encode("print(6 * 7)\n");
+ * }
+ * const session = fsb.exec("demo", ["python3", "-i"], { stdin: input(), tty: true });
+ * try {
+ *   for await (const out of session) {
+ *     console.log(out.stream, new TextDecoder().decode(out.data));
+ *     if (new TextDecoder().decode(out.data).includes("42")) session.signal("TERM");
+ *   }
+ *   console.log("exit code", (await session.exit).exitCode);
+ * } catch (err) {
+ *   assert.ok(err instanceof RpcError && err.code === Code.UNAVAILABLE);
+ *   await assert.rejects(session.exit, { name: "RpcError", code: Code.UNAVAILABLE });
+ * } finally {
+ *   fsb.close();
+ * }
+ * ```
+ */
+export interface ExecSession extends AsyncIterable<ExecOutput> {
+  /** The exec's id (for {@linkcode FsbExecs.attach} and `kill`), from the call's first answer. */
+  readonly id: Promise<string>;
+  /** How the command ended, once its output was read to the end; rejects when the call failed. */
+  readonly exit: Promise<ExecExit>;
+  /**
+   * Tells the command's terminal its new size (with `tty`; nothing for an
+   * attached detached exec, which has no terminal).
+   *
+   * @throws {RpcError} INVALID_ARGUMENT for a size that is not a whole number from 0 to 2^32-1.
+   */
+  resize(cols: number, rows: number): void;
+  /**
+   * Sends the command a signal: a name with or without SIG (`TERM`,
+   * `SIGINT`) or a number (`"9"`). After the end, nothing.
+   *
+   * @throws {RpcError} INVALID_ARGUMENT for an empty name.
+   */
+  signal(signal: string): void;
+  /** Ends the call: the agent kills an attached command (a detached one runs on). */
+  cancel(): void;
+}
+
+/**
+ * Commands that run on without a caller: started detached, followed,
+ * listed and signalled by their exec id. Their output is kept on the agent.
+ *
+ * @example Start, list, follow, kill
+ * ```ts
+ * import assert from "node:assert/strict";
+ *
+ * async function startAndFollow(execs: FsbExecs): Promise<number> {
+ *   const id = await execs.start("demo", ["sh", "-c", "for i in 1 2 3; do echo $i; sleep 1; done"]);
+ *   console.log((await execs.list("demo")).map((e) => `${e.execId} ${e.running}`));
+ *   const session = execs.attach("demo", id);
+ *   for await (const out of session) console.log(new TextDecoder().decode(out.data));
+ *   await execs.kill("demo", id, { killSignal: "TERM" }).catch(() => {}); // already over: no harm
+ *   return (await session.exit).exitCode;
+ * }
+ * const fsb = connect({ endpoint: "127.0.0.1:2" }); // nothing listens there
+ * await assert.rejects(startAndFollow(fsb.execs), { name: "RpcError", code: Code.UNAVAILABLE });
+ * fsb.close();
+ * ```
+ */
+export interface FsbExecs {
+  /**
+   * Starts `command` detached and resolves to its exec id at once; its
+   * output is kept for {@linkcode FsbExecs.attach}. A command that cannot
+   * be started fails the call: NOT_FOUND when it was not found (exit code
+   * 127), else FAILED_PRECONDITION.
+   */
+  start(name: string, command: readonly string[], opts?: ExecStartOptions): Promise<string>;
+  /**
+   * Follows a detached exec: what it wrote so far, then on to its end and
+   * its exit. Cancelling leaves the exec running; `signal()` goes through
+   * {@linkcode FsbExecs.kill}.
+   */
+  attach(name: string, execId: string, opts?: SandboxCallOptions): ExecSession;
+  /** The sandbox's execs, running and ended. */
+  list(name: string, opts?: SandboxCallOptions): Promise<ExecInfo[]>;
+  /** Sends an exec a signal (KILL unless `killSignal` says otherwise); resolves to the exec. */
+  kill(name: string, execId: string, opts?: ExecKillOptions): Promise<ExecInfo>;
+}
+
+/**
+ * Options of {@linkcode FsbFiles.write}.
+ *
+ * @example
+ * ```ts
+ * const script: FileWriteOptions = { mode: 0o755, parents: true };
+ * console.log(script.mode);
+ * ```
+ */
+export interface FileWriteOptions extends SandboxCallOptions {
+  /** Permission bits (setuid, setgid and sticky too); 0o644 when absent. */
+  readonly mode?: number;
+  /** The owner's uid; root's when absent. */
+  readonly uid?: number;
+  /** The owner's gid; root's when absent. */
+  readonly gid?: number;
+  /**
+   * How many bytes the data has, when known: more or fewer fail the write.
+   * Data given as bytes or text has its own length here unless this says otherwise.
+   */
+  readonly size?: number;
+  /** Make missing parent directories. */
+  readonly parents?: boolean;
+  /** The data is a tar archive, extracted into the directory `path` (made if missing). */
+  readonly archive?: boolean;
+}
+
+/**
+ * Options of {@linkcode FsbFiles.read}.
+ *
+ * @example
+ * ```ts
+ * const small: FileReadOptions = { maxBytes: 1 << 20 };
+ * console.log(small.maxBytes);
+ * ```
+ */
+export interface FileReadOptions extends SandboxCallOptions {
+  /** Fail with OUT_OF_RANGE rather than read a file bigger than this many bytes. */
+  readonly maxBytes?: number;
+  /** Read a tar archive of `path` (a file or a directory) rather than its bytes. */
+  readonly archive?: boolean;
+}
+
+/**
+ * Options of {@linkcode FsbFiles.mkdir}.
+ *
+ * @example
+ * ```ts
+ * const opts: MakeDirOptions = { mode: 0o700, parents: true };
+ * console.log(opts.parents);
+ * ```
+ */
+export interface MakeDirOptions extends SandboxCallOptions {
+  /** Permission bits; 0o755 when absent. */
+  readonly mode?: number;
+  /** Make missing parents too; a directory that exists is then no error. */
+  readonly parents?: boolean;
+}
+
+/**
+ * Options of {@linkcode FsbFiles.remove}.
+ *
+ * @example
+ * ```ts
+ * const opts: RemoveOptions = { recursive: true };
+ * console.log(opts.recursive);
+ * ```
+ */
+export interface RemoveOptions extends SandboxCallOptions {
+  /** Remove a directory and everything under it. */
+  readonly recursive?: boolean;
+}
+
+/**
+ * A file's bytes as they come (iterate it), and its `info`, which settles
+ * with the first chunk, without iterating. The call starts at once; leaving
+ * the loop early ends it. A file that comes shorter than its info said fails
+ * with DATA_LOSS (not with an archive).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ *
+ * async function text(read: FileRead): Promise<string> {
+ *   let out = "";
+ *   const decoder = new TextDecoder();
+ *   for await (const chunk of read) out += decoder.decode(chunk, { stream: true });
+ *   return out + decoder.decode();
+ * }
+ * const fsb = connect({ endpoint: "127.0.0.1:2" }); // nothing listens there
+ * const read = fsb.files.read("demo", "/etc/os-release");
+ * await assert.rejects(text(read), { name: "RpcError", code: Code.UNAVAILABLE });
+ * await assert.rejects(read.info, { name: "RpcError", code: Code.UNAVAILABLE });
+ * fsb.close();
+ * ```
+ */
+export interface FileRead extends AsyncIterable<Uint8Array> {
+  /** The file's info (`size`, `mode`, `type`, ...); rejects when the call failed before it. */
+  readonly info: Promise<FileInfo>;
+}
+
+/**
+ * The file calls of an {@linkcode FsbClient}. Every path is absolute and
+ * resolved inside the sandbox's root (a symlink out of it never reaches the
+ * host's files); the sandbox must be running.
+ *
+ * @example Write a script, run it, read what it wrote
+ * ```ts
+ * import assert from "node:assert/strict";
+ *
+ * async function roundTrip(fsb: FsbClient): Promise<string> {
+ *   await fsb.files.write("demo", "/work/hello.sh", "echo hi > /work/out\n", {
+ *     mode: 0o755,
+ *     parents: true,
+ *   });
+ *   const res = await fsb.run("demo", ["/work/hello.sh"]);
+ *   assert.equal(res.exitCode, 0);
+ *   console.log((await fsb.files.list("demo", "/work")).map((f) => `${f.path} ${f.size}`));
+ *   let out = "";
+ *   for await (const chunk of fsb.files.read("demo", "/work/out")) {
+ *     out += new TextDecoder().decode(chunk);
+ *   }
+ *   await fsb.files.remove("demo", "/work", { recursive: true });
+ *   return out;
+ * }
+ * const fsb = connect({ endpoint: "127.0.0.1:2" }); // nothing listens there
+ * await assert.rejects(roundTrip(fsb), { name: "RpcError", code: Code.UNAVAILABLE });
+ * fsb.close();
+ * ```
+ */
+export interface FsbFiles {
+  /**
+   * Writes a file (or, with `archive`, extracts a tar archive into the
+   * directory `path`): `data` as bytes, text (UTF-8) or a stream of bytes,
+   * sent in chunks of at most 256 KiB as the connection takes them. The file
+   * appears only once all data arrived. Resolves to what was written.
+   */
+  write(
+    name: string,
+    path: string,
+    data: Uint8Array | string | AsyncIterable<Uint8Array>,
+    opts?: FileWriteOptions,
+  ): Promise<FileInfo>;
+  /**
+   * Reads a file (or, with `archive`, a tar archive of a file or directory) as it comes.
+   *
+   * @throws {RpcError} INVALID_ARGUMENT for a `maxBytes` that is not a whole number >= 0.
+   */
+  read(name: string, path: string, opts?: FileReadOptions): FileRead;
+  /** A directory's entries, sorted by name; `path` of each is its name. */
+  list(name: string, path: string, opts?: SandboxCallOptions): Promise<FileInfo[]>;
+  /** What is at `path` (a final symlink not followed); NOT_FOUND when nothing is. */
+  stat(name: string, path: string, opts?: SandboxCallOptions): Promise<FileInfo>;
+  /** Makes a directory. */
+  mkdir(name: string, path: string, opts?: MakeDirOptions): Promise<FileInfo>;
+  /** Removes a file or an empty directory (any, with `recursive`); resolves to whether it was there. */
+  remove(name: string, path: string, opts?: RemoveOptions): Promise<boolean>;
+}
+
+/**
  * A connection to an fsb controller, made by {@linkcode connect}.
  *
  * @example
@@ -372,6 +852,73 @@ export interface FsbClient extends Disposable {
   readonly sandboxes: FsbSandboxes;
   /** Token calls (admin). */
   readonly tokens: FsbTokens;
+  /** Detached commands. */
+  readonly execs: FsbExecs;
+  /** Files inside sandboxes. */
+  readonly files: FsbFiles;
+  /**
+   * Runs `command` (its whole argv; `command[0]` is looked up in the
+   * sandbox's PATH) in a running sandbox, attached: see
+   * {@linkcode ExecSession}. A command that cannot be run is no error: it
+   * exits with 126, or 127 when not found, and a message.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   *
+   * const fsb = connect({ endpoint: "127.0.0.1:2" }); // nothing listens there
+   * const session = fsb.exec("demo", ["sh", "-c", "echo hi; echo oops >&2; exit 3"]);
+   * const decoder = new TextDecoder();
+   * try {
+   *   for await (const out of session) console.log(out.stream, decoder.decode(out.data));
+   *   console.log("exit code", (await session.exit).exitCode); // 3
+   * } catch (err) {
+   *   assert.ok(err instanceof RpcError && err.code === Code.UNAVAILABLE);
+   * } finally {
+   *   fsb.close();
+   * }
+   * ```
+   *
+   * @throws {RpcError} INVALID_ARGUMENT for a terminal size out of range.
+   */
+  exec(name: string, command: readonly string[], opts?: ExecOptions): ExecSession;
+  /**
+   * Runs `command` to its end and resolves to its exit and all it wrote
+   * (kept in memory: for big output, iterate {@linkcode FsbClient.exec}).
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   *
+   * const fsb = connect({ endpoint: "127.0.0.1:2" }); // nothing listens there
+   * try {
+   *   const res = await fsb.run("demo", ["wc", "-c"], { stdin: "hello" });
+   *   console.log(res.exitCode, new TextDecoder().decode(res.stdout)); // 0 5
+   * } catch (err) {
+   *   assert.ok(err instanceof RpcError && err.code === Code.UNAVAILABLE);
+   * } finally {
+   *   fsb.close();
+   * }
+   * ```
+   */
+  run(name: string, command: readonly string[], opts?: RunOptions): Promise<ExecResult>;
+  /**
+   * Resolves once the sandbox's main process ended (at once if it has): its
+   * exit code and the sandbox's phase. No deadline unless given.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   *
+   * const fsb = connect({ endpoint: "127.0.0.1:2" }); // nothing listens there
+   * await assert.rejects(fsb.wait("job", { signal: AbortSignal.timeout(60_000) }), {
+   *   name: "RpcError",
+   *   code: Code.UNAVAILABLE,
+   * });
+   * fsb.close();
+   * ```
+   */
+  wait(name: string, opts?: SandboxCallOptions): Promise<WaitResponse>;
   /**
    * A sandbox's stdout and stderr bytes as they were written, chunk by chunk;
    * with `follow`, until the sandbox ends or `signal` aborts.
@@ -397,6 +944,10 @@ const TIMEOUT_MS = {
   reset: 90_000,
   logs: 60_000,
   tokens: 10_000,
+  execStart: 60_000,
+  execs: 10_000,
+  files: 10_000,
+  remove: 60_000,
 } as const;
 
 const ADDRESS = /^[^\s/,]+:\d+$/;
@@ -505,10 +1056,124 @@ export function connect(opts: ConnectOptions): FsbClient {
       (await endpoints.unary("listTokens", {}, callOptions(o, TIMEOUT_MS.tokens))).tokens,
     revoke: (id, o) => endpoints.unary("revokeToken", { id }, callOptions(o, TIMEOUT_MS.tokens)),
   };
+  const execs: FsbExecs = {
+    start: (name, command, o) =>
+      startDetached(
+        endpoints,
+        execStart(name, command, o),
+        callOptions(o, TIMEOUT_MS.execStart),
+      ),
+    attach: (name, execId, o) =>
+      attachSession(
+        endpoints,
+        { name, namespace: o?.namespace ?? "", execId },
+        callOptions(o, Infinity),
+      ),
+    list: async (name, o) =>
+      (await endpoints.unary(
+        "execList",
+        { name, namespace: o?.namespace ?? "" },
+        callOptions(o, TIMEOUT_MS.execs),
+      )).execs,
+    kill: (name, execId, o) =>
+      endpoints.unary(
+        "execKill",
+        { name, namespace: o?.namespace ?? "", execId, signal: o?.killSignal ?? "" },
+        callOptions(o, TIMEOUT_MS.execs),
+      ),
+  };
+  const files: FsbFiles = {
+    // Async, so that options it refuses reject rather than throw.
+    write: async (name, path, data, o = {}) =>
+      await endpoints.clientStream(
+        "writeFile",
+        writeRequests(writeStart({ name, namespace: o.namespace ?? "", path }, data, o), data),
+        callOptions(o, Infinity),
+      ),
+    read: (name, path, o) => {
+      const maxBytes = o?.maxBytes ?? 0;
+      if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) {
+        throw new RpcError(
+          Code.INVALID_ARGUMENT,
+          `Invalid maxBytes ${maxBytes}: expected a whole number >= 0`,
+        );
+      }
+      const archive = o?.archive ?? false;
+      const call = callOptions(o, Infinity);
+      const request = {
+        name,
+        namespace: o?.namespace ?? "",
+        path,
+        archive,
+        maxBytes: BigInt(maxBytes),
+      };
+      return fileRead(endpoints.stream("readFile", request, call), {
+        path,
+        archive,
+        signal: call.signal,
+      });
+    },
+    list: async (name, path, o) =>
+      (await endpoints.unary(
+        "listDir",
+        { name, namespace: o?.namespace ?? "", path },
+        callOptions(o, TIMEOUT_MS.files),
+      )).entries,
+    stat: (name, path, o) =>
+      endpoints.unary(
+        "stat",
+        { name, namespace: o?.namespace ?? "", path },
+        callOptions(o, TIMEOUT_MS.files),
+      ),
+    mkdir: async (name, path, o) =>
+      await endpoints.unary(
+        "makeDir",
+        {
+          name,
+          namespace: o?.namespace ?? "",
+          path,
+          mode: uint32("mode", o?.mode) ?? 0,
+          parents: o?.parents ?? false,
+        },
+        callOptions(o, TIMEOUT_MS.files),
+      ),
+    remove: async (name, path, o) =>
+      (await endpoints.unary(
+        "remove",
+        { name, namespace: o?.namespace ?? "", path, recursive: o?.recursive ?? false },
+        callOptions(o, TIMEOUT_MS.remove),
+      )).existed,
+  };
   const client: FsbClient = {
     endpoints: endpoints.addresses,
     sandboxes,
     tokens,
+    execs,
+    files,
+    exec: (name, command, o) => {
+      const start = execStart(name, command, o);
+      if (o?.tty === true) start.tty = true;
+      if (o?.size !== undefined) start.size = terminalSize(o.size);
+      return execSession(endpoints, start, {
+        ...(o?.stdin === undefined ? {} : { stdin: o.stdin }),
+        call: callOptions(o, Infinity),
+      });
+    },
+    run: (name, command, o) => {
+      const stdin = stdinOf(o?.stdin);
+      return collect(
+        execSession(endpoints, execStart(name, command, o), {
+          ...(stdin === undefined ? {} : { stdin }),
+          call: callOptions(o, Infinity),
+        }),
+      );
+    },
+    wait: (name, o) =>
+      endpoints.unary(
+        "wait",
+        { name, namespace: o?.namespace ?? "" },
+        callOptions(o, Infinity),
+      ),
     logs: (name, o) => logChunks(endpoints, name, o),
     ready: (timeoutMs) => endpoints.ready(timeoutMs),
     close: () => endpoints.close(),
@@ -530,6 +1195,21 @@ async function* logChunks(
   for await (const chunk of endpoints.stream("streamLogs", request, call)) {
     if (chunk.data.length > 0) yield chunk.data;
   }
+}
+
+/** The start of an Exec call: what every kind of exec has in common. */
+function execStart(
+  name: string,
+  command: readonly string[],
+  opts: ExecStartOptions | undefined,
+): ExecStartInit {
+  return {
+    name,
+    namespace: opts?.namespace ?? "",
+    command: command.slice(),
+    envs: { ...opts?.env },
+    workingDir: opts?.workingDir ?? "",
+  };
 }
 
 /** The transport's options for a call: its own timeout, else the default; Infinity is none. */

@@ -53,18 +53,24 @@ Prints a script that completes fsb's commands, subcommands and flags.
 function group(
   specs: Readonly<Record<string, FlagSpec>>,
   aliases: Readonly<Record<string, string>>,
+  args: Readonly<Record<string, CompletionCommand["args"]>> = {},
 ): CompletionCommand {
   const commands: Record<string, CompletionCommand> = {};
   for (const [name, flags] of Object.entries(specs)) {
     const others = Object.keys(aliases).filter((word) => word !== name && aliases[word] === name);
-    commands[name] = others.length === 0 ? { flags } : { flags, aliases: others };
+    commands[name] = {
+      flags,
+      ...(others.length === 0 ? {} : { aliases: others }),
+      ...(args[name] === undefined ? {} : { args: args[name] }),
+    };
   }
   return { commands };
 }
 
 /** `fsb sandbox` and `fsb token` with their subcommands, and `fsb completion` itself. */
 export const clientCompletionCommands: CompletionCommands = {
-  sandbox: group(SANDBOX_SPECS, SANDBOX_ALIASES),
+  // cp's local side is a file name (its sandbox side, NAME:PATH, is not completed).
+  sandbox: group(SANDBOX_SPECS, SANDBOX_ALIASES, { cp: "files" }),
   token: group(TOKEN_SPECS, TOKEN_ALIASES),
   completion: { args: COMPLETION_SHELLS },
 };

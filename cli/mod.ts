@@ -5,7 +5,7 @@
  *
  * @module
  */
-export { type CliIo, sandboxCommand } from "./sandbox_command.ts";
+export { type CliIo, type CliSignal, type CliTerminal, sandboxCommand } from "./sandbox_command.ts";
 export { tokenCommand } from "./token_command.ts";
 export { denoCliIo, type DenoCliIoOptions } from "./deno_cli_io.ts";
 export {

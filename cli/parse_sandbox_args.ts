@@ -27,6 +27,7 @@ import {
   type ConnectionFlagValues,
 } from "./client_config.ts";
 import { type FlagSpec, parseFlags } from "./flags.ts";
+import { EXEC_SPECS, type ExecPlan, parseExecSubcommand } from "./parse_exec_args.ts";
 import { parseExpire } from "./parse_expire.ts";
 import { parseKeyValue } from "./parse_key_value.ts";
 import { parseSize } from "./parse_size.ts";
@@ -73,10 +74,16 @@ export type SandboxPlan =
   | CallPlan & {
     readonly kind: "logs";
     readonly request: MessageInitShape<typeof StreamLogsRequestSchema>;
-  };
+  }
+  | ExecPlan;
 
-/** A plan that makes a call (anything but help). */
-export type CallingPlan = Exclude<SandboxPlan, { kind: "help" }>;
+/**
+ * A plan that makes one of the sandbox calls of `_sandbox_run.ts` (anything
+ * but help and the work inside a sandbox, {@linkcode ExecPlan}).
+ */
+export type CallingPlan = Exclude<SandboxPlan, { kind: "help" } | ExecPlan>;
+
+export type { CopyPlace, ExecPlan } from "./parse_exec_args.ts";
 
 /** Options for {@linkcode parseSandboxArgs}. */
 export interface ParseSandboxArgsOptions {
@@ -116,6 +123,12 @@ export const SANDBOX_ALIASES: Readonly<Record<string, SandboxSubcommand>> = {
   update: "update",
   reset: "reset",
   logs: "logs",
+  exec: "exec",
+  attach: "attach",
+  ps: "ps",
+  kill: "kill",
+  wait: "wait",
+  cp: "cp",
 };
 
 const COMMON = {
@@ -165,6 +178,7 @@ export const SANDBOX_SPECS = {
   update: { ...COMMON, ...OUTPUT, ...CHANGES },
   reset: { ...COMMON, ...OUTPUT },
   logs: { ...COMMON, follow: { type: "boolean", short: "f" } },
+  ...EXEC_SPECS,
 } as const satisfies Record<SandboxSubcommand, FlagSpec>;
 
 /** The first line of a help text: the one-line usage. */
@@ -215,6 +229,13 @@ function parseSubcommand(
   nowSec: number,
 ): SandboxPlan {
   switch (sub) {
+    case "exec":
+    case "attach":
+    case "ps":
+    case "kill":
+    case "wait":
+    case "cp":
+      return parseExecSubcommand(sub, args) ?? help(sub);
     case "create":
       return parseCreate(args, nowSec);
     case "get": {

@@ -29,12 +29,47 @@ export interface CliIo {
   readonly signal?: AbortSignal;
   /** Milliseconds since the epoch; `Date.now` unless given (AGE, `--expire 5m`). */
   readonly now?: () => number;
+  /**
+   * Writes raw bytes to standard error (`exec`); awaited before the next
+   * chunk. Text goes through {@linkcode CliIo.stderr} when absent.
+   */
+  readonly stderrBytes?: (b: Uint8Array) => Promise<void> | void;
+  /** Standard input, read only by `exec -i` and `cp -`; empty when absent. */
+  readonly stdin?: AsyncIterable<Uint8Array>;
+  /** The terminal fsb runs in, for `exec -t`; absent when there is none. */
+  readonly terminal?: CliTerminal;
+  /**
+   * Calls `handler` on every `signal` the process gets, instead of the
+   * default action, until the returned function is called. `exec` forwards
+   * Ctrl-C with it and follows the terminal's size; without it, signals keep
+   * their default action.
+   */
+  readonly onSignal?: (signal: CliSignal, handler: () => void) => () => void;
+}
+
+/** The process signals fsb handles itself while a command runs in a sandbox. */
+export type CliSignal = "SIGINT" | "SIGTERM" | "SIGWINCH";
+
+/** The local terminal, behind an interface so that tests can see what `exec -t` does to it. */
+export interface CliTerminal {
+  /** Whether stdin is a terminal: raw mode needs one. */
+  readonly stdinIsTerminal: boolean;
+  /**
+   * Raw mode on or off (`Deno.stdin.setRaw`): keys, Ctrl-C included, go to
+   * the command as bytes, unechoed. Whoever turns it on turns it off on every
+   * way out.
+   */
+  setRaw(raw: boolean): void;
+  /** The terminal's size (`Deno.consoleSize`), or undefined when there is none. */
+  size(): { readonly cols: number; readonly rows: number } | undefined;
 }
 
 /**
  * Runs `fsb sandbox ARGS...` and resolves to the exit status: 0 ok, 1 the
  * request failed (`fsb: CODE_NAME: message` on stderr), 2 bad usage (the
  * message and a one-line usage on stderr). Help goes to stdout with status 0.
+ * `exec`, `attach` and `wait` resolve to the command's exit status instead,
+ * and to 125 when the request failed.
  *
  * The gRPC client is loaded only once the command line has been understood, so
  * help and usage errors cost no more than parsing.
@@ -53,8 +88,21 @@ export async function sandboxCommand(args: readonly string[], io: CliIo): Promis
     return usageFailure(err, io);
   }
   if (plan.verbose >= 4) debugConfig(config, io);
-  const { runSandboxPlan } = await import("./_sandbox_run.ts");
-  return runSandboxPlan(plan, config, io);
+  switch (plan.kind) {
+    case "exec":
+    case "attach":
+    case "ps":
+    case "kill":
+    case "wait":
+    case "cp": {
+      const { runExecPlan } = await import("./_exec_run.ts");
+      return runExecPlan(plan, config, io);
+    }
+    default: {
+      const { runSandboxPlan } = await import("./_sandbox_run.ts");
+      return runSandboxPlan(plan, config, io);
+    }
+  }
 }
 
 /**

@@ -16,6 +16,7 @@ import { InvalidArgumentError, NotFoundError } from "../registry/mod.ts";
 import type { Controller } from "./controller.ts";
 import { requireAdmin, type TokenAuth, type TokenView } from "./auth.ts";
 import { checkDnsLabel } from "./_validate.ts";
+import { sandboxAccess } from "./sandbox_access.ts";
 import { captureProfile, MAX_PROFILE_SECONDS, type ProfileOptions } from "./profiler.ts";
 
 /** A ProfileRequest's kind and seconds, checked, with 30 s for an unset duration. */
@@ -65,6 +66,7 @@ export function addControllerServices(
     updateSandbox: (req, ctx) => controller.updateSandbox(req, auth.authenticate(ctx.metadata)),
     streamLogs: (req, ctx) =>
       controller.streamLogs(req, ctx.signal, auth.authenticate(ctx.metadata)),
+    ...sandboxAccess(controller, auth),
     createToken: async (req, ctx) => {
       requireAdmin(auth.authenticate(ctx.metadata), "create tokens");
       if (!req.admin && req.namespaces.length === 0) {

@@ -115,6 +115,20 @@ interface Entry {
   retryAt: number;
 }
 
+/** The call metadata that names the sandbox on the controller's exec and file calls to an agent. */
+export const SANDBOX_ID_METADATA = "fsb-sandbox-id";
+
+/** The typed client of an agent, as the controller holds one per agent. */
+export type AgentClient = ServiceClient<typeof AgentService.method>;
+
+/** Where exec and file calls for one sandbox go: see {@linkcode Controller.sandboxAgent}. */
+export interface SandboxAgent {
+  readonly client: AgentClient;
+  readonly sandboxId: string;
+  /** Metadata for each call to the agent, naming the sandbox. */
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
 const TOMBSTONE_LIMIT = 10_000;
 /** How long a failed auto-recreate waits before the next try. */
 const RECREATE_BACKOFF_MS = 5_000;
@@ -491,6 +505,36 @@ export class Controller {
       { signal },
     );
     for await (const chunk of stream) yield { data: chunk.data };
+  }
+
+  /**
+   * Where to reach sandbox `req` for exec and file calls (shared/DESIGN.md
+   * section 14): its agent's client, its id, and call options carrying that
+   * id as `fsb-sandbox-id`. `running` demands a Running sandbox (exec and
+   * files), else any sandbox placed on an agent (Wait, ExecList, ...);
+   * FAILED_PRECONDITION names the phase otherwise, with `action` as in
+   * `Cannot exec in sandbox "ns/x" as it is Exited`.
+   */
+  async sandboxAgent(
+    req: { name: string; namespace: string },
+    opts: { caller?: Principal; action: string; running: boolean },
+  ): Promise<SandboxAgent> {
+    const entry = this.#mustGet(req, opts.caller);
+    if (entry.busy) await entry.busy.catch(() => {});
+    const agent = entry.placed ? this.#registry.getAgentById(entry.agentId) : undefined;
+    const where = `sandbox "${entry.spec.namespace}/${entry.spec.name}"`;
+    if (agent === undefined || (opts.running && entry.phase !== "Running")) {
+      const on = agent === undefined && entry.phase === "Running" ? " on no agent" : "";
+      throw new RpcError(
+        Code.FAILED_PRECONDITION,
+        `Cannot ${opts.action} ${where} as it is ${entry.phase}${on}`,
+      );
+    }
+    return {
+      client: this.#client(agent),
+      sandboxId: entry.spec.sandboxId,
+      metadata: { [SANDBOX_ID_METADATA]: entry.spec.sandboxId },
+    };
   }
 
   /** A profile of agent `agentId`, streamed through the controller. */
@@ -958,7 +1002,7 @@ export class Controller {
     );
   }
 
-  #client(agent: AgentInfo): ServiceClient<typeof AgentService.method> {
+  #client(agent: AgentInfo): AgentClient {
     if (this.#closed) throw new UnavailableError("The controller is shutting down");
     let ch = this.#channels.get(agent.id);
     const credential = this.#auth.agentCredential(agent.id) ?? "";

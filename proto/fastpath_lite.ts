@@ -11,11 +11,28 @@
  * descriptor has a message, field, enum value or method that
  * {@linkcode fastPathLiteSchema} does not list, and cross-checks every codec
  * here against protobuf-es on seeded random messages. When the .proto changes,
- * change this file until that test passes again.
+ * change this file until that test passes again. The exec and file calls'
+ * codecs live in `fastpath_lite_exec.ts` and `fastpath_lite_files.ts`; this
+ * module re-exports them.
  *
  * @module
  */
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import {
+  putBool,
+  putEnum,
+  putInt64,
+  putMap,
+  putOptionalInt64,
+  putOptionalUint32,
+  putString,
+  putStrings,
+  putUint32,
+  putUint32s,
+  readInt64,
+  readMapEntry,
+  readUint32s,
+} from "./_lite_wire.ts";
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
 import type {
   CreateSandboxRequestSchema,
@@ -44,6 +61,11 @@ import type {
   UpdateSandboxRequestSchema,
 } from "./gen/fsb/fastpath/v1/fastpath_pb.ts";
 import type { LiteClient, LiteMethod, LiteService } from "./lite_service.ts";
+import { execLiteMethods, execLiteSchema } from "./fastpath_lite_exec.ts";
+import { filesLiteMethods, filesLiteSchema } from "./fastpath_lite_files.ts";
+
+export * from "./fastpath_lite_exec.ts";
+export * from "./fastpath_lite_files.ts";
 
 /** A CreateSandbox request as protobuf-es's `create()` accepts it: every field optional. */
 export type CreateSandboxRequestInit = MessageInitShape<typeof CreateSandboxRequestSchema>;
@@ -173,6 +195,8 @@ export const fastPathLiteSchema = {
       "string agent_id = 3",
     ],
     "fsb.fastpath.v1.ProfileChunk": ["bytes data = 1"],
+    ...execLiteSchema,
+    ...filesLiteSchema,
   },
   enums: {
     "fsb.fastpath.v1.ConsistencyMode": [
@@ -200,66 +224,7 @@ const NETWORK_MODE_NAMES: readonly string[] =
   fastPathLiteSchema.enums["fsb.fastpath.v1.NetworkMode"];
 const EGRESS_NAMES: readonly string[] = fastPathLiteSchema.enums["fsb.fastpath.v1.Egress"];
 
-// --- writing -------------------------------------------------------------
-// Like protobuf-es (and so byte for byte the same): fields in number order,
-// proto3 defaults left out, `optional` fields written whenever present (zero
-// included), repeated uint32 packed, map entries as nested messages with key 1
-// and value 2, both always written, and a present message field written even
-// when it is empty (presence is what it says).
-
-function putString(w: BinaryWriter, no: number, value: string | undefined): void {
-  if (value !== undefined && value !== "") w.tag(no, WireType.LengthDelimited).string(value);
-}
-
-function putStrings(w: BinaryWriter, no: number, values: readonly string[] | undefined): void {
-  if (values === undefined) return;
-  for (const value of values) w.tag(no, WireType.LengthDelimited).string(value);
-}
-
-function putUint32s(w: BinaryWriter, no: number, values: readonly number[] | undefined): void {
-  if (values === undefined || values.length === 0) return;
-  w.tag(no, WireType.LengthDelimited).fork();
-  for (const value of values) w.uint32(value);
-  w.join();
-}
-
-function putInt64(w: BinaryWriter, no: number, value: bigint | undefined): void {
-  if (value !== undefined && value !== 0n) w.tag(no, WireType.Varint).int64(value);
-}
-
-function putOptionalInt64(w: BinaryWriter, no: number, value: bigint | undefined): void {
-  if (value !== undefined) w.tag(no, WireType.Varint).int64(value);
-}
-
-function putOptionalUint32(w: BinaryWriter, no: number, value: number | undefined): void {
-  if (value !== undefined) w.tag(no, WireType.Varint).uint32(value);
-}
-
-function putUint32(w: BinaryWriter, no: number, value: number | undefined): void {
-  if (value !== undefined && value !== 0) w.tag(no, WireType.Varint).uint32(value);
-}
-
-function putEnum(w: BinaryWriter, no: number, value: number | undefined): void {
-  if (value !== undefined && value !== 0) w.tag(no, WireType.Varint).int32(value);
-}
-
-function putBool(w: BinaryWriter, no: number, value: boolean | undefined): void {
-  if (value === true) w.tag(no, WireType.Varint).bool(true);
-}
-
-function putMap(
-  w: BinaryWriter,
-  no: number,
-  map: Readonly<Record<string, string>> | undefined,
-): void {
-  if (map === undefined) return;
-  for (const key of Object.keys(map)) {
-    w.tag(no, WireType.LengthDelimited).fork();
-    w.tag(1, WireType.LengthDelimited).string(key);
-    w.tag(2, WireType.LengthDelimited).string(map[key]);
-    w.join();
-  }
-}
+// --- writing (the rules are in _lite_wire.ts) -------------------------------
 
 function putNetworkPolicy(
   w: BinaryWriter,
@@ -388,43 +353,7 @@ export function encodeProfileRequest(req: ProfileRequestInit): Uint8Array {
   return w.finish();
 }
 
-// --- reading -------------------------------------------------------------
-// Like protobuf-es's fromBinary: unknown fields are skipped (not kept), strings
-// must be valid UTF-8, repeated uint32 is accepted packed or not, a map entry
-// without key or value gets "" for it, the last value of a scalar field wins,
-// and a message field that comes more than once is merged into (its scalars
-// overwritten, its lists appended), as the encoding's rules say.
-
-function readUint32s(r: BinaryReader, wireType: WireType, into: number[]): void {
-  if (wireType !== WireType.LengthDelimited) {
-    into.push(r.uint32());
-    return;
-  }
-  const len = r.uint32();
-  const end = r.pos + len;
-  while (r.pos < end) into.push(r.uint32());
-}
-
-function readMapEntry(r: BinaryReader, into: Record<string, string>): void {
-  const len = r.uint32();
-  const end = r.pos + len;
-  let key = "";
-  let value = "";
-  while (r.pos < end) {
-    const [no, wireType] = r.tag();
-    if (no === 1) key = r.string(true);
-    else if (no === 2) value = r.string(true);
-    else r.skip(wireType, no);
-  }
-  // A "__proto__" key is an ordinary entry: Deno has no __proto__ accessor.
-  into[key] = value;
-}
-
-// Deno has BigInt, so the reader's int64 is always a bigint, never the string
-// fallback its type also allows.
-function readInt64(r: BinaryReader): bigint {
-  return r.int64() as bigint;
-}
+// --- reading (the rules are in _lite_wire.ts) -------------------------------
 
 function readNetworkPolicy(r: BinaryReader, into: NetworkPolicy | undefined): NetworkPolicy {
   const policy: NetworkPolicy = into ?? {
@@ -836,6 +765,8 @@ export const FastPathLite = {
       encode: encodeProfileRequest,
       decode: decodeProfileChunk,
     } satisfies LiteMethod<ProfileRequestInit, ProfileChunk, "server_streaming">,
+    ...execLiteMethods,
+    ...filesLiteMethods,
   },
 } as const satisfies LiteService;
 

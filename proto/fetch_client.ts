@@ -8,6 +8,13 @@
  * reports a failed call that has sent nothing yet); a server stream that fails
  * after sending messages just ends. TCP endpoints only (`HOST:PORT`).
  *
+ * Client and bidirectional streams are full duplex over the one HTTP/2
+ * stream: the requests are the request body, pulled from the caller's
+ * iterable only as fast as the connection takes them (HTTP/2 flow control,
+ * so a server that reads slowly slows the caller down); the iterable's end
+ * half-closes the call. A bidirectional call's first answer (or trailers-only
+ * failure) can arrive before the caller has sent its last request.
+ *
  * With `tlsCa` it speaks HTTP/2 over TLS (`https://`, ALPN `h2` only),
  * trusting that CA besides Deno's default roots, and reports handshake
  * failures in plain words.
@@ -68,6 +75,101 @@ function statusOf(res: Response): RpcError | undefined {
     return new RpcError(Code.UNKNOWN, `Unexpected HTTP status ${res.status} from a gRPC server`);
   }
   return undefined;
+}
+
+/**
+ * The requests of a client or bidirectional stream as a fetch request body:
+ * each request is taken from the caller's iterable and framed only when fetch
+ * asks for more (no read-ahead of its own), so the connection's flow control
+ * reaches back to the caller. It owns the iterator: when the call is over it
+ * stops pulling, closes the body and calls the iterator's `return()`.
+ */
+class RequestPump {
+  readonly body: ReadableStream<Uint8Array>;
+  readonly #codec: Codec<unknown>;
+  readonly #reqs: AsyncIterable<unknown>;
+  readonly #abort = new AbortController();
+  #iterator: AsyncIterator<unknown> | undefined;
+  #controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+  #stopped = false;
+  /** Set when the caller's iterable threw, or a request could not be encoded. */
+  failure: { readonly error: unknown } | undefined;
+
+  constructor(codec: Codec<unknown>, reqs: AsyncIterable<unknown>) {
+    this.#codec = codec;
+    this.#reqs = reqs;
+    this.body = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.#controller = controller;
+      },
+      pull: (controller) => this.#pull(controller),
+      cancel: () => this.stop(),
+      // Nothing is pulled before fetch reads: the connection sets the pace.
+    }, { highWaterMark: 0 });
+  }
+
+  /** Aborted when the requests failed: the call is cancelled with them. */
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    if (this.#stopped) return;
+    this.#iterator ??= this.#reqs[Symbol.asyncIterator]();
+    let next: IteratorResult<unknown>;
+    try {
+      next = await this.#iterator.next();
+    } catch (error) {
+      // An iterator that threw is finished: no return() for it.
+      this.#iterator = undefined;
+      this.#fail(error);
+      return;
+    }
+    if (this.#stopped) return; // The call ended while the caller made this request.
+    if (next.done === true) {
+      this.#iterator = undefined;
+      this.stop(); // The half-close.
+      return;
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = encode(this.#codec, next.value);
+    } catch (error) {
+      this.#fail(error);
+      return;
+    }
+    controller.enqueue(frame(bytes));
+  }
+
+  #fail(error: unknown): void {
+    if (this.#stopped) return;
+    this.failure = { error };
+    this.stop();
+    this.#abort.abort(error);
+  }
+
+  /**
+   * Ends the request body (at once, even while the caller is still making a
+   * request) and lets go of the iterator. Not waiting for its `return()`: a
+   * generator busy in `next()` (waiting for input) answers only after that.
+   */
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    try {
+      this.#controller?.close();
+    } catch {
+      // Already closed or cancelled by fetch.
+    }
+    const iterator = this.#iterator;
+    this.#iterator = undefined;
+    if (iterator?.return === undefined) return;
+    try {
+      iterator.return().catch(() => {});
+    } catch {
+      // A return() that throws at once has nothing more to clean up either.
+    }
+  }
 }
 
 /** The part of a {@linkcode LiteService} method a call needs. */
@@ -194,18 +296,44 @@ export class FetchChannel {
     const out: Record<string, unknown> = {};
     for (const [localName, method] of Object.entries(service.methods)) {
       const url = `${this.#origin}/${service.typeName}/${method.name}`;
-      out[localName] = method.kind === "server_streaming"
-        ? (req: unknown, opts?: CallOptions) => this.#stream(url, method, req, opts)
-        : (req: unknown, opts?: CallOptions) => this.#unary(url, method, req, opts);
+      switch (method.kind) {
+        case "unary":
+          out[localName] = (req: unknown, opts?: CallOptions) =>
+            this.#unary(url, method, req, opts);
+          break;
+        case "server_streaming":
+          out[localName] = (req: unknown, opts?: CallOptions) =>
+            this.#stream(url, method, req, opts);
+          break;
+        case "client_streaming":
+          out[localName] = (reqs: AsyncIterable<unknown>, opts?: CallOptions) =>
+            this.#clientStream(url, method, reqs, opts);
+          break;
+        case "bidi_streaming":
+          out[localName] = (reqs: AsyncIterable<unknown>, opts?: CallOptions) =>
+            this.#bidiStream(url, method, reqs, opts);
+          break;
+      }
     }
     return out as LiteClient<S>;
   }
 
-  async #call(url: string, body: Uint8Array, opts: CallOptions | undefined): Promise<Response> {
+  /**
+   * Sends a call and resolves to its response once the server's headers
+   * arrived. With a `pump`, the body is its stream of requests, sent while
+   * the answer comes, and a failure of the requests is what the call fails with.
+   */
+  async #call(
+    url: string,
+    body: Uint8Array | RequestPump,
+    opts: CallOptions | undefined,
+  ): Promise<Response> {
+    const pump = body instanceof RequestPump ? body : undefined;
     const timeoutMs = opts?.timeoutMs ?? this.#timeoutMs;
     const signals: AbortSignal[] = [];
     if (opts?.signal) signals.push(opts.signal);
     if (timeoutMs !== undefined) signals.push(AbortSignal.timeout(timeoutMs));
+    if (pump !== undefined) signals.push(pump.signal);
     const headers: Record<string, string> = {
       ...this.#metadata,
       "content-type": "application/grpc",
@@ -217,7 +345,9 @@ export class FetchChannel {
         method: "POST",
         client: this.#http,
         headers,
-        body: frame(body),
+        body: pump === undefined ? frame(body as Uint8Array) : pump.body,
+        // Deno's fetch sends the body while the answer comes in, over HTTP/2 both ways at once.
+        ...(pump === undefined ? {} : { duplex: "half" }),
         signal: signals.length === 0 ? undefined : AbortSignal.any(signals),
       });
       const err = statusOf(res);
@@ -227,8 +357,13 @@ export class FetchChannel {
       }
       return res;
     } catch (err) {
-      throw this.#transportError(err);
+      throw this.#callError(err, pump);
     }
+  }
+
+  /** The error a call fails with: its requests' own failure first, else the transport's. */
+  #callError(err: unknown, pump: RequestPump | undefined): unknown {
+    return pump?.failure !== undefined ? pump.failure.error : this.#transportError(err);
   }
 
   #transportError(err: unknown): RpcError {
@@ -296,6 +431,51 @@ export class FetchChannel {
       const e = this.#transportError(err);
       if (e.code === Code.CANCELLED && opts?.signal?.aborted) return;
       throw e;
+    }
+  }
+
+  async #clientStream<O>(
+    url: string,
+    codec: Codec<O>,
+    reqs: AsyncIterable<unknown>,
+    opts: CallOptions | undefined,
+  ): Promise<O> {
+    const pump = new RequestPump(codec, reqs);
+    try {
+      const res = await this.#call(url, pump, opts);
+      try {
+        for await (const msg of messages(res.body!)) return decode(codec, msg);
+      } catch (err) {
+        throw this.#callError(err, pump);
+      }
+      throw new RpcError(
+        Code.UNKNOWN,
+        "The server ended the call without a response or a visible status",
+      );
+    } finally {
+      pump.stop();
+    }
+  }
+
+  async *#bidiStream<O>(
+    url: string,
+    codec: Codec<O>,
+    reqs: AsyncIterable<unknown>,
+    opts: CallOptions | undefined,
+  ): AsyncGenerator<O> {
+    const pump = new RequestPump(codec, reqs);
+    try {
+      const res = await this.#call(url, pump, opts);
+      try {
+        for await (const msg of messages(res.body!)) yield decode(codec, msg);
+      } catch (err) {
+        const e = this.#callError(err, pump);
+        // As with server streams: the caller's own abort ends the answers quietly.
+        if (e instanceof RpcError && e.code === Code.CANCELLED && opts?.signal?.aborted) return;
+        throw e;
+      }
+    } finally {
+      pump.stop();
     }
   }
 

@@ -78,7 +78,10 @@ export function statusFromError(err: unknown): { code: number; message: string }
 
 /** What a handler learns about its call besides the request. */
 export interface CallContext {
-  /** Aborted when the client cancels or the deadline passes. */
+  /**
+   * Aborted when the client cancels or the deadline passes, with an RpcError
+   * (CANCELLED or DEADLINE_EXCEEDED) as its reason.
+   */
   readonly signal: AbortSignal;
   /** Request metadata (ASCII values only). */
   readonly metadata: Readonly<Record<string, string>>;
@@ -88,12 +91,28 @@ type Method = GenServiceMethods[string];
 type In<M extends Method> = MessageShape<M["input"]>;
 type Out<M extends Method> = MessageInitShape<M["output"]>;
 
-/** The implementation of a service: unary methods return a message, server streams yield them. */
+/**
+ * The implementation of a service: unary methods return a message, server
+ * streams yield them; client streams read their requests and return one
+ * message, bidirectional streams read requests and yield responses as they go.
+ *
+ * A request stream is pulled: requests not yet read wait (a few) in the server,
+ * and then in the client, which stops sending. It ends when the client has sent
+ * its last request; it throws `ctx.signal.reason` (CANCELLED, or DEADLINE_EXCEEDED)
+ * once the call is cancelled or its deadline passes, so that a cut-off upload
+ * never passes for a complete one. Once the call is answered it just ends.
+ */
 export type ServiceImpl<S extends GenServiceMethods> = {
   [K in keyof S]: S[K]["methodKind"] extends "unary"
     ? (req: In<S[K]>, ctx: CallContext) => Promise<Out<S[K]>> | Out<S[K]>
     : S[K]["methodKind"] extends "server_streaming"
       ? (req: In<S[K]>, ctx: CallContext) => AsyncIterable<Out<S[K]>>
+    : S[K]["methodKind"] extends "client_streaming" ? (
+        reqs: AsyncIterable<In<S[K]>>,
+        ctx: CallContext,
+      ) => Promise<Out<S[K]>> | Out<S[K]>
+    : S[K]["methodKind"] extends "bidi_streaming"
+      ? (reqs: AsyncIterable<In<S[K]>>, ctx: CallContext) => AsyncIterable<Out<S[K]>>
     : never;
 };
 
@@ -107,7 +126,15 @@ export interface CallOptions {
   metadata?: Readonly<Record<string, string>>;
 }
 
-/** A typed client: unary methods resolve to the response, server streams are async iterables. */
+/**
+ * A typed client: unary methods resolve to the response, server streams are
+ * async iterables. Client and bidirectional streams take the requests as an
+ * async iterable, pulled only as fast as the server reads them; its end ends
+ * the requests (half-close), and an error it throws cancels the call and is
+ * what the call then fails with. Once the response side is done, the requests
+ * are no longer pulled (the iterable's `return()` is called). A bidirectional
+ * call, like a server stream, starts when its responses are first pulled.
+ */
 export type ServiceClient<S extends GenServiceMethods> = {
   [K in keyof S]: S[K]["methodKind"] extends "unary" ? (
       req: MessageInitShape<S[K]["input"]>,
@@ -115,6 +142,14 @@ export type ServiceClient<S extends GenServiceMethods> = {
     ) => Promise<MessageShape<S[K]["output"]>>
     : S[K]["methodKind"] extends "server_streaming" ? (
         req: MessageInitShape<S[K]["input"]>,
+        opts?: CallOptions,
+      ) => AsyncIterable<MessageShape<S[K]["output"]>>
+    : S[K]["methodKind"] extends "client_streaming" ? (
+        reqs: AsyncIterable<MessageInitShape<S[K]["input"]>>,
+        opts?: CallOptions,
+      ) => Promise<MessageShape<S[K]["output"]>>
+    : S[K]["methodKind"] extends "bidi_streaming" ? (
+        reqs: AsyncIterable<MessageInitShape<S[K]["input"]>>,
         opts?: CallOptions,
       ) => AsyncIterable<MessageShape<S[K]["output"]>>
     : never;

@@ -78,6 +78,18 @@ export class FailedPreconditionError extends Error {
   }
 }
 
+/** A value is valid but past a limit the request set, e.g. a file bigger than its `max_bytes`. */
+export class OutOfRangeError extends Error {
+  /** The gRPC status this error maps to. */
+  readonly status = "OUT_OF_RANGE";
+
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "OutOfRangeError";
+  }
+}
+
 /** A part the request needs (an agent, containerd) cannot be reached. */
 export class UnavailableError extends Error {
   /** The gRPC status this error maps to. */

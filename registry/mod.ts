@@ -15,9 +15,18 @@ export {
   InvalidArgumentError,
   NoCapacityError,
   NotFoundError,
+  OutOfRangeError,
   PermissionDeniedError,
   UnauthenticatedError,
   UnavailableError,
 } from "./errors.ts";
 export { cidrContains, cidrSize, formatCidr, formatIpv4, parseCidr, parseIpv4 } from "./cidr.ts";
 export type { Cidr } from "./cidr.ts";
+export {
+  checkExecCommand,
+  checkSandboxPath,
+  type ExecCommand,
+  MAX_PATH_BYTES,
+  parseSignal,
+  signalName,
+} from "./exec_rules.ts";

@@ -33,6 +33,10 @@ import { followLogFile } from "../log_file.ts";
 import type {
   CreateOptions,
   CreateResult,
+  ExecOutput,
+  ExecProcess,
+  ExecRecord,
+  ExecSpec,
   LogsOptions,
   Runtime,
   RuntimePhase,
@@ -51,6 +55,8 @@ import { oomKilled } from "./_oom.ts";
 import { defaultSeccomp } from "./seccomp.ts";
 import {
   forceDeleteRunsc,
+  forgetRunscExec,
+  killRunscExec,
   runcOptions,
   runscNetworkFor,
   runscRoot,
@@ -70,6 +76,8 @@ import {
   type ResourceDefaults,
 } from "../resources.ts";
 import { RwLock } from "./_rw_lock.ts";
+import { ContainerdExecs } from "./exec.ts";
+import { findStaticBusybox } from "./_helper.ts";
 import { ImagePuller, type PullResult, type RegistryOptions } from "./pull.ts";
 
 /** The logging that the runtime does (a pino logger fits). */
@@ -134,6 +142,12 @@ export interface ContainerdRuntimeOptions {
   readonly pull?: "if-missing" | "never";
   /** How pulls reach registries (plain-HTTP hosts, credentials). */
   readonly registry?: RegistryOptions;
+  /**
+   * The host's static busybox, mounted read-only into every sandbox at
+   * `/.fsb/busybox` for file operations; found on the host unless told,
+   * none with `false`.
+   */
+  readonly helper?: string | false;
 }
 
 /** Container labels that carry a sandbox's identity. */
@@ -234,6 +248,10 @@ export class ContainerdRuntime implements Runtime {
   readonly #shimLock = new RwLock();
   #hostFiles: string[] | undefined;
   #puller: ImagePuller | undefined;
+  readonly #helper: string | undefined;
+  readonly #execs: ContainerdExecs;
+  /** Where gVisor wrappers record each exec's pid inside its sandbox (see `killRunscExec`). */
+  readonly #execPidDir: string | undefined;
 
   /** Creates the runtime; it connects to containerd on first use. */
   constructor(opts: ContainerdRuntimeOptions) {
@@ -245,6 +263,24 @@ export class ContainerdRuntime implements Runtime {
     this.#network = opts.network ?? new HostNetwork();
     this.sandboxRuntime = opts.ociRuntime ?? "runc";
     this.#now = opts.now ?? Date.now;
+    this.#helper = opts.helper === false ? undefined : opts.helper ?? findStaticBusybox();
+    const execPidDir = `${resolve(opts.stateDir)}/runsc/exec-pids`;
+    const gvisor = {
+      root: runscRoot(this.#namespace),
+      execPidDir,
+    };
+    this.#execPidDir = this.sandboxRuntime === "runsc" ? execPidDir : undefined;
+    this.#execs = new ContainerdExecs({
+      client: () => this.#client,
+      now: this.#now,
+      warn: (obj, msg) => this.#opts.logger?.warn(obj, msg),
+      ...(this.sandboxRuntime === "runsc"
+        ? {
+          kill: (id, execId, signo) => killRunscExec(id, execId, { ...gvisor, signo }),
+          forget: (id, execId) => forgetRunscExec(id, execId, gvisor),
+        }
+        : {}),
+    });
     const group = opts.shimGroup ?? true;
     this.#shimGroup = group === true
       ? `fsb-${crypto.randomUUID()}`
@@ -357,6 +393,7 @@ export class ContainerdRuntime implements Runtime {
         netns: net.netns,
         seccomp: defaultSeccomp(),
         hostFiles: this.#hostFiles ??= HOST_FILES.filter(fileExists),
+        helper: this.#helper,
         annotations: this.#shimGroup === undefined
           ? {}
           : { [SHIM_GROUP_ANNOTATION]: this.#shimGroup },
@@ -664,8 +701,12 @@ export class ContainerdRuntime implements Runtime {
     await client.snapshots.remove({ snapshotter: SNAPSHOTTER, key: id }).catch(ignoreNotFound);
     await this.#network.detach(id);
     this.#oom.delete(id);
+    this.#execs.forget(id);
     const logPath = container?.labels[LABELS.log] ?? fileUriPath(task?.stdout);
-    if (logPath !== undefined) await removeQuietly(logPath);
+    if (logPath !== undefined) {
+      await removeQuietly(logPath);
+      await Deno.remove(ContainerdExecs.execDir(logPath), { recursive: true }).catch(() => {});
+    }
     return container !== undefined;
   }
 
@@ -769,6 +810,40 @@ export class ContainerdRuntime implements Runtime {
     yield* followLogFile(logPath, { follow: opts.follow, signal: opts.signal, isDone });
   }
 
+  /** Runs a command in a running sandbox through containerd's task Exec API (see `./exec.ts`). */
+  exec(id: string, spec: ExecSpec, opts?: { signal?: AbortSignal }): Promise<ExecProcess> {
+    return this.#execs.exec(id, spec, opts);
+  }
+
+  /** A detached exec's output from its start, then its exit. */
+  execAttach(
+    id: string,
+    execId: string,
+    opts?: { signal?: AbortSignal },
+  ): AsyncIterable<ExecOutput> {
+    return this.#execs.execAttach(id, execId, opts);
+  }
+
+  /** The sandbox's execs: detached ones from their records, attached ones this instance ran. */
+  execList(id: string): Promise<ExecRecord[]> {
+    return this.#execs.execList(id);
+  }
+
+  /** Sends `signo` to exec `execId`. */
+  execKill(id: string, execId: string, signo: number): Promise<ExecRecord> {
+    return this.#execs.execKill(id, execId, signo);
+  }
+
+  /** Until the sandbox's task ends; its exit status. */
+  wait(id: string, opts?: { signal?: AbortSignal }): Promise<number> {
+    return this.#execs.wait(id, opts);
+  }
+
+  /** `["/.fsb/busybox"]` when the sandbox was created with the helper mounted. */
+  helper(id: string): Promise<readonly string[] | undefined> {
+    return this.#execs.helper(id);
+  }
+
   /** Normalized names of the images in the namespace. */
   async images(): Promise<string[]> {
     try {
@@ -825,7 +900,10 @@ export class ContainerdRuntime implements Runtime {
     const network = runscNetworkFor(net.netns);
     let wrapper = this.#runscWrappers.get(network);
     if (wrapper === undefined) {
-      wrapper = writeRunscWrapper(`${resolve(this.#opts.stateDir)}/runsc`, { network });
+      wrapper = writeRunscWrapper(`${resolve(this.#opts.stateDir)}/runsc`, {
+        network,
+        execPidDir: this.#execPidDir,
+      });
       this.#runscWrappers.set(network, wrapper);
       wrapper.catch(() => this.#runscWrappers.delete(network));
     }

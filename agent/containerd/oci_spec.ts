@@ -33,6 +33,12 @@ export interface OciSpecOptions {
   readonly seccomp?: Record<string, unknown>;
   /** Host files bind-mounted read-only at the same path (e.g. `/etc/resolv.conf`). */
   readonly hostFiles: readonly string[];
+  /**
+   * A static busybox on the host, bind-mounted read-only at
+   * {@linkcode HELPER_PATH} so that file operations work in images without a
+   * shell or tar; none when undefined.
+   */
+  readonly helper?: string;
   /** Annotations on the spec (e.g. the shim group). */
   readonly annotations?: Record<string, string>;
 }
@@ -56,6 +62,9 @@ export const DEFAULT_CAPABILITIES: readonly string[] = [
   "CAP_KILL",
   "CAP_AUDIT_WRITE",
 ];
+
+/** Where a sandbox sees the agent's helper busybox (read-only, see `OciSpecOptions.helper`). */
+export const HELPER_PATH = "/.fsb/busybox";
 
 // containerd's default masked and read-only paths.
 const MASKED_PATHS = [
@@ -187,6 +196,14 @@ export function buildOciSpec(
       destination: file,
       type: "bind",
       source: file,
+      options: ["rbind", "ro", "nosuid", "nodev"],
+    });
+  }
+  if (opts.helper !== undefined) {
+    mounts.push({
+      destination: HELPER_PATH,
+      type: "bind",
+      source: opts.helper,
       options: ["rbind", "ro", "nosuid", "nodev"],
     });
   }

@@ -94,6 +94,12 @@ export interface RunscWrapperOptions {
   readonly network?: RunscNetwork;
   /** More global runsc flags, each one argument (e.g. `--debug-log=/tmp/runsc/`, `--debug`). */
   readonly extraFlags?: readonly string[];
+  /**
+   * A directory where `runsc exec` writes each exec's pid inside the
+   * sandbox, as `CONTAINER.EXEC.pid`: what {@linkcode killRunscExec} needs.
+   * None unless told.
+   */
+  readonly execPidDir?: string;
 }
 
 /**
@@ -154,9 +160,11 @@ export async function writeRunscWrapper(
   const script = [
     "#!/bin/sh",
     "# Written by fsb: runsc (gVisor) for containerd's runc shim, with fsb's flags.",
+    ...(opts.execPidDir === undefined ? [] : execPidLines(opts.execPidDir)),
     `exec ${[runsc, ...runscFlags(opts)].map(shellQuote).join(" ")} "$@"`,
     "",
   ].join("\n");
+  if (opts.execPidDir !== undefined) await Deno.mkdir(opts.execPidDir, { recursive: true });
   const digest = new Uint8Array(
     await crypto.subtle.digest("SHA-256", new TextEncoder().encode(script)),
   );
@@ -254,6 +262,78 @@ export async function forceDeleteRunsc(
   const text = (decoder.decode(out.stderr) + decoder.decode(out.stdout)).trim();
   const why = signal.aborted ? `took over ${timeoutMs} ms` : `failed (exit ${out.code})`;
   throw new Error(`runsc --root ${root} delete --force ${id} ${why}: ${text}`);
+}
+
+/**
+ * Shell lines that add `--internal-pid-file DIR/CONTAINER.EXEC.pid` after an
+ * `exec` subcommand. The runc shim signals an exec by the host pid runsc
+ * leaves in `--pid-file` (BUNDLE/EXEC.pid), which is runsc's own waiting
+ * process: a signal there never reaches the process inside gVisor (checked:
+ * KILL and TERM both left `sleep` running). The pid inside the sandbox lets
+ * {@linkcode killRunscExec} signal it through `runsc kill --pid`.
+ */
+function execPidLines(dir: string): string[] {
+  return [
+    'sub=""; prev=""; pidfile=""',
+    'for a in "$@"; do',
+    '  if [ -z "$sub" ] && [ "$a" = exec ]; then sub=exec; fi',
+    '  if [ "$prev" = --pid-file ]; then pidfile="$a"; fi',
+    '  prev="$a"',
+    "done",
+    'if [ "$sub" = exec ] && [ -n "$pidfile" ]; then',
+    '  bundle="${pidfile%/*}"; name="${pidfile##*/}"',
+    `  internal=${shellQuote(dir)}/"\${bundle##*/}.\${name}"`,
+    '  n=$#; added=""',
+    '  for a in "$@"; do',
+    '    if [ -z "$added" ] && [ "$a" = exec ]; then',
+    '      set -- "$@" exec --internal-pid-file "$internal"; added=1',
+    '    else set -- "$@" "$a"; fi',
+    "  done",
+    '  shift "$n"',
+    "fi",
+  ];
+}
+
+/**
+ * Sends `opts.signo` to exec `execId` of runsc container `id` through `runsc kill
+ * --pid`, with the pid a wrapper made with `execPidDir` recorded. Resolves
+ * to false when that pid is unknown (no such exec, or a wrapper without
+ * `execPidDir`); throws with runsc's words when runsc fails.
+ */
+export async function killRunscExec(
+  id: string,
+  execId: string,
+  opts: { root: string; execPidDir: string; signo: number; runscPath?: string },
+): Promise<boolean> {
+  const signo = opts.signo;
+  let pid: string;
+  try {
+    pid = (await Deno.readTextFile(join(opts.execPidDir, `${id}.${execId}.pid`))).trim();
+  } catch {
+    return false;
+  }
+  if (!/^\d+$/.test(pid)) return false;
+  const out = await new Deno.Command(opts.runscPath ?? DEFAULT_RUNSC_PATH, {
+    args: ["--root", opts.root, "kill", "--pid", pid, id, String(signo)],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(10_000),
+  }).output();
+  if (out.success) return true;
+  const text = new TextDecoder().decode(out.stderr).trim();
+  // A process that already ended is not an error for a kill.
+  if (/no such process|not found|doesn't exist/i.test(text)) return true;
+  throw new Error(`runsc kill --pid ${pid} ${id} ${signo} failed: ${text}`);
+}
+
+/** Removes the pid record of a runsc exec that ended. */
+export async function forgetRunscExec(
+  id: string,
+  execId: string,
+  opts: { execPidDir: string },
+): Promise<void> {
+  await Deno.remove(join(opts.execPidDir, `${id}.${execId}.pid`)).catch(() => {});
 }
 
 /** `arg` as one shell word: as is when plainly safe, else single-quoted. */

@@ -22,6 +22,7 @@ runtimeContract("ProcessRuntime", async () => {
     runtime,
     image: "busybox",
     logDir,
+    tty: false,
     async restart() {
       await runtime.close();
       runtime = new ProcessRuntime(opts);

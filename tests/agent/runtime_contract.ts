@@ -6,11 +6,21 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { equals, fromJson, type JsonObject, toJson } from "@bufbuild/protobuf";
+import { equals, fromJson, toJson } from "@bufbuild/protobuf";
 import { type SandboxSpec, SandboxSpecSchema } from "../../proto/gen/fsb/agent/v1/agent_pb.ts";
 import { AlreadyExistsError, FailedPreconditionError } from "../../registry/errors.ts";
 import { normalizeImage } from "../../registry/normalize_image.ts";
-import type { Runtime, RuntimeSandbox } from "../../agent/runtime.ts";
+import type { Runtime } from "../../agent/runtime.ts";
+import { execCases } from "./_exec_contract_cases.ts";
+import { eventually, type Harness, newId, running } from "./_runtime_harness.ts";
+
+export {
+  collectAttach,
+  collectExec,
+  eventually,
+  type ExecResult,
+  execSpec,
+} from "./_runtime_harness.ts";
 
 /** What a runtime's test file hands the contract for one test case. */
 export interface RuntimeFixture {
@@ -20,49 +30,20 @@ export interface RuntimeFixture {
   readonly image: string;
   /** A directory the contract may put log files in. */
   readonly logDir: string;
+  /** Whether execs can run on a terminal (`tty`); the terminal cases run only then. */
+  readonly tty?: boolean;
+  /**
+   * Whether a detached exec's stdout and stderr come back as one stream (on
+   * stdout): containerd's shim writes both into one `file://` log.
+   */
+  readonly mergedDetachedOutput?: boolean;
   /** Drops the runtime as an agent restart would and returns a new one on the same state. */
   restart(): Promise<Runtime>;
   /** Closes the runtime(s) and removes the fixture's files; sandboxes are already deleted. */
   cleanup(): Promise<void>;
 }
 
-/** The running test's view: the current runtime and helpers that clean up after it. */
-interface Harness {
-  runtime: Runtime;
-  readonly image: string;
-  logPath(id: string): string;
-  /** A full spec with a fresh id, deleted when the test ends. */
-  spec(command: string[], args?: string[], extra?: JsonObject): SandboxSpec;
-  create(spec: SandboxSpec): Promise<Record<string, number>>;
-  find(id: string): Promise<RuntimeSandbox | undefined>;
-  readLog(id: string): Promise<string>;
-  /** Replaces `runtime` with the fixture's restarted one. */
-  restart(): Promise<void>;
-}
-
 const decoder = new TextDecoder();
-
-/** A sandbox id as DESIGN section 2 makes them: 32 random hex characters. */
-function newId(): string {
-  return crypto.randomUUID().replaceAll("-", "");
-}
-
-/**
- * Polls `check` every 20 ms until it returns true, failing with `what` after
- * `ms`. For waiting on another process, which no clock injection can reach.
- * The bound is generous: CI runs the runsc suites beside these on 2 cores.
- */
-export async function eventually(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  ms = 20_000,
-): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!(await check())) {
-    if (performance.now() > deadline) assert.fail(`timed out after ${ms} ms waiting: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /** Asserts that two specs are equal field for field, with a readable diff when not. */
 export function assertSameSpec(actual: SandboxSpec, expected: SandboxSpec): void {
@@ -127,6 +108,8 @@ export function runtimeContract(name: string, setup: () => Promise<RuntimeFixtur
         async restart() {
           h.runtime = await fixture.restart();
         },
+        tty: fixture.tty ?? false,
+        mergedDetachedOutput: fixture.mergedDetachedOutput ?? false,
       };
       try {
         await fn(h);
@@ -135,10 +118,6 @@ export function runtimeContract(name: string, setup: () => Promise<RuntimeFixtur
         await fixture.cleanup();
       }
     });
-  }
-
-  async function running(h: Harness, id: string): Promise<void> {
-    await eventually(`${id} Running`, async () => (await h.find(id))?.phase === "Running");
   }
 
   test("create() then list() shows the sandbox Running with its full spec", async (h) => {
@@ -336,4 +315,6 @@ export function runtimeContract(name: string, setup: () => Promise<RuntimeFixtur
   test("ready() is true for a working runtime", async (h) => {
     assert.equal(await h.runtime.ready(), true);
   });
+
+  execCases(test);
 }

@@ -3,7 +3,15 @@
 // a test needs a server that answers as told.
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
-import { SandboxInfoSchema } from "../../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
+import {
+  ExecInfoSchema,
+  ExecListResponseSchema,
+  FileInfoSchema,
+  ListDirResponseSchema,
+  RemoveResponseSchema,
+  SandboxInfoSchema,
+  WaitResponseSchema,
+} from "../../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import { Code, connect, type FsbClient, RpcError } from "../../cli/client.ts";
 import { type Cluster, type ClusterOptions, startCluster, waitFor } from "../support/cluster.ts";
 import { startFakeFastPath } from "./fake_fastpath.ts";
@@ -281,6 +289,45 @@ Deno.test("client: sends the token as a bearer header and the request as plain d
     assert.deepEqual(
       { ...(fake.calls[1].request as Record<string, unknown>), $typeName: undefined },
       { name: "web", namespace: "team-a", $typeName: undefined },
+    );
+  } finally {
+    await fake.close();
+  }
+});
+
+Deno.test("client: the exec and file calls' deadlines: none for wait, 10 s or 60 s for the short ones", async () => {
+  const answers: Record<string, unknown> = {
+    Wait: create(WaitResponseSchema, { exitCode: 0, phase: "Exited" }),
+    ExecList: create(ExecListResponseSchema),
+    ExecKill: create(ExecInfoSchema, { execId: "e-1" }),
+    Stat: create(FileInfoSchema, { path: "/x" }),
+    ListDir: create(ListDirResponseSchema),
+    MakeDir: create(FileInfoSchema, { path: "/x", type: "dir" }),
+    Remove: create(RemoveResponseSchema, { existed: true }),
+  };
+  const fake = startFakeFastPath((call) => ({ message: answers[call.method] }));
+  try {
+    using fsb = connect({ endpoint: fake.endpoint });
+    await fsb.wait("job");
+    await fsb.execs.list("job");
+    await fsb.execs.kill("job", "e-1");
+    await fsb.files.stat("job", "/x");
+    await fsb.files.list("job", "/x");
+    await fsb.files.mkdir("job", "/x");
+    await fsb.files.remove("job", "/x");
+    await fsb.wait("job", { timeoutMs: 1_000 });
+    assert.deepEqual(
+      fake.calls.map((c) => `${c.method} ${c.headers.get("grpc-timeout")}`),
+      [
+        "Wait null",
+        "ExecList 10000m",
+        "ExecKill 10000m",
+        "Stat 10000m",
+        "ListDir 10000m",
+        "MakeDir 10000m",
+        "Remove 60000m",
+        "Wait 1000m",
+      ],
     );
   } finally {
     await fake.close();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type CliIo, completionCommand, type CompletionCommands } from "../../cli/mod.ts";
-import { completionScript } from "../../cli/completion.ts";
+import { clientCompletionCommands, completionScript } from "../../cli/completion.ts";
 import type { FlagSpec } from "../../cli/flags.ts";
 import { SANDBOX_ALIASES, SANDBOX_SPECS } from "../../cli/parse_sandbox_args.ts";
 import { TOKEN_ALIASES, TOKEN_SPECS } from "../../cli/parse_token_args.ts";
@@ -257,4 +257,31 @@ Deno.test("completionScript() refuses a word a shell would read twice", () => {
     () => completionScript("bash", { x: { flags: { "o$(id)": { type: "string" } } } }),
     /not a plain word/,
   );
+});
+
+Deno.test("bash completes the exec family: exec's flags, kill's signals, ps's formats", async () => {
+  const path = await script("bash");
+  try {
+    const exec = await bashComplete(path, ["fsb", "sandbox", "exec", "-"]);
+    for (const flag of ["-i", "-t", "-e", "-w", "-d", "--interactive", "--tty", "--detach"]) {
+      assert.ok(exec.includes(flag), flag);
+    }
+    assert.ok(
+      (await bashComplete(path, ["fsb", "sandbox", "kill", "box", "e", "-s", ""])).includes("TERM"),
+    );
+    assert.deepEqual(await bashComplete(path, ["fsb", "sandbox", "ps", "box", "-o", ""]), [
+      "table",
+      "json",
+    ]);
+    for (const sub of ["attach", "ps", "kill", "wait", "cp"]) {
+      assert.ok((await bashComplete(path, ["fsb", "sandbox", ""])).includes(sub), sub);
+    }
+  } finally {
+    await Deno.remove(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+  }
+});
+
+Deno.test("cp's arguments complete as file names", () => {
+  assert.equal(clientCompletionCommands.sandbox.commands?.cp.args, "files");
+  assert.equal(clientCompletionCommands.sandbox.commands?.exec.args, undefined);
 });

@@ -433,7 +433,8 @@ Deno.test("the create help lists the network and limit flags, and help lines fit
 });
 
 Deno.test("parseSandboxArgs() rejects a missing or unknown command with the group's usage", () => {
-  const usage = "Usage: fsb sandbox <create|get|list|delete|update|reset|logs> [flags]";
+  const usage =
+    "Usage: fsb sandbox <create|get|list|delete|update|reset|logs|exec|attach|ps|kill|wait|cp> [flags]";
   throwsUsage([], "Missing command", usage);
   throwsUsage(["start"], 'Unknown command "start"', usage);
   throwsUsage(["-n", "x"], 'Unknown command "-n"', usage);

@@ -50,7 +50,7 @@ async function usageCase(args: string[], stderr: string): Promise<void> {
 Deno.test("sandboxCommand() exits 2 with the message and a one-line usage on bad usage", async () => {
   await usageCase(
     [],
-    "fsb: Missing command\nUsage: fsb sandbox <create|get|list|delete|update|reset|logs> [flags]\n",
+    "fsb: Missing command\nUsage: fsb sandbox <create|get|list|delete|update|reset|logs|exec|attach|ps|kill|wait|cp> [flags]\n",
   );
   await usageCase(["create", "demo"], "fsb: Missing --image\n" + CREATE_USAGE);
   await usageCase(
@@ -190,5 +190,31 @@ Deno.test("sandboxCommand() tries a comma-separated endpoint list in order, past
     );
   } finally {
     await fake.close();
+  }
+});
+
+Deno.test("sandboxCommand() exits 125 from exec, attach and wait when nothing listens, 1 from ps, kill and cp", async () => {
+  const port = freePort();
+  const endpoint = ["--endpoint", `127.0.0.1:${port}`];
+  const cases: [string[], number][] = [
+    [["exec", "x", "--", "true"], 125],
+    [["exec", "-d", "x", "--", "true"], 125],
+    [["attach", "x", "e-1"], 125],
+    [["wait", "x"], 125],
+    [["ps", "x"], 1],
+    [["kill", "x", "e-1"], 1],
+    [["cp", "x:/etc/hostname", "-"], 1],
+  ];
+  for (const [args, status] of cases) {
+    const c = capture();
+    // Flags before the command's words: after them they would be the command's.
+    const line = [args[0], ...endpoint, ...args.slice(1)];
+    assert.equal(await sandboxCommand(line, c.io), status, args.join(" "));
+    assert.equal(
+      c.stderr(),
+      `fsb: UNAVAILABLE: Cannot reach the controller at 127.0.0.1:${port} (from --endpoint): ` +
+        `Connection refused\n`,
+      args.join(" "),
+    );
   }
 });

@@ -6,6 +6,9 @@ import { ProcessRuntime } from "../../agent/process_runtime.ts";
 import type {
   CreateOptions,
   CreateResult,
+  ExecProcess,
+  ExecRecord,
+  ExecSpec,
   LogsOptions,
   Runtime,
   RuntimeSandbox,
@@ -267,6 +270,30 @@ class StallingRuntime implements Runtime {
 
   images(): Promise<string[]> {
     return this.#inner.images();
+  }
+
+  exec(id: string, spec: ExecSpec, opts?: { signal?: AbortSignal }): Promise<ExecProcess> {
+    return this.#inner.exec(id, spec, opts);
+  }
+
+  execAttach(id: string, execId: string, opts?: { signal?: AbortSignal }) {
+    return this.#inner.execAttach(id, execId, opts);
+  }
+
+  execList(id: string): Promise<ExecRecord[]> {
+    return this.#inner.execList(id);
+  }
+
+  execKill(id: string, execId: string, signo: number): Promise<ExecRecord> {
+    return this.#inner.execKill(id, execId, signo);
+  }
+
+  wait(id: string, opts?: { signal?: AbortSignal }): Promise<number> {
+    return this.#inner.wait(id, opts);
+  }
+
+  helper(id: string): Promise<readonly string[] | undefined> {
+    return this.#inner.helper(id);
   }
 
   close(): Promise<void> {

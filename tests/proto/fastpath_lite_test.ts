@@ -210,6 +210,7 @@ function randomString(r: Random): string {
   return s;
 }
 
+const INT32_EDGES = [0, 1, -1, 126, 127, 128, 137, 255, 2 ** 31 - 1, -(2 ** 31)];
 const INT64_EDGES = [0n, 1n, -1n, 127n, 128n, 2n ** 31n, 2n ** 32n, 2n ** 63n - 1n, -(2n ** 63n)];
 const UINT32_EDGES = [0, 1, 127, 128, 8080, 65535, 65536, 2 ** 31, 2 ** 32 - 1];
 
@@ -225,6 +226,8 @@ function randomScalar(r: Random, type: ScalarType): unknown {
       const lo = BigInt(r.int(2 ** 32));
       return BigInt.asIntN(64, (hi << 32n) | lo) >> BigInt(r.int(64));
     }
+    case ScalarType.INT32:
+      return r.chance(0.4) ? r.pick(INT32_EDGES) : r.int(2 ** 32) | 0;
     case ScalarType.UINT32:
       return r.chance(0.4) ? r.pick(UINT32_EDGES) : r.int(2 ** 32);
     case ScalarType.BYTES: {
@@ -296,12 +299,28 @@ function randomValue(r: Random, f: DescField, depth: number): unknown {
   }
 }
 
-/** A random message of `desc`; every field kind of the descriptor gets values. */
+/**
+ * A random message of `desc`; every field kind of the descriptor gets values,
+ * and a oneof one of its members (its zero value now and then: a member that
+ * is set is sent whatever its value).
+ */
 function randomMessage(r: Random, desc: DescMessage, depth = 0): Message {
   const init: Record<string, unknown> = {};
   if (!r.chance(0.1)) {
-    for (const f of desc.fields) {
+    for (const member of desc.members) {
       if (r.chance(0.25)) continue;
+      if (member.kind === "oneof") {
+        const f = r.pick(member.fields);
+        if (f.fieldKind === "message" && depth > 2) continue;
+        const value = f.fieldKind === "message"
+          ? randomMessage(r, f.message, depth + 1)
+          : r.chance(0.2)
+          ? zeroOf(f)
+          : randomValue(r, f, depth);
+        init[member.localName] = { case: f.localName, value };
+        continue;
+      }
+      const f = member;
       // Explicit presence: zero is a value too, distinct from absent.
       if (f.proto.proto3Optional && r.chance(0.2)) {
         init[f.localName] = zeroOf(f);
@@ -339,14 +358,20 @@ function zeroOf(f: DescField): unknown {
 function randomInit(r: Random, desc: DescMessage, depth = 0): Record<string, unknown> {
   const full = randomMessage(r, desc) as unknown as Record<string, unknown>;
   const init: Record<string, unknown> = {};
-  for (const f of desc.fields) {
+  for (const member of desc.members) {
     if (r.chance(0.3)) continue;
     if (r.chance(0.2)) {
-      init[f.localName] = undefined;
-    } else if (f.fieldKind === "message" && depth < 2 && r.chance(0.7)) {
-      init[f.localName] = randomInit(r, f.message, depth + 1);
+      init[member.localName] = undefined;
+    } else if (member.kind === "oneof") {
+      const oneof = full[member.localName] as { case: string | undefined; value?: unknown };
+      const f = member.fields.find((f) => f.localName === oneof.case);
+      init[member.localName] = f?.fieldKind === "message" && depth < 2 && r.chance(0.7)
+        ? { case: f.localName, value: randomInit(r, f.message, depth + 1) }
+        : oneof;
+    } else if (member.fieldKind === "message" && depth < 2 && r.chance(0.7)) {
+      init[member.localName] = randomInit(r, member.message, depth + 1);
     } else {
-      init[f.localName] = full[f.localName];
+      init[member.localName] = full[member.localName];
     }
   }
   return init;
@@ -357,8 +382,9 @@ function withoutUnknown<T>(msg: T): T {
   const strip = (value: unknown): void => {
     if (Array.isArray(value)) {
       value.forEach(strip);
-    } else if (typeof value === "object" && value !== null && "$typeName" in value) {
-      delete (value as { $unknown?: unknown }).$unknown;
+    } else if (typeof value === "object" && value !== null && !(value instanceof Uint8Array)) {
+      // Into oneofs ({ case, value }) and maps too, where messages may sit.
+      if ("$typeName" in value) delete (value as { $unknown?: unknown }).$unknown;
       Object.values(value).forEach(strip);
     }
   };

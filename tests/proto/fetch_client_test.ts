@@ -52,6 +52,27 @@ async function withServer(
     profile: async function* () {
       notCalled();
     },
+    // The streams of requests are tested in fetch_client_streams_test.ts.
+    // deno-lint-ignore require-yield
+    exec: async function* () {
+      notCalled();
+    },
+    // deno-lint-ignore require-yield
+    execAttach: async function* () {
+      notCalled();
+    },
+    execList: notCalled,
+    execKill: notCalled,
+    writeFile: notCalled,
+    // deno-lint-ignore require-yield
+    readFile: async function* () {
+      notCalled();
+    },
+    listDir: notCalled,
+    stat: notCalled,
+    makeDir: notCalled,
+    remove: notCalled,
+    wait: notCalled,
     ...impl,
   });
   const address = await server.listen("127.0.0.1:0");

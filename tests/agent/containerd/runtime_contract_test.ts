@@ -34,6 +34,8 @@ try {
       runtime,
       image: "busybox",
       logDir,
+      tty: true,
+      mergedDetachedOutput: true,
       async restart() {
         await runtime.close();
         runtime = new ContainerdRuntime(opts);

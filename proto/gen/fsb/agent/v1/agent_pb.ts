@@ -6,7 +6,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { NetworkPolicy, ProfileChunkSchema, ProfileRequestSchema, Resources } from "../../fastpath/v1/fastpath_pb.ts";
+import type { ExecAttachRequestSchema, ExecInfoSchema, ExecKillRequestSchema, ExecListRequestSchema, ExecListResponseSchema, ExecRequestSchema, ExecResponseSchema, FileChunkSchema, FileInfoSchema, ListDirRequestSchema, ListDirResponseSchema, MakeDirRequestSchema, NetworkPolicy, ProfileChunkSchema, ProfileRequestSchema, ReadFileRequestSchema, RemoveRequestSchema, RemoveResponseSchema, Resources, StatRequestSchema, WaitRequestSchema, WaitResponseSchema, WriteFileRequestSchema } from "../../fastpath/v1/fastpath_pb.ts";
 import { file_fsb_fastpath_v1_fastpath } from "../../fastpath/v1/fastpath_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file fsb/agent/v1/agent.proto.
  */
 export const file_fsb_agent_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("Chhmc2IvYWdlbnQvdjEvYWdlbnQucHJvdG8SDGZzYi5hZ2VudC52MSKRBAoLU2FuZGJveFNwZWMSEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhEKCW5hbWVzcGFjZRgDIAEoCRIMCgRwb29sGAQgASgJEg0KBWltYWdlGAUgASgJEg8KB2NvbW1hbmQYBiADKAkSDAoEYXJncxgHIAMoCRIxCgRlbnZzGAggAygLMiMuZnNiLmFnZW50LnYxLlNhbmRib3hTcGVjLkVudnNFbnRyeRITCgt3b3JraW5nX2RpchgJIAEoCRIVCg1leHBvc2VkX3BvcnRzGAogAygNEhMKC2V4cGlyZV90aW1lGAsgASgDEhYKDmZhaWx1cmVfcG9saWN5GAwgASgJEjUKBmxhYmVscxgNIAMoCzIlLmZzYi5hZ2VudC52MS5TYW5kYm94U3BlYy5MYWJlbHNFbnRyeRISCgpjcmVhdGVkX2F0GA4gASgDEi8KB25ldHdvcmsYDyABKAsyHi5mc2IuZmFzdHBhdGgudjEuTmV0d29ya1BvbGljeRItCglyZXNvdXJjZXMYECABKAsyGi5mc2IuZmFzdHBhdGgudjEuUmVzb3VyY2VzGisKCUVudnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEidQoNU2FuZGJveFN0YXR1cxInCgRzcGVjGAEgASgLMhkuZnNiLmFnZW50LnYxLlNhbmRib3hTcGVjEg0KBXBoYXNlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSCgoCaXAYBCABKAkSDwoHcnVudGltZRgFIAEoCSKJAgoLQWdlbnRSZXBvcnQSEAoIYWdlbnRfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIMCgRwb29sGAMgASgJEhEKCW5hbWVzcGFjZRgEIAEoCRIQCghjYXBhY2l0eRgFIAEoDRIRCglhbGxvY2F0ZWQYBiABKA0SDgoGaW1hZ2VzGAcgAygJEi4KCXNhbmRib3hlcxgIIAMoCzIbLmZzYi5hZ2VudC52MS5TYW5kYm94U3RhdHVzEg0KBXJlYWR5GAkgASgIEg8KB3J1bnRpbWUYCiABKAkSFgoOYWR2ZXJ0aXNlX2hvc3QYCyABKAkSGQoRaW52ZW50b3J5X3Vua25vd24YDCABKAgiRQoQUmVnaXN0ZXJSZXNwb25zZRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYASABKA0SEgoKY3JlZGVudGlhbBgCIAEoCSInChFIZWFydGJlYXRSZXNwb25zZRISCgpyZXJlZ2lzdGVyGAEgASgIIj8KFENyZWF0ZVNhbmRib3hSZXF1ZXN0EicKBHNwZWMYASABKAsyGS5mc2IuYWdlbnQudjEuU2FuZGJveFNwZWMiuAEKFUNyZWF0ZVNhbmRib3hSZXNwb25zZRIrCgZzdGF0dXMYASABKAsyGy5mc2IuYWdlbnQudjEuU2FuZGJveFN0YXR1cxJCCghzdGFnZV9tcxgCIAMoCzIwLmZzYi5hZ2VudC52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2UuU3RhZ2VNc0VudHJ5Gi4KDFN0YWdlTXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIjwKFERlbGV0ZVNhbmRib3hSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSEAoIZ3JhY2VfbXMYAiABKA0iKAoVRGVsZXRlU2FuZGJveFJlc3BvbnNlEg8KB2V4aXN0ZWQYASABKAgiFgoUTGlzdFNhbmRib3hlc1JlcXVlc3QiRwoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEi4KCXNhbmRib3hlcxgBIAMoCzIbLmZzYi5hZ2VudC52MS5TYW5kYm94U3RhdHVzIjcKEVN0cmVhbUxvZ3NSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSDgoGZm9sbG93GAIgASgIIhgKCExvZ0NodW5rEgwKBGRhdGEYASABKAwynwEKDUFnZW50UmVnaXN0cnkSRQoIUmVnaXN0ZXISGS5mc2IuYWdlbnQudjEuQWdlbnRSZXBvcnQaHi5mc2IuYWdlbnQudjEuUmVnaXN0ZXJSZXNwb25zZRJHCglIZWFydGJlYXQSGS5mc2IuYWdlbnQudjEuQWdlbnRSZXBvcnQaHy5mc2IuYWdlbnQudjEuSGVhcnRiZWF0UmVzcG9uc2UyqwMKBUFnZW50ElgKDUNyZWF0ZVNhbmRib3gSIi5mc2IuYWdlbnQudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QaIy5mc2IuYWdlbnQudjEuQ3JlYXRlU2FuZGJveFJlc3BvbnNlElgKDURlbGV0ZVNhbmRib3gSIi5mc2IuYWdlbnQudjEuRGVsZXRlU2FuZGJveFJlcXVlc3QaIy5mc2IuYWdlbnQudjEuRGVsZXRlU2FuZGJveFJlc3BvbnNlElgKDUxpc3RTYW5kYm94ZXMSIi5mc2IuYWdlbnQudjEuTGlzdFNhbmRib3hlc1JlcXVlc3QaIy5mc2IuYWdlbnQudjEuTGlzdFNhbmRib3hlc1Jlc3BvbnNlEkcKClN0cmVhbUxvZ3MSHy5mc2IuYWdlbnQudjEuU3RyZWFtTG9nc1JlcXVlc3QaFi5mc2IuYWdlbnQudjEuTG9nQ2h1bmswARJLCgdQcm9maWxlEh8uZnNiLmZhc3RwYXRoLnYxLlByb2ZpbGVSZXF1ZXN0Gh0uZnNiLmZhc3RwYXRoLnYxLlByb2ZpbGVDaHVuazABYgZwcm90bzM", [file_fsb_fastpath_v1_fastpath]);
+  fileDesc("Chhmc2IvYWdlbnQvdjEvYWdlbnQucHJvdG8SDGZzYi5hZ2VudC52MSKRBAoLU2FuZGJveFNwZWMSEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhEKCW5hbWVzcGFjZRgDIAEoCRIMCgRwb29sGAQgASgJEg0KBWltYWdlGAUgASgJEg8KB2NvbW1hbmQYBiADKAkSDAoEYXJncxgHIAMoCRIxCgRlbnZzGAggAygLMiMuZnNiLmFnZW50LnYxLlNhbmRib3hTcGVjLkVudnNFbnRyeRITCgt3b3JraW5nX2RpchgJIAEoCRIVCg1leHBvc2VkX3BvcnRzGAogAygNEhMKC2V4cGlyZV90aW1lGAsgASgDEhYKDmZhaWx1cmVfcG9saWN5GAwgASgJEjUKBmxhYmVscxgNIAMoCzIlLmZzYi5hZ2VudC52MS5TYW5kYm94U3BlYy5MYWJlbHNFbnRyeRISCgpjcmVhdGVkX2F0GA4gASgDEi8KB25ldHdvcmsYDyABKAsyHi5mc2IuZmFzdHBhdGgudjEuTmV0d29ya1BvbGljeRItCglyZXNvdXJjZXMYECABKAsyGi5mc2IuZmFzdHBhdGgudjEuUmVzb3VyY2VzGisKCUVudnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEidQoNU2FuZGJveFN0YXR1cxInCgRzcGVjGAEgASgLMhkuZnNiLmFnZW50LnYxLlNhbmRib3hTcGVjEg0KBXBoYXNlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSCgoCaXAYBCABKAkSDwoHcnVudGltZRgFIAEoCSKJAgoLQWdlbnRSZXBvcnQSEAoIYWdlbnRfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIMCgRwb29sGAMgASgJEhEKCW5hbWVzcGFjZRgEIAEoCRIQCghjYXBhY2l0eRgFIAEoDRIRCglhbGxvY2F0ZWQYBiABKA0SDgoGaW1hZ2VzGAcgAygJEi4KCXNhbmRib3hlcxgIIAMoCzIbLmZzYi5hZ2VudC52MS5TYW5kYm94U3RhdHVzEg0KBXJlYWR5GAkgASgIEg8KB3J1bnRpbWUYCiABKAkSFgoOYWR2ZXJ0aXNlX2hvc3QYCyABKAkSGQoRaW52ZW50b3J5X3Vua25vd24YDCABKAgiRQoQUmVnaXN0ZXJSZXNwb25zZRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYASABKA0SEgoKY3JlZGVudGlhbBgCIAEoCSInChFIZWFydGJlYXRSZXNwb25zZRISCgpyZXJlZ2lzdGVyGAEgASgIIj8KFENyZWF0ZVNhbmRib3hSZXF1ZXN0EicKBHNwZWMYASABKAsyGS5mc2IuYWdlbnQudjEuU2FuZGJveFNwZWMiuAEKFUNyZWF0ZVNhbmRib3hSZXNwb25zZRIrCgZzdGF0dXMYASABKAsyGy5mc2IuYWdlbnQudjEuU2FuZGJveFN0YXR1cxJCCghzdGFnZV9tcxgCIAMoCzIwLmZzYi5hZ2VudC52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2UuU3RhZ2VNc0VudHJ5Gi4KDFN0YWdlTXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIjwKFERlbGV0ZVNhbmRib3hSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSEAoIZ3JhY2VfbXMYAiABKA0iKAoVRGVsZXRlU2FuZGJveFJlc3BvbnNlEg8KB2V4aXN0ZWQYASABKAgiFgoUTGlzdFNhbmRib3hlc1JlcXVlc3QiRwoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEi4KCXNhbmRib3hlcxgBIAMoCzIbLmZzYi5hZ2VudC52MS5TYW5kYm94U3RhdHVzIjcKEVN0cmVhbUxvZ3NSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSDgoGZm9sbG93GAIgASgIIhgKCExvZ0NodW5rEgwKBGRhdGEYASABKAwynwEKDUFnZW50UmVnaXN0cnkSRQoIUmVnaXN0ZXISGS5mc2IuYWdlbnQudjEuQWdlbnRSZXBvcnQaHi5mc2IuYWdlbnQudjEuUmVnaXN0ZXJSZXNwb25zZRJHCglIZWFydGJlYXQSGS5mc2IuYWdlbnQudjEuQWdlbnRSZXBvcnQaHy5mc2IuYWdlbnQudjEuSGVhcnRiZWF0UmVzcG9uc2Uy4AkKBUFnZW50ElgKDUNyZWF0ZVNhbmRib3gSIi5mc2IuYWdlbnQudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QaIy5mc2IuYWdlbnQudjEuQ3JlYXRlU2FuZGJveFJlc3BvbnNlElgKDURlbGV0ZVNhbmRib3gSIi5mc2IuYWdlbnQudjEuRGVsZXRlU2FuZGJveFJlcXVlc3QaIy5mc2IuYWdlbnQudjEuRGVsZXRlU2FuZGJveFJlc3BvbnNlElgKDUxpc3RTYW5kYm94ZXMSIi5mc2IuYWdlbnQudjEuTGlzdFNhbmRib3hlc1JlcXVlc3QaIy5mc2IuYWdlbnQudjEuTGlzdFNhbmRib3hlc1Jlc3BvbnNlEkcKClN0cmVhbUxvZ3MSHy5mc2IuYWdlbnQudjEuU3RyZWFtTG9nc1JlcXVlc3QaFi5mc2IuYWdlbnQudjEuTG9nQ2h1bmswARJLCgdQcm9maWxlEh8uZnNiLmZhc3RwYXRoLnYxLlByb2ZpbGVSZXF1ZXN0Gh0uZnNiLmZhc3RwYXRoLnYxLlByb2ZpbGVDaHVuazABEkcKBEV4ZWMSHC5mc2IuZmFzdHBhdGgudjEuRXhlY1JlcXVlc3QaHS5mc2IuZmFzdHBhdGgudjEuRXhlY1Jlc3BvbnNlKAEwARJRCgpFeGVjQXR0YWNoEiIuZnNiLmZhc3RwYXRoLnYxLkV4ZWNBdHRhY2hSZXF1ZXN0Gh0uZnNiLmZhc3RwYXRoLnYxLkV4ZWNSZXNwb25zZTABEk8KCEV4ZWNMaXN0EiAuZnNiLmZhc3RwYXRoLnYxLkV4ZWNMaXN0UmVxdWVzdBohLmZzYi5mYXN0cGF0aC52MS5FeGVjTGlzdFJlc3BvbnNlEkcKCEV4ZWNLaWxsEiAuZnNiLmZhc3RwYXRoLnYxLkV4ZWNLaWxsUmVxdWVzdBoZLmZzYi5mYXN0cGF0aC52MS5FeGVjSW5mbxJLCglXcml0ZUZpbGUSIS5mc2IuZmFzdHBhdGgudjEuV3JpdGVGaWxlUmVxdWVzdBoZLmZzYi5mYXN0cGF0aC52MS5GaWxlSW5mbygBEkoKCFJlYWRGaWxlEiAuZnNiLmZhc3RwYXRoLnYxLlJlYWRGaWxlUmVxdWVzdBoaLmZzYi5mYXN0cGF0aC52MS5GaWxlQ2h1bmswARJMCgdMaXN0RGlyEh8uZnNiLmZhc3RwYXRoLnYxLkxpc3REaXJSZXF1ZXN0GiAuZnNiLmZhc3RwYXRoLnYxLkxpc3REaXJSZXNwb25zZRI/CgRTdGF0EhwuZnNiLmZhc3RwYXRoLnYxLlN0YXRSZXF1ZXN0GhkuZnNiLmZhc3RwYXRoLnYxLkZpbGVJbmZvEkUKB01ha2VEaXISHy5mc2IuZmFzdHBhdGgudjEuTWFrZURpclJlcXVlc3QaGS5mc2IuZmFzdHBhdGgudjEuRmlsZUluZm8SSQoGUmVtb3ZlEh4uZnNiLmZhc3RwYXRoLnYxLlJlbW92ZVJlcXVlc3QaHy5mc2IuZmFzdHBhdGgudjEuUmVtb3ZlUmVzcG9uc2USQwoEV2FpdBIcLmZzYi5mYXN0cGF0aC52MS5XYWl0UmVxdWVzdBodLmZzYi5mYXN0cGF0aC52MS5XYWl0UmVzcG9uc2ViBnByb3RvMw", [file_fsb_fastpath_v1_fastpath]);
 
 /**
  * Everything needed to (re)create a sandbox; an agent keeps it with the container.
@@ -499,6 +499,99 @@ export const Agent: GenService<{
     methodKind: "server_streaming";
     input: typeof ProfileRequestSchema;
     output: typeof ProfileChunkSchema;
+  },
+  /**
+   * Exec and files, as the FastPath's (shared/DESIGN.md section 14). The
+   * controller resolves the sandbox and sends its id as the call's
+   * `fsb-sandbox-id` metadata; `name` and `namespace` in the requests are
+   * ignored here.
+   *
+   * @generated from rpc fsb.agent.v1.Agent.Exec
+   */
+  exec: {
+    methodKind: "bidi_streaming";
+    input: typeof ExecRequestSchema;
+    output: typeof ExecResponseSchema;
+  },
+  /**
+   * @generated from rpc fsb.agent.v1.Agent.ExecAttach
+   */
+  execAttach: {
+    methodKind: "server_streaming";
+    input: typeof ExecAttachRequestSchema;
+    output: typeof ExecResponseSchema;
+  },
+  /**
+   * @generated from rpc fsb.agent.v1.Agent.ExecList
+   */
+  execList: {
+    methodKind: "unary";
+    input: typeof ExecListRequestSchema;
+    output: typeof ExecListResponseSchema;
+  },
+  /**
+   * @generated from rpc fsb.agent.v1.Agent.ExecKill
+   */
+  execKill: {
+    methodKind: "unary";
+    input: typeof ExecKillRequestSchema;
+    output: typeof ExecInfoSchema;
+  },
+  /**
+   * @generated from rpc fsb.agent.v1.Agent.WriteFile
+   */
+  writeFile: {
+    methodKind: "client_streaming";
+    input: typeof WriteFileRequestSchema;
+    output: typeof FileInfoSchema;
+  },
+  /**
+   * @generated from rpc fsb.agent.v1.Agent.ReadFile
+   */
+  readFile: {
+    methodKind: "server_streaming";
+    input: typeof ReadFileRequestSchema;
+    output: typeof FileChunkSchema;
+  },
+  /**
+   * @generated from rpc fsb.agent.v1.Agent.ListDir
+   */
+  listDir: {
+    methodKind: "unary";
+    input: typeof ListDirRequestSchema;
+    output: typeof ListDirResponseSchema;
+  },
+  /**
+   * @generated from rpc fsb.agent.v1.Agent.Stat
+   */
+  stat: {
+    methodKind: "unary";
+    input: typeof StatRequestSchema;
+    output: typeof FileInfoSchema;
+  },
+  /**
+   * @generated from rpc fsb.agent.v1.Agent.MakeDir
+   */
+  makeDir: {
+    methodKind: "unary";
+    input: typeof MakeDirRequestSchema;
+    output: typeof FileInfoSchema;
+  },
+  /**
+   * @generated from rpc fsb.agent.v1.Agent.Remove
+   */
+  remove: {
+    methodKind: "unary";
+    input: typeof RemoveRequestSchema;
+    output: typeof RemoveResponseSchema;
+  },
+  /**
+   * @generated from rpc fsb.agent.v1.Agent.Wait
+   */
+  wait: {
+    methodKind: "unary";
+    input: typeof WaitRequestSchema;
+    output: typeof WaitResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_fsb_agent_v1_agent, 1);

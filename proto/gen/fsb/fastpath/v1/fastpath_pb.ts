@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file fsb/fastpath/v1/fastpath.proto.
  */
 export const file_fsb_fastpath_v1_fastpath: GenFile = /*@__PURE__*/
-  fileDesc("Ch5mc2IvZmFzdHBhdGgvdjEvZmFzdHBhdGgucHJvdG8SD2ZzYi5mYXN0cGF0aC52MSKNAQoNTmV0d29ya1BvbGljeRIqCgRtb2RlGAEgASgOMhwuZnNiLmZhc3RwYXRoLnYxLk5ldHdvcmtNb2RlEicKBmVncmVzcxgCIAEoDjIXLmZzYi5mYXN0cGF0aC52MS5FZ3Jlc3MSEwoLYWxsb3dfY2lkcnMYAyADKAkSEgoKZGVueV9jaWRycxgEIAMoCSJ7CglSZXNvdXJjZXMSFwoKY3B1X21pbGxpcxgBIAEoA0gAiAEBEhkKDG1lbW9yeV9ieXRlcxgCIAEoA0gBiAEBEhEKBHBpZHMYAyABKANIAogBAUINCgtfY3B1X21pbGxpc0IPCg1fbWVtb3J5X2J5dGVzQgcKBV9waWRzIuYEChRDcmVhdGVTYW5kYm94UmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRINCgVpbWFnZRgDIAEoCRIMCgRwb29sGAQgASgJEg8KB2NvbW1hbmQYBSADKAkSDAoEYXJncxgGIAMoCRI9CgRlbnZzGAcgAygLMi8uZnNiLmZhc3RwYXRoLnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkVudnNFbnRyeRITCgt3b3JraW5nX2RpchgIIAEoCRIVCg1leHBvc2VkX3BvcnRzGAkgAygNEjoKEGNvbnNpc3RlbmN5X21vZGUYCiABKA4yIC5mc2IuZmFzdHBhdGgudjEuQ29uc2lzdGVuY3lNb2RlEhMKC2V4cGlyZV90aW1lGAsgASgDEjYKDmZhaWx1cmVfcG9saWN5GAwgASgOMh4uZnNiLmZhc3RwYXRoLnYxLkZhaWx1cmVQb2xpY3kSQQoGbGFiZWxzGA0gAygLMjEuZnNiLmZhc3RwYXRoLnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkxhYmVsc0VudHJ5Ei8KB25ldHdvcmsYDiABKAsyHi5mc2IuZmFzdHBhdGgudjEuTmV0d29ya1BvbGljeRItCglyZXNvdXJjZXMYDyABKAsyGi5mc2IuZmFzdHBhdGgudjEuUmVzb3VyY2VzGisKCUVudnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEilgUKC1NhbmRib3hJbmZvEhIKCnNhbmRib3hfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIRCgluYW1lc3BhY2UYAyABKAkSDQoFcGhhc2UYBCABKAkSDQoFYWdlbnQYBSABKAkSEQoJZW5kcG9pbnRzGAYgAygJEg0KBWltYWdlGAcgASgJEgwKBHBvb2wYCCABKAkSDwoHY29tbWFuZBgJIAMoCRIMCgRhcmdzGAogAygJEhIKCmNyZWF0ZWRfYXQYCyABKAMSEwoLZXhwaXJlX3RpbWUYDCABKAMSNgoOZmFpbHVyZV9wb2xpY3kYDSABKA4yHi5mc2IuZmFzdHBhdGgudjEuRmFpbHVyZVBvbGljeRI4CgZsYWJlbHMYDiADKAsyKC5mc2IuZmFzdHBhdGgudjEuU2FuZGJveEluZm8uTGFiZWxzRW50cnkSDwoHbWVzc2FnZRgPIAEoCRI0CgRlbnZzGBAgAygLMiYuZnNiLmZhc3RwYXRoLnYxLlNhbmRib3hJbmZvLkVudnNFbnRyeRITCgt3b3JraW5nX2RpchgRIAEoCRIVCg1leHBvc2VkX3BvcnRzGBIgAygNEgoKAmlwGBMgASgJEg8KB3J1bnRpbWUYFCABKAkSLwoHbmV0d29yaxgVIAEoCzIeLmZzYi5mYXN0cGF0aC52MS5OZXR3b3JrUG9saWN5Ei0KCXJlc291cmNlcxgWIAEoCzIaLmZzYi5mYXN0cGF0aC52MS5SZXNvdXJjZXMaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARorCglFbnZzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI0ChFHZXRTYW5kYm94UmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCSJBChRMaXN0U2FuZGJveGVzUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSFgoOYWxsX25hbWVzcGFjZXMYAiABKAgiSAoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEi8KCXNhbmRib3hlcxgBIAMoCzIcLmZzYi5mYXN0cGF0aC52MS5TYW5kYm94SW5mbyI3ChREZWxldGVTYW5kYm94UmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCSKaAgoUVXBkYXRlU2FuZGJveFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIRCgluYW1lc3BhY2UYAiABKAkSGAoLZXhwaXJlX3RpbWUYAyABKANIAIgBARI2Cg5mYWlsdXJlX3BvbGljeRgEIAEoDjIeLmZzYi5mYXN0cGF0aC52MS5GYWlsdXJlUG9saWN5EkEKBmxhYmVscxgFIAMoCzIxLmZzYi5mYXN0cGF0aC52MS5VcGRhdGVTYW5kYm94UmVxdWVzdC5MYWJlbHNFbnRyeRINCgVyZXNldBgGIAEoCBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQg4KDF9leHBpcmVfdGltZSJEChFTdHJlYW1Mb2dzUmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRIOCgZmb2xsb3cYAyABKAgiGAoITG9nQ2h1bmsSDAoEZGF0YRgBIAEoDCJqChJDcmVhdGVUb2tlblJlcXVlc3QSEgoKbmFtZXNwYWNlcxgBIAMoCRINCgVhZG1pbhgCIAEoCBITCgt0dGxfc2Vjb25kcxgDIAEoAxISCgVxdW90YRgEIAEoDUgAiAEBQggKBl9xdW90YSJjCglUb2tlbkluZm8SCgoCaWQYASABKAkSEgoKbmFtZXNwYWNlcxgCIAMoCRINCgVhZG1pbhgDIAEoCBITCgtleHBpcmVfdGltZRgEIAEoAxISCgpjcmVhdGVkX2F0GAUgASgDIlAKE0NyZWF0ZVRva2VuUmVzcG9uc2USKQoFdG9rZW4YASABKAsyGi5mc2IuZmFzdHBhdGgudjEuVG9rZW5JbmZvEg4KBnNlY3JldBgCIAEoCSITChFMaXN0VG9rZW5zUmVxdWVzdCJAChJMaXN0VG9rZW5zUmVzcG9uc2USKgoGdG9rZW5zGAEgAygLMhouZnNiLmZhc3RwYXRoLnYxLlRva2VuSW5mbyIgChJSZXZva2VUb2tlblJlcXVlc3QSCgoCaWQYASABKAkiQQoOUHJvZmlsZVJlcXVlc3QSDAoEa2luZBgBIAEoCRIPCgdzZWNvbmRzGAIgASgNEhAKCGFnZW50X2lkGAMgASgJIhwKDFByb2ZpbGVDaHVuaxIMCgRkYXRhGAEgASgMKmsKD0NvbnNpc3RlbmN5TW9kZRIgChxDT05TSVNURU5DWV9NT0RFX1VOU1BFQ0lGSUVEEAASGQoVQ09OU0lTVEVOQ1lfTU9ERV9GQVNUEAESGwoXQ09OU0lTVEVOQ1lfTU9ERV9TVFJPTkcQAipsCg1GYWlsdXJlUG9saWN5Eh4KGkZBSUxVUkVfUE9MSUNZX1VOU1BFQ0lGSUVEEAASGQoVRkFJTFVSRV9QT0xJQ1lfTUFOVUFMEAESIAocRkFJTFVSRV9QT0xJQ1lfQVVUT19SRUNSRUFURRACKlwKC05ldHdvcmtNb2RlEhwKGE5FVFdPUktfTU9ERV9VTlNQRUNJRklFRBAAEhgKFE5FVFdPUktfTU9ERV9QUklWQVRFEAESFQoRTkVUV09SS19NT0RFX05PTkUQAipDCgZFZ3Jlc3MSFgoSRUdSRVNTX1VOU1BFQ0lGSUVEEAASEAoMRUdSRVNTX0FMTE9XEAESDwoLRUdSRVNTX0RFTlkQAjLZBgoIRmFzdFBhdGgSVAoNQ3JlYXRlU2FuZGJveBIlLmZzYi5mYXN0cGF0aC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdBocLmZzYi5mYXN0cGF0aC52MS5TYW5kYm94SW5mbxJOCgpHZXRTYW5kYm94EiIuZnNiLmZhc3RwYXRoLnYxLkdldFNhbmRib3hSZXF1ZXN0GhwuZnNiLmZhc3RwYXRoLnYxLlNhbmRib3hJbmZvEl4KDUxpc3RTYW5kYm94ZXMSJS5mc2IuZmFzdHBhdGgudjEuTGlzdFNhbmRib3hlc1JlcXVlc3QaJi5mc2IuZmFzdHBhdGgudjEuTGlzdFNhbmRib3hlc1Jlc3BvbnNlElQKDURlbGV0ZVNhbmRib3gSJS5mc2IuZmFzdHBhdGgudjEuRGVsZXRlU2FuZGJveFJlcXVlc3QaHC5mc2IuZmFzdHBhdGgudjEuU2FuZGJveEluZm8SVAoNVXBkYXRlU2FuZGJveBIlLmZzYi5mYXN0cGF0aC52MS5VcGRhdGVTYW5kYm94UmVxdWVzdBocLmZzYi5mYXN0cGF0aC52MS5TYW5kYm94SW5mbxJNCgpTdHJlYW1Mb2dzEiIuZnNiLmZhc3RwYXRoLnYxLlN0cmVhbUxvZ3NSZXF1ZXN0GhkuZnNiLmZhc3RwYXRoLnYxLkxvZ0NodW5rMAESWAoLQ3JlYXRlVG9rZW4SIy5mc2IuZmFzdHBhdGgudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0GiQuZnNiLmZhc3RwYXRoLnYxLkNyZWF0ZVRva2VuUmVzcG9uc2USVQoKTGlzdFRva2VucxIiLmZzYi5mYXN0cGF0aC52MS5MaXN0VG9rZW5zUmVxdWVzdBojLmZzYi5mYXN0cGF0aC52MS5MaXN0VG9rZW5zUmVzcG9uc2USTgoLUmV2b2tlVG9rZW4SIy5mc2IuZmFzdHBhdGgudjEuUmV2b2tlVG9rZW5SZXF1ZXN0GhouZnNiLmZhc3RwYXRoLnYxLlRva2VuSW5mbxJLCgdQcm9maWxlEh8uZnNiLmZhc3RwYXRoLnYxLlByb2ZpbGVSZXF1ZXN0Gh0uZnNiLmZhc3RwYXRoLnYxLlByb2ZpbGVDaHVuazABYgZwcm90bzM");
+  fileDesc("Ch5mc2IvZmFzdHBhdGgvdjEvZmFzdHBhdGgucHJvdG8SD2ZzYi5mYXN0cGF0aC52MSKNAQoNTmV0d29ya1BvbGljeRIqCgRtb2RlGAEgASgOMhwuZnNiLmZhc3RwYXRoLnYxLk5ldHdvcmtNb2RlEicKBmVncmVzcxgCIAEoDjIXLmZzYi5mYXN0cGF0aC52MS5FZ3Jlc3MSEwoLYWxsb3dfY2lkcnMYAyADKAkSEgoKZGVueV9jaWRycxgEIAMoCSJ7CglSZXNvdXJjZXMSFwoKY3B1X21pbGxpcxgBIAEoA0gAiAEBEhkKDG1lbW9yeV9ieXRlcxgCIAEoA0gBiAEBEhEKBHBpZHMYAyABKANIAogBAUINCgtfY3B1X21pbGxpc0IPCg1fbWVtb3J5X2J5dGVzQgcKBV9waWRzIuYEChRDcmVhdGVTYW5kYm94UmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRINCgVpbWFnZRgDIAEoCRIMCgRwb29sGAQgASgJEg8KB2NvbW1hbmQYBSADKAkSDAoEYXJncxgGIAMoCRI9CgRlbnZzGAcgAygLMi8uZnNiLmZhc3RwYXRoLnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkVudnNFbnRyeRITCgt3b3JraW5nX2RpchgIIAEoCRIVCg1leHBvc2VkX3BvcnRzGAkgAygNEjoKEGNvbnNpc3RlbmN5X21vZGUYCiABKA4yIC5mc2IuZmFzdHBhdGgudjEuQ29uc2lzdGVuY3lNb2RlEhMKC2V4cGlyZV90aW1lGAsgASgDEjYKDmZhaWx1cmVfcG9saWN5GAwgASgOMh4uZnNiLmZhc3RwYXRoLnYxLkZhaWx1cmVQb2xpY3kSQQoGbGFiZWxzGA0gAygLMjEuZnNiLmZhc3RwYXRoLnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkxhYmVsc0VudHJ5Ei8KB25ldHdvcmsYDiABKAsyHi5mc2IuZmFzdHBhdGgudjEuTmV0d29ya1BvbGljeRItCglyZXNvdXJjZXMYDyABKAsyGi5mc2IuZmFzdHBhdGgudjEuUmVzb3VyY2VzGisKCUVudnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEilgUKC1NhbmRib3hJbmZvEhIKCnNhbmRib3hfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIRCgluYW1lc3BhY2UYAyABKAkSDQoFcGhhc2UYBCABKAkSDQoFYWdlbnQYBSABKAkSEQoJZW5kcG9pbnRzGAYgAygJEg0KBWltYWdlGAcgASgJEgwKBHBvb2wYCCABKAkSDwoHY29tbWFuZBgJIAMoCRIMCgRhcmdzGAogAygJEhIKCmNyZWF0ZWRfYXQYCyABKAMSEwoLZXhwaXJlX3RpbWUYDCABKAMSNgoOZmFpbHVyZV9wb2xpY3kYDSABKA4yHi5mc2IuZmFzdHBhdGgudjEuRmFpbHVyZVBvbGljeRI4CgZsYWJlbHMYDiADKAsyKC5mc2IuZmFzdHBhdGgudjEuU2FuZGJveEluZm8uTGFiZWxzRW50cnkSDwoHbWVzc2FnZRgPIAEoCRI0CgRlbnZzGBAgAygLMiYuZnNiLmZhc3RwYXRoLnYxLlNhbmRib3hJbmZvLkVudnNFbnRyeRITCgt3b3JraW5nX2RpchgRIAEoCRIVCg1leHBvc2VkX3BvcnRzGBIgAygNEgoKAmlwGBMgASgJEg8KB3J1bnRpbWUYFCABKAkSLwoHbmV0d29yaxgVIAEoCzIeLmZzYi5mYXN0cGF0aC52MS5OZXR3b3JrUG9saWN5Ei0KCXJlc291cmNlcxgWIAEoCzIaLmZzYi5mYXN0cGF0aC52MS5SZXNvdXJjZXMaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARorCglFbnZzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI0ChFHZXRTYW5kYm94UmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCSJBChRMaXN0U2FuZGJveGVzUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSFgoOYWxsX25hbWVzcGFjZXMYAiABKAgiSAoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEi8KCXNhbmRib3hlcxgBIAMoCzIcLmZzYi5mYXN0cGF0aC52MS5TYW5kYm94SW5mbyI3ChREZWxldGVTYW5kYm94UmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCSKaAgoUVXBkYXRlU2FuZGJveFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIRCgluYW1lc3BhY2UYAiABKAkSGAoLZXhwaXJlX3RpbWUYAyABKANIAIgBARI2Cg5mYWlsdXJlX3BvbGljeRgEIAEoDjIeLmZzYi5mYXN0cGF0aC52MS5GYWlsdXJlUG9saWN5EkEKBmxhYmVscxgFIAMoCzIxLmZzYi5mYXN0cGF0aC52MS5VcGRhdGVTYW5kYm94UmVxdWVzdC5MYWJlbHNFbnRyeRINCgVyZXNldBgGIAEoCBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQg4KDF9leHBpcmVfdGltZSJEChFTdHJlYW1Mb2dzUmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRIOCgZmb2xsb3cYAyABKAgiGAoITG9nQ2h1bmsSDAoEZGF0YRgBIAEoDCJqChJDcmVhdGVUb2tlblJlcXVlc3QSEgoKbmFtZXNwYWNlcxgBIAMoCRINCgVhZG1pbhgCIAEoCBITCgt0dGxfc2Vjb25kcxgDIAEoAxISCgVxdW90YRgEIAEoDUgAiAEBQggKBl9xdW90YSJjCglUb2tlbkluZm8SCgoCaWQYASABKAkSEgoKbmFtZXNwYWNlcxgCIAMoCRINCgVhZG1pbhgDIAEoCBITCgtleHBpcmVfdGltZRgEIAEoAxISCgpjcmVhdGVkX2F0GAUgASgDIlAKE0NyZWF0ZVRva2VuUmVzcG9uc2USKQoFdG9rZW4YASABKAsyGi5mc2IuZmFzdHBhdGgudjEuVG9rZW5JbmZvEg4KBnNlY3JldBgCIAEoCSITChFMaXN0VG9rZW5zUmVxdWVzdCJAChJMaXN0VG9rZW5zUmVzcG9uc2USKgoGdG9rZW5zGAEgAygLMhouZnNiLmZhc3RwYXRoLnYxLlRva2VuSW5mbyIgChJSZXZva2VUb2tlblJlcXVlc3QSCgoCaWQYASABKAkiQQoOUHJvZmlsZVJlcXVlc3QSDAoEa2luZBgBIAEoCRIPCgdzZWNvbmRzGAIgASgNEhAKCGFnZW50X2lkGAMgASgJIhwKDFByb2ZpbGVDaHVuaxIMCgRkYXRhGAEgASgMIowCCglFeGVjU3RhcnQSDAoEbmFtZRgBIAEoCRIRCgluYW1lc3BhY2UYAiABKAkSDwoHY29tbWFuZBgDIAMoCRIyCgRlbnZzGAQgAygLMiQuZnNiLmZhc3RwYXRoLnYxLkV4ZWNTdGFydC5FbnZzRW50cnkSEwoLd29ya2luZ19kaXIYBSABKAkSCwoDdHR5GAYgASgIEg0KBXN0ZGluGAcgASgIEg4KBmRldGFjaBgIIAEoCBIrCgRzaXplGAkgASgLMh0uZnNiLmZhc3RwYXRoLnYxLlRlcm1pbmFsU2l6ZRorCglFbnZzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIqCgxUZXJtaW5hbFNpemUSDAoEY29scxgBIAEoDRIMCgRyb3dzGAIgASgNIqwBCgtFeGVjUmVxdWVzdBIrCgVzdGFydBgBIAEoCzIaLmZzYi5mYXN0cGF0aC52MS5FeGVjU3RhcnRIABIPCgVzdGRpbhgCIAEoDEgAEhUKC3N0ZGluX2Nsb3NlGAMgASgISAASLwoGcmVzaXplGAQgASgLMh0uZnNiLmZhc3RwYXRoLnYxLlRlcm1pbmFsU2l6ZUgAEhAKBnNpZ25hbBgFIAEoCUgAQgUKA21zZyI+CghFeGVjRXhpdBIRCglleGl0X2NvZGUYASABKAUSDgoGc2lnbmFsGAIgASgJEg8KB21lc3NhZ2UYAyABKAkidwoMRXhlY1Jlc3BvbnNlEhEKB2V4ZWNfaWQYASABKAlIABIQCgZzdGRvdXQYAiABKAxIABIQCgZzdGRlcnIYAyABKAxIABIpCgRleGl0GAQgASgLMhkuZnNiLmZhc3RwYXRoLnYxLkV4ZWNFeGl0SABCBQoDbXNnIkUKEUV4ZWNBdHRhY2hSZXF1ZXN0EgwKBG5hbWUYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEg8KB2V4ZWNfaWQYAyABKAkiqwEKCEV4ZWNJbmZvEg8KB2V4ZWNfaWQYASABKAkSDwoHY29tbWFuZBgCIAMoCRILCgN0dHkYAyABKAgSEAoIZGV0YWNoZWQYBCABKAgSDwoHcnVubmluZxgFIAEoCBInCgRleGl0GAYgASgLMhkuZnNiLmZhc3RwYXRoLnYxLkV4ZWNFeGl0EhIKCnN0YXJ0ZWRfYXQYByABKAMSEAoIZW5kZWRfYXQYCCABKAMiMgoPRXhlY0xpc3RSZXF1ZXN0EgwKBG5hbWUYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJIjwKEEV4ZWNMaXN0UmVzcG9uc2USKAoFZXhlY3MYASADKAsyGS5mc2IuZmFzdHBhdGgudjEuRXhlY0luZm8iUwoPRXhlY0tpbGxSZXF1ZXN0EgwKBG5hbWUYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEg8KB2V4ZWNfaWQYAyABKAkSDgoGc2lnbmFsGAQgASgJIoABCghGaWxlSW5mbxIMCgRwYXRoGAEgASgJEgwKBHR5cGUYAiABKAkSDAoEbW9kZRgDIAEoDRIMCgRzaXplGAQgASgDEgsKA3VpZBgFIAEoDRILCgNnaWQYBiABKA0SDQoFbXRpbWUYByABKAMSEwoLbGlua190YXJnZXQYCCABKAkivwEKDldyaXRlRmlsZVN0YXJ0EgwKBG5hbWUYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEgwKBHBhdGgYAyABKAkSDAoEbW9kZRgEIAEoDRIQCgN1aWQYBSABKA1IAIgBARIQCgNnaWQYBiABKA1IAYgBARIPCgdhcmNoaXZlGAcgASgIEhEKBHNpemUYCCABKANIAogBARIPCgdwYXJlbnRzGAkgASgIQgYKBF91aWRCBgoEX2dpZEIHCgVfc2l6ZSJbChBXcml0ZUZpbGVSZXF1ZXN0EjAKBXN0YXJ0GAEgASgLMh8uZnNiLmZhc3RwYXRoLnYxLldyaXRlRmlsZVN0YXJ0SAASDgoEZGF0YRgCIAEoDEgAQgUKA21zZyJkCg9SZWFkRmlsZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIRCgluYW1lc3BhY2UYAiABKAkSDAoEcGF0aBgDIAEoCRIPCgdhcmNoaXZlGAQgASgIEhEKCW1heF9ieXRlcxgFIAEoAyJCCglGaWxlQ2h1bmsSDAoEZGF0YRgBIAEoDBInCgRpbmZvGAIgASgLMhkuZnNiLmZhc3RwYXRoLnYxLkZpbGVJbmZvIj8KDkxpc3REaXJSZXF1ZXN0EgwKBG5hbWUYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEgwKBHBhdGgYAyABKAkiPQoPTGlzdERpclJlc3BvbnNlEioKB2VudHJpZXMYASADKAsyGS5mc2IuZmFzdHBhdGgudjEuRmlsZUluZm8iPAoLU3RhdFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIRCgluYW1lc3BhY2UYAiABKAkSDAoEcGF0aBgDIAEoCSJeCg5NYWtlRGlyUmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRIMCgRwYXRoGAMgASgJEgwKBG1vZGUYBCABKA0SDwoHcGFyZW50cxgFIAEoCCJRCg1SZW1vdmVSZXF1ZXN0EgwKBG5hbWUYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEgwKBHBhdGgYAyABKAkSEQoJcmVjdXJzaXZlGAQgASgIIiEKDlJlbW92ZVJlc3BvbnNlEg8KB2V4aXN0ZWQYASABKAgiLgoLV2FpdFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIRCgluYW1lc3BhY2UYAiABKAkiQQoMV2FpdFJlc3BvbnNlEhEKCWV4aXRfY29kZRgBIAEoBRINCgVwaGFzZRgCIAEoCRIPCgdtZXNzYWdlGAMgASgJKmsKD0NvbnNpc3RlbmN5TW9kZRIgChxDT05TSVNURU5DWV9NT0RFX1VOU1BFQ0lGSUVEEAASGQoVQ09OU0lTVEVOQ1lfTU9ERV9GQVNUEAESGwoXQ09OU0lTVEVOQ1lfTU9ERV9TVFJPTkcQAipsCg1GYWlsdXJlUG9saWN5Eh4KGkZBSUxVUkVfUE9MSUNZX1VOU1BFQ0lGSUVEEAASGQoVRkFJTFVSRV9QT0xJQ1lfTUFOVUFMEAESIAocRkFJTFVSRV9QT0xJQ1lfQVVUT19SRUNSRUFURRACKlwKC05ldHdvcmtNb2RlEhwKGE5FVFdPUktfTU9ERV9VTlNQRUNJRklFRBAAEhgKFE5FVFdPUktfTU9ERV9QUklWQVRFEAESFQoRTkVUV09SS19NT0RFX05PTkUQAipDCgZFZ3Jlc3MSFgoSRUdSRVNTX1VOU1BFQ0lGSUVEEAASEAoMRUdSRVNTX0FMTE9XEAESDwoLRUdSRVNTX0RFTlkQAjKODQoIRmFzdFBhdGgSVAoNQ3JlYXRlU2FuZGJveBIlLmZzYi5mYXN0cGF0aC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdBocLmZzYi5mYXN0cGF0aC52MS5TYW5kYm94SW5mbxJOCgpHZXRTYW5kYm94EiIuZnNiLmZhc3RwYXRoLnYxLkdldFNhbmRib3hSZXF1ZXN0GhwuZnNiLmZhc3RwYXRoLnYxLlNhbmRib3hJbmZvEl4KDUxpc3RTYW5kYm94ZXMSJS5mc2IuZmFzdHBhdGgudjEuTGlzdFNhbmRib3hlc1JlcXVlc3QaJi5mc2IuZmFzdHBhdGgudjEuTGlzdFNhbmRib3hlc1Jlc3BvbnNlElQKDURlbGV0ZVNhbmRib3gSJS5mc2IuZmFzdHBhdGgudjEuRGVsZXRlU2FuZGJveFJlcXVlc3QaHC5mc2IuZmFzdHBhdGgudjEuU2FuZGJveEluZm8SVAoNVXBkYXRlU2FuZGJveBIlLmZzYi5mYXN0cGF0aC52MS5VcGRhdGVTYW5kYm94UmVxdWVzdBocLmZzYi5mYXN0cGF0aC52MS5TYW5kYm94SW5mbxJNCgpTdHJlYW1Mb2dzEiIuZnNiLmZhc3RwYXRoLnYxLlN0cmVhbUxvZ3NSZXF1ZXN0GhkuZnNiLmZhc3RwYXRoLnYxLkxvZ0NodW5rMAESWAoLQ3JlYXRlVG9rZW4SIy5mc2IuZmFzdHBhdGgudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0GiQuZnNiLmZhc3RwYXRoLnYxLkNyZWF0ZVRva2VuUmVzcG9uc2USVQoKTGlzdFRva2VucxIiLmZzYi5mYXN0cGF0aC52MS5MaXN0VG9rZW5zUmVxdWVzdBojLmZzYi5mYXN0cGF0aC52MS5MaXN0VG9rZW5zUmVzcG9uc2USTgoLUmV2b2tlVG9rZW4SIy5mc2IuZmFzdHBhdGgudjEuUmV2b2tlVG9rZW5SZXF1ZXN0GhouZnNiLmZhc3RwYXRoLnYxLlRva2VuSW5mbxJLCgdQcm9maWxlEh8uZnNiLmZhc3RwYXRoLnYxLlByb2ZpbGVSZXF1ZXN0Gh0uZnNiLmZhc3RwYXRoLnYxLlByb2ZpbGVDaHVuazABEkcKBEV4ZWMSHC5mc2IuZmFzdHBhdGgudjEuRXhlY1JlcXVlc3QaHS5mc2IuZmFzdHBhdGgudjEuRXhlY1Jlc3BvbnNlKAEwARJRCgpFeGVjQXR0YWNoEiIuZnNiLmZhc3RwYXRoLnYxLkV4ZWNBdHRhY2hSZXF1ZXN0Gh0uZnNiLmZhc3RwYXRoLnYxLkV4ZWNSZXNwb25zZTABEk8KCEV4ZWNMaXN0EiAuZnNiLmZhc3RwYXRoLnYxLkV4ZWNMaXN0UmVxdWVzdBohLmZzYi5mYXN0cGF0aC52MS5FeGVjTGlzdFJlc3BvbnNlEkcKCEV4ZWNLaWxsEiAuZnNiLmZhc3RwYXRoLnYxLkV4ZWNLaWxsUmVxdWVzdBoZLmZzYi5mYXN0cGF0aC52MS5FeGVjSW5mbxJLCglXcml0ZUZpbGUSIS5mc2IuZmFzdHBhdGgudjEuV3JpdGVGaWxlUmVxdWVzdBoZLmZzYi5mYXN0cGF0aC52MS5GaWxlSW5mbygBEkoKCFJlYWRGaWxlEiAuZnNiLmZhc3RwYXRoLnYxLlJlYWRGaWxlUmVxdWVzdBoaLmZzYi5mYXN0cGF0aC52MS5GaWxlQ2h1bmswARJMCgdMaXN0RGlyEh8uZnNiLmZhc3RwYXRoLnYxLkxpc3REaXJSZXF1ZXN0GiAuZnNiLmZhc3RwYXRoLnYxLkxpc3REaXJSZXNwb25zZRI/CgRTdGF0EhwuZnNiLmZhc3RwYXRoLnYxLlN0YXRSZXF1ZXN0GhkuZnNiLmZhc3RwYXRoLnYxLkZpbGVJbmZvEkUKB01ha2VEaXISHy5mc2IuZmFzdHBhdGgudjEuTWFrZURpclJlcXVlc3QaGS5mc2IuZmFzdHBhdGgudjEuRmlsZUluZm8SSQoGUmVtb3ZlEh4uZnNiLmZhc3RwYXRoLnYxLlJlbW92ZVJlcXVlc3QaHy5mc2IuZmFzdHBhdGgudjEuUmVtb3ZlUmVzcG9uc2USQwoEV2FpdBIcLmZzYi5mYXN0cGF0aC52MS5XYWl0UmVxdWVzdBodLmZzYi5mYXN0cGF0aC52MS5XYWl0UmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message fsb.fastpath.v1.NetworkPolicy
@@ -688,6 +688,835 @@ export const ProfileChunkSchema: GenMessage<ProfileChunk> = /*@__PURE__*/
   messageDesc(file_fsb_fastpath_v1_fastpath, 18);
 
 /**
+ * The first message of an Exec call.
+ *
+ * @generated from message fsb.fastpath.v1.ExecStart
+ */
+export type ExecStart = Message<"fsb.fastpath.v1.ExecStart"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string namespace = 2;
+   */
+  namespace: string;
+
+  /**
+   * argv; argv[0] is looked up in the sandbox's PATH.
+   *
+   * @generated from field: repeated string command = 3;
+   */
+  command: string[];
+
+  /**
+   * Added to (or overriding) the sandbox's environment.
+   *
+   * @generated from field: map<string, string> envs = 4;
+   */
+  envs: { [key: string]: string };
+
+  /**
+   * Absolute; the sandbox's working dir when empty.
+   *
+   * @generated from field: string working_dir = 5;
+   */
+  workingDir: string;
+
+  /**
+   * Run on a pseudo-terminal: stdout carries the terminal's output, no stderr.
+   *
+   * @generated from field: bool tty = 6;
+   */
+  tty: boolean;
+
+  /**
+   * Requests will carry stdin; without it the command's stdin is empty.
+   *
+   * @generated from field: bool stdin = 7;
+   */
+  stdin: boolean;
+
+  /**
+   * Return the exec id at once and keep the output in log files (see ExecAttach).
+   *
+   * @generated from field: bool detach = 8;
+   */
+  detach: boolean;
+
+  /**
+   * The terminal's size at start, with tty.
+   *
+   * @generated from field: fsb.fastpath.v1.TerminalSize size = 9;
+   */
+  size?: TerminalSize | undefined;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.ExecStart.
+ * Use `create(ExecStartSchema)` to create a new message.
+ */
+export const ExecStartSchema: GenMessage<ExecStart> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 19);
+
+/**
+ * @generated from message fsb.fastpath.v1.TerminalSize
+ */
+export type TerminalSize = Message<"fsb.fastpath.v1.TerminalSize"> & {
+  /**
+   * @generated from field: uint32 cols = 1;
+   */
+  cols: number;
+
+  /**
+   * @generated from field: uint32 rows = 2;
+   */
+  rows: number;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.TerminalSize.
+ * Use `create(TerminalSizeSchema)` to create a new message.
+ */
+export const TerminalSizeSchema: GenMessage<TerminalSize> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 20);
+
+/**
+ * @generated from message fsb.fastpath.v1.ExecRequest
+ */
+export type ExecRequest = Message<"fsb.fastpath.v1.ExecRequest"> & {
+  /**
+   * @generated from oneof fsb.fastpath.v1.ExecRequest.msg
+   */
+  msg: {
+    /**
+     * @generated from field: fsb.fastpath.v1.ExecStart start = 1;
+     */
+    value: ExecStart;
+    case: "start";
+  } | {
+    /**
+     * @generated from field: bytes stdin = 2;
+     */
+    value: Uint8Array;
+    case: "stdin";
+  } | {
+    /**
+     * No more stdin (the command reads end of file). Ending the request
+     * stream closes stdin too.
+     *
+     * @generated from field: bool stdin_close = 3;
+     */
+    value: boolean;
+    case: "stdinClose";
+  } | {
+    /**
+     * @generated from field: fsb.fastpath.v1.TerminalSize resize = 4;
+     */
+    value: TerminalSize;
+    case: "resize";
+  } | {
+    /**
+     * A signal for the command: a name (`TERM`, `SIGINT`) or a number.
+     *
+     * @generated from field: string signal = 5;
+     */
+    value: string;
+    case: "signal";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.ExecRequest.
+ * Use `create(ExecRequestSchema)` to create a new message.
+ */
+export const ExecRequestSchema: GenMessage<ExecRequest> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 21);
+
+/**
+ * How an exec ended.
+ *
+ * @generated from message fsb.fastpath.v1.ExecExit
+ */
+export type ExecExit = Message<"fsb.fastpath.v1.ExecExit"> & {
+  /**
+   * The command's exit code; 128+N when signal N ended it; 126 when it could
+   * not be run, 127 when it was not found (Docker's convention).
+   *
+   * @generated from field: int32 exit_code = 1;
+   */
+  exitCode: number;
+
+  /**
+   * The signal's name (`KILL`) when one ended it.
+   *
+   * @generated from field: string signal = 2;
+   */
+  signal: string;
+
+  /**
+   * Why it could not run, when it could not.
+   *
+   * @generated from field: string message = 3;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.ExecExit.
+ * Use `create(ExecExitSchema)` to create a new message.
+ */
+export const ExecExitSchema: GenMessage<ExecExit> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 22);
+
+/**
+ * @generated from message fsb.fastpath.v1.ExecResponse
+ */
+export type ExecResponse = Message<"fsb.fastpath.v1.ExecResponse"> & {
+  /**
+   * @generated from oneof fsb.fastpath.v1.ExecResponse.msg
+   */
+  msg: {
+    /**
+     * The first message.
+     *
+     * @generated from field: string exec_id = 1;
+     */
+    value: string;
+    case: "execId";
+  } | {
+    /**
+     * @generated from field: bytes stdout = 2;
+     */
+    value: Uint8Array;
+    case: "stdout";
+  } | {
+    /**
+     * @generated from field: bytes stderr = 3;
+     */
+    value: Uint8Array;
+    case: "stderr";
+  } | {
+    /**
+     * The last message.
+     *
+     * @generated from field: fsb.fastpath.v1.ExecExit exit = 4;
+     */
+    value: ExecExit;
+    case: "exit";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.ExecResponse.
+ * Use `create(ExecResponseSchema)` to create a new message.
+ */
+export const ExecResponseSchema: GenMessage<ExecResponse> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 23);
+
+/**
+ * @generated from message fsb.fastpath.v1.ExecAttachRequest
+ */
+export type ExecAttachRequest = Message<"fsb.fastpath.v1.ExecAttachRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string namespace = 2;
+   */
+  namespace: string;
+
+  /**
+   * @generated from field: string exec_id = 3;
+   */
+  execId: string;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.ExecAttachRequest.
+ * Use `create(ExecAttachRequestSchema)` to create a new message.
+ */
+export const ExecAttachRequestSchema: GenMessage<ExecAttachRequest> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 24);
+
+/**
+ * @generated from message fsb.fastpath.v1.ExecInfo
+ */
+export type ExecInfo = Message<"fsb.fastpath.v1.ExecInfo"> & {
+  /**
+   * @generated from field: string exec_id = 1;
+   */
+  execId: string;
+
+  /**
+   * @generated from field: repeated string command = 2;
+   */
+  command: string[];
+
+  /**
+   * @generated from field: bool tty = 3;
+   */
+  tty: boolean;
+
+  /**
+   * @generated from field: bool detached = 4;
+   */
+  detached: boolean;
+
+  /**
+   * @generated from field: bool running = 5;
+   */
+  running: boolean;
+
+  /**
+   * Set once it ended.
+   *
+   * @generated from field: fsb.fastpath.v1.ExecExit exit = 6;
+   */
+  exit?: ExecExit | undefined;
+
+  /**
+   * Unix milliseconds.
+   *
+   * @generated from field: int64 started_at = 7;
+   */
+  startedAt: bigint;
+
+  /**
+   * @generated from field: int64 ended_at = 8;
+   */
+  endedAt: bigint;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.ExecInfo.
+ * Use `create(ExecInfoSchema)` to create a new message.
+ */
+export const ExecInfoSchema: GenMessage<ExecInfo> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 25);
+
+/**
+ * @generated from message fsb.fastpath.v1.ExecListRequest
+ */
+export type ExecListRequest = Message<"fsb.fastpath.v1.ExecListRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string namespace = 2;
+   */
+  namespace: string;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.ExecListRequest.
+ * Use `create(ExecListRequestSchema)` to create a new message.
+ */
+export const ExecListRequestSchema: GenMessage<ExecListRequest> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 26);
+
+/**
+ * @generated from message fsb.fastpath.v1.ExecListResponse
+ */
+export type ExecListResponse = Message<"fsb.fastpath.v1.ExecListResponse"> & {
+  /**
+   * @generated from field: repeated fsb.fastpath.v1.ExecInfo execs = 1;
+   */
+  execs: ExecInfo[];
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.ExecListResponse.
+ * Use `create(ExecListResponseSchema)` to create a new message.
+ */
+export const ExecListResponseSchema: GenMessage<ExecListResponse> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 27);
+
+/**
+ * @generated from message fsb.fastpath.v1.ExecKillRequest
+ */
+export type ExecKillRequest = Message<"fsb.fastpath.v1.ExecKillRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string namespace = 2;
+   */
+  namespace: string;
+
+  /**
+   * @generated from field: string exec_id = 3;
+   */
+  execId: string;
+
+  /**
+   * A name or number; KILL when empty.
+   *
+   * @generated from field: string signal = 4;
+   */
+  signal: string;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.ExecKillRequest.
+ * Use `create(ExecKillRequestSchema)` to create a new message.
+ */
+export const ExecKillRequestSchema: GenMessage<ExecKillRequest> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 28);
+
+/**
+ * A file as seen inside the sandbox (not following a final symlink).
+ *
+ * @generated from message fsb.fastpath.v1.FileInfo
+ */
+export type FileInfo = Message<"fsb.fastpath.v1.FileInfo"> & {
+  /**
+   * The full path (Stat, MakeDir, WriteFile) or the entry's name (ListDir).
+   *
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * file, dir, symlink or other.
+   *
+   * @generated from field: string type = 2;
+   */
+  type: string;
+
+  /**
+   * Permission bits (with setuid, setgid, sticky).
+   *
+   * @generated from field: uint32 mode = 3;
+   */
+  mode: number;
+
+  /**
+   * @generated from field: int64 size = 4;
+   */
+  size: bigint;
+
+  /**
+   * @generated from field: uint32 uid = 5;
+   */
+  uid: number;
+
+  /**
+   * @generated from field: uint32 gid = 6;
+   */
+  gid: number;
+
+  /**
+   * Unix seconds.
+   *
+   * @generated from field: int64 mtime = 7;
+   */
+  mtime: bigint;
+
+  /**
+   * What a symlink points at.
+   *
+   * @generated from field: string link_target = 8;
+   */
+  linkTarget: string;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.FileInfo.
+ * Use `create(FileInfoSchema)` to create a new message.
+ */
+export const FileInfoSchema: GenMessage<FileInfo> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 29);
+
+/**
+ * @generated from message fsb.fastpath.v1.WriteFileStart
+ */
+export type WriteFileStart = Message<"fsb.fastpath.v1.WriteFileStart"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string namespace = 2;
+   */
+  namespace: string;
+
+  /**
+   * @generated from field: string path = 3;
+   */
+  path: string;
+
+  /**
+   * Permission bits; 0644 when 0.
+   *
+   * @generated from field: uint32 mode = 4;
+   */
+  mode: number;
+
+  /**
+   * Owner; the file's directory's defaults (root) when absent.
+   *
+   * @generated from field: optional uint32 uid = 5;
+   */
+  uid?: number | undefined;
+
+  /**
+   * @generated from field: optional uint32 gid = 6;
+   */
+  gid?: number | undefined;
+
+  /**
+   * Data is a tar archive, extracted into the directory `path` (made if missing).
+   *
+   * @generated from field: bool archive = 7;
+   */
+  archive: boolean;
+
+  /**
+   * The data's size when known: more or less data fails the write.
+   *
+   * @generated from field: optional int64 size = 8;
+   */
+  size?: bigint | undefined;
+
+  /**
+   * Make missing parent directories.
+   *
+   * @generated from field: bool parents = 9;
+   */
+  parents: boolean;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.WriteFileStart.
+ * Use `create(WriteFileStartSchema)` to create a new message.
+ */
+export const WriteFileStartSchema: GenMessage<WriteFileStart> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 30);
+
+/**
+ * @generated from message fsb.fastpath.v1.WriteFileRequest
+ */
+export type WriteFileRequest = Message<"fsb.fastpath.v1.WriteFileRequest"> & {
+  /**
+   * @generated from oneof fsb.fastpath.v1.WriteFileRequest.msg
+   */
+  msg: {
+    /**
+     * @generated from field: fsb.fastpath.v1.WriteFileStart start = 1;
+     */
+    value: WriteFileStart;
+    case: "start";
+  } | {
+    /**
+     * @generated from field: bytes data = 2;
+     */
+    value: Uint8Array;
+    case: "data";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.WriteFileRequest.
+ * Use `create(WriteFileRequestSchema)` to create a new message.
+ */
+export const WriteFileRequestSchema: GenMessage<WriteFileRequest> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 31);
+
+/**
+ * @generated from message fsb.fastpath.v1.ReadFileRequest
+ */
+export type ReadFileRequest = Message<"fsb.fastpath.v1.ReadFileRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string namespace = 2;
+   */
+  namespace: string;
+
+  /**
+   * @generated from field: string path = 3;
+   */
+  path: string;
+
+  /**
+   * Stream a tar archive of `path` (a file or a directory) instead of its bytes.
+   *
+   * @generated from field: bool archive = 4;
+   */
+  archive: boolean;
+
+  /**
+   * Fail with OUT_OF_RANGE instead of sending a file bigger than this; 0 means no limit.
+   *
+   * @generated from field: int64 max_bytes = 5;
+   */
+  maxBytes: bigint;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.ReadFileRequest.
+ * Use `create(ReadFileRequestSchema)` to create a new message.
+ */
+export const ReadFileRequestSchema: GenMessage<ReadFileRequest> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 32);
+
+/**
+ * @generated from message fsb.fastpath.v1.FileChunk
+ */
+export type FileChunk = Message<"fsb.fastpath.v1.FileChunk"> & {
+  /**
+   * @generated from field: bytes data = 1;
+   */
+  data: Uint8Array;
+
+  /**
+   * On the first chunk: what is being read.
+   *
+   * @generated from field: fsb.fastpath.v1.FileInfo info = 2;
+   */
+  info?: FileInfo | undefined;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.FileChunk.
+ * Use `create(FileChunkSchema)` to create a new message.
+ */
+export const FileChunkSchema: GenMessage<FileChunk> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 33);
+
+/**
+ * @generated from message fsb.fastpath.v1.ListDirRequest
+ */
+export type ListDirRequest = Message<"fsb.fastpath.v1.ListDirRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string namespace = 2;
+   */
+  namespace: string;
+
+  /**
+   * @generated from field: string path = 3;
+   */
+  path: string;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.ListDirRequest.
+ * Use `create(ListDirRequestSchema)` to create a new message.
+ */
+export const ListDirRequestSchema: GenMessage<ListDirRequest> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 34);
+
+/**
+ * @generated from message fsb.fastpath.v1.ListDirResponse
+ */
+export type ListDirResponse = Message<"fsb.fastpath.v1.ListDirResponse"> & {
+  /**
+   * Sorted by name.
+   *
+   * @generated from field: repeated fsb.fastpath.v1.FileInfo entries = 1;
+   */
+  entries: FileInfo[];
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.ListDirResponse.
+ * Use `create(ListDirResponseSchema)` to create a new message.
+ */
+export const ListDirResponseSchema: GenMessage<ListDirResponse> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 35);
+
+/**
+ * @generated from message fsb.fastpath.v1.StatRequest
+ */
+export type StatRequest = Message<"fsb.fastpath.v1.StatRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string namespace = 2;
+   */
+  namespace: string;
+
+  /**
+   * @generated from field: string path = 3;
+   */
+  path: string;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.StatRequest.
+ * Use `create(StatRequestSchema)` to create a new message.
+ */
+export const StatRequestSchema: GenMessage<StatRequest> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 36);
+
+/**
+ * @generated from message fsb.fastpath.v1.MakeDirRequest
+ */
+export type MakeDirRequest = Message<"fsb.fastpath.v1.MakeDirRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string namespace = 2;
+   */
+  namespace: string;
+
+  /**
+   * @generated from field: string path = 3;
+   */
+  path: string;
+
+  /**
+   * 0755 when 0.
+   *
+   * @generated from field: uint32 mode = 4;
+   */
+  mode: number;
+
+  /**
+   * Make missing parents; an existing directory is no error.
+   *
+   * @generated from field: bool parents = 5;
+   */
+  parents: boolean;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.MakeDirRequest.
+ * Use `create(MakeDirRequestSchema)` to create a new message.
+ */
+export const MakeDirRequestSchema: GenMessage<MakeDirRequest> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 37);
+
+/**
+ * @generated from message fsb.fastpath.v1.RemoveRequest
+ */
+export type RemoveRequest = Message<"fsb.fastpath.v1.RemoveRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string namespace = 2;
+   */
+  namespace: string;
+
+  /**
+   * @generated from field: string path = 3;
+   */
+  path: string;
+
+  /**
+   * Remove a directory and everything under it.
+   *
+   * @generated from field: bool recursive = 4;
+   */
+  recursive: boolean;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.RemoveRequest.
+ * Use `create(RemoveRequestSchema)` to create a new message.
+ */
+export const RemoveRequestSchema: GenMessage<RemoveRequest> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 38);
+
+/**
+ * @generated from message fsb.fastpath.v1.RemoveResponse
+ */
+export type RemoveResponse = Message<"fsb.fastpath.v1.RemoveResponse"> & {
+  /**
+   * False when nothing was there.
+   *
+   * @generated from field: bool existed = 1;
+   */
+  existed: boolean;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.RemoveResponse.
+ * Use `create(RemoveResponseSchema)` to create a new message.
+ */
+export const RemoveResponseSchema: GenMessage<RemoveResponse> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 39);
+
+/**
+ * @generated from message fsb.fastpath.v1.WaitRequest
+ */
+export type WaitRequest = Message<"fsb.fastpath.v1.WaitRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string namespace = 2;
+   */
+  namespace: string;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.WaitRequest.
+ * Use `create(WaitRequestSchema)` to create a new message.
+ */
+export const WaitRequestSchema: GenMessage<WaitRequest> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 40);
+
+/**
+ * @generated from message fsb.fastpath.v1.WaitResponse
+ */
+export type WaitResponse = Message<"fsb.fastpath.v1.WaitResponse"> & {
+  /**
+   * The main process's exit code (128+N when signal N ended it).
+   *
+   * @generated from field: int32 exit_code = 1;
+   */
+  exitCode: number;
+
+  /**
+   * The sandbox's phase after (Exited, Failed, ...) and why.
+   *
+   * @generated from field: string phase = 2;
+   */
+  phase: string;
+
+  /**
+   * @generated from field: string message = 3;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message fsb.fastpath.v1.WaitResponse.
+ * Use `create(WaitResponseSchema)` to create a new message.
+ */
+export const WaitResponseSchema: GenMessage<WaitResponse> = /*@__PURE__*/
+  messageDesc(file_fsb_fastpath_v1_fastpath, 41);
+
+/**
  * @generated from enum fsb.fastpath.v1.ConsistencyMode
  */
 export enum ConsistencyMode {
@@ -896,6 +1725,111 @@ export const FastPath: GenService<{
     methodKind: "server_streaming";
     input: typeof ProfileRequestSchema;
     output: typeof ProfileChunkSchema;
+  },
+  /**
+   * Working inside a sandbox (shared/DESIGN.md section 14): a token for the
+   * sandbox's namespace. The sandbox must be Running.
+   *
+   * Runs a command: the first request is `start`; then stdin, resizes and
+   * signals. The first response is the exec's id, then its output, and the
+   * last its exit. A caller that goes away kills an attached exec.
+   *
+   * @generated from rpc fsb.fastpath.v1.FastPath.Exec
+   */
+  exec: {
+    methodKind: "bidi_streaming";
+    input: typeof ExecRequestSchema;
+    output: typeof ExecResponseSchema;
+  },
+  /**
+   * Replays what a detached exec wrote, follows it to its end, then its exit.
+   *
+   * @generated from rpc fsb.fastpath.v1.FastPath.ExecAttach
+   */
+  execAttach: {
+    methodKind: "server_streaming";
+    input: typeof ExecAttachRequestSchema;
+    output: typeof ExecResponseSchema;
+  },
+  /**
+   * @generated from rpc fsb.fastpath.v1.FastPath.ExecList
+   */
+  execList: {
+    methodKind: "unary";
+    input: typeof ExecListRequestSchema;
+    output: typeof ExecListResponseSchema;
+  },
+  /**
+   * @generated from rpc fsb.fastpath.v1.FastPath.ExecKill
+   */
+  execKill: {
+    methodKind: "unary";
+    input: typeof ExecKillRequestSchema;
+    output: typeof ExecInfoSchema;
+  },
+  /**
+   * Files: every path is absolute and resolved inside the sandbox's root.
+   * The first request is `start`, then data; the file appears only once all
+   * data arrived (written to a temporary name, then renamed).
+   *
+   * @generated from rpc fsb.fastpath.v1.FastPath.WriteFile
+   */
+  writeFile: {
+    methodKind: "client_streaming";
+    input: typeof WriteFileRequestSchema;
+    output: typeof FileInfoSchema;
+  },
+  /**
+   * The first chunk carries the file's info.
+   *
+   * @generated from rpc fsb.fastpath.v1.FastPath.ReadFile
+   */
+  readFile: {
+    methodKind: "server_streaming";
+    input: typeof ReadFileRequestSchema;
+    output: typeof FileChunkSchema;
+  },
+  /**
+   * @generated from rpc fsb.fastpath.v1.FastPath.ListDir
+   */
+  listDir: {
+    methodKind: "unary";
+    input: typeof ListDirRequestSchema;
+    output: typeof ListDirResponseSchema;
+  },
+  /**
+   * @generated from rpc fsb.fastpath.v1.FastPath.Stat
+   */
+  stat: {
+    methodKind: "unary";
+    input: typeof StatRequestSchema;
+    output: typeof FileInfoSchema;
+  },
+  /**
+   * @generated from rpc fsb.fastpath.v1.FastPath.MakeDir
+   */
+  makeDir: {
+    methodKind: "unary";
+    input: typeof MakeDirRequestSchema;
+    output: typeof FileInfoSchema;
+  },
+  /**
+   * @generated from rpc fsb.fastpath.v1.FastPath.Remove
+   */
+  remove: {
+    methodKind: "unary";
+    input: typeof RemoveRequestSchema;
+    output: typeof RemoveResponseSchema;
+  },
+  /**
+   * Until the sandbox's main process ends.
+   *
+   * @generated from rpc fsb.fastpath.v1.FastPath.Wait
+   */
+  wait: {
+    methodKind: "unary";
+    input: typeof WaitRequestSchema;
+    output: typeof WaitResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_fsb_fastpath_v1_fastpath, 0);

@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file containerd/services/tasks/v1/tasks.proto.
  */
 export const file_containerd_services_tasks_v1_tasks: GenFile = /*@__PURE__*/
-  fileDesc("Cihjb250YWluZXJkL3NlcnZpY2VzL3Rhc2tzL3YxL3Rhc2tzLnByb3RvEhxjb250YWluZXJkLnNlcnZpY2VzLnRhc2tzLnYxIuwBChFDcmVhdGVUYXNrUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSJwoGcm9vdGZzGAMgAygLMhcuY29udGFpbmVyZC50eXBlcy5Nb3VudBINCgVzdGRpbhgEIAEoCRIOCgZzdGRvdXQYBSABKAkSDgoGc3RkZXJyGAYgASgJEhAKCHRlcm1pbmFsGAcgASgIEjAKCmNoZWNrcG9pbnQYCCABKAsyHC5jb250YWluZXJkLnR5cGVzLkRlc2NyaXB0b3ISJQoHb3B0aW9ucxgJIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkiNwoSQ3JlYXRlVGFza1Jlc3BvbnNlEhQKDGNvbnRhaW5lcl9pZBgBIAEoCRILCgNwaWQYAiABKA0iNQoMU3RhcnRSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJIhwKDVN0YXJ0UmVzcG9uc2USCwoDcGlkGAEgASgNIikKEURlbGV0ZVRhc2tSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCSJtCg5EZWxldGVSZXNwb25zZRIKCgJpZBgBIAEoCRILCgNwaWQYAiABKA0SEwoLZXhpdF9zdGF0dXMYAyABKA0SLQoJZXhpdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIzCgpHZXRSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJIjwKC0dldFJlc3BvbnNlEi0KB3Byb2Nlc3MYASABKAsyHC5jb250YWluZXJkLnYxLnR5cGVzLlByb2Nlc3MiIgoQTGlzdFRhc2tzUmVxdWVzdBIOCgZmaWx0ZXIYASABKAkiQAoRTGlzdFRhc2tzUmVzcG9uc2USKwoFdGFza3MYASADKAsyHC5jb250YWluZXJkLnYxLnR5cGVzLlByb2Nlc3MiUQoLS2lsbFJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSDgoGc2lnbmFsGAMgASgNEgsKA2FsbBgEIAEoCCI0CgtXYWl0UmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCSJSCgxXYWl0UmVzcG9uc2USEwoLZXhpdF9zdGF0dXMYASABKA0SLQoJZXhpdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDKuBQoFVGFza3MSawoGQ3JlYXRlEi8uY29udGFpbmVyZC5zZXJ2aWNlcy50YXNrcy52MS5DcmVhdGVUYXNrUmVxdWVzdBowLmNvbnRhaW5lcmQuc2VydmljZXMudGFza3MudjEuQ3JlYXRlVGFza1Jlc3BvbnNlEmAKBVN0YXJ0EiouY29udGFpbmVyZC5zZXJ2aWNlcy50YXNrcy52MS5TdGFydFJlcXVlc3QaKy5jb250YWluZXJkLnNlcnZpY2VzLnRhc2tzLnYxLlN0YXJ0UmVzcG9uc2USZwoGRGVsZXRlEi8uY29udGFpbmVyZC5zZXJ2aWNlcy50YXNrcy52MS5EZWxldGVUYXNrUmVxdWVzdBosLmNvbnRhaW5lcmQuc2VydmljZXMudGFza3MudjEuRGVsZXRlUmVzcG9uc2USWgoDR2V0EiguY29udGFpbmVyZC5zZXJ2aWNlcy50YXNrcy52MS5HZXRSZXF1ZXN0GikuY29udGFpbmVyZC5zZXJ2aWNlcy50YXNrcy52MS5HZXRSZXNwb25zZRJnCgRMaXN0Ei4uY29udGFpbmVyZC5zZXJ2aWNlcy50YXNrcy52MS5MaXN0VGFza3NSZXF1ZXN0Gi8uY29udGFpbmVyZC5zZXJ2aWNlcy50YXNrcy52MS5MaXN0VGFza3NSZXNwb25zZRJJCgRLaWxsEikuY29udGFpbmVyZC5zZXJ2aWNlcy50YXNrcy52MS5LaWxsUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJdCgRXYWl0EikuY29udGFpbmVyZC5zZXJ2aWNlcy50YXNrcy52MS5XYWl0UmVxdWVzdBoqLmNvbnRhaW5lcmQuc2VydmljZXMudGFza3MudjEuV2FpdFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_any, file_google_protobuf_empty, file_google_protobuf_timestamp, file_containerd_types_descriptor, file_containerd_types_mount, file_containerd_types_task]);
+  fileDesc("Cihjb250YWluZXJkL3NlcnZpY2VzL3Rhc2tzL3YxL3Rhc2tzLnByb3RvEhxjb250YWluZXJkLnNlcnZpY2VzLnRhc2tzLnYxIuwBChFDcmVhdGVUYXNrUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSJwoGcm9vdGZzGAMgAygLMhcuY29udGFpbmVyZC50eXBlcy5Nb3VudBINCgVzdGRpbhgEIAEoCRIOCgZzdGRvdXQYBSABKAkSDgoGc3RkZXJyGAYgASgJEhAKCHRlcm1pbmFsGAcgASgIEjAKCmNoZWNrcG9pbnQYCCABKAsyHC5jb250YWluZXJkLnR5cGVzLkRlc2NyaXB0b3ISJQoHb3B0aW9ucxgJIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkiNwoSQ3JlYXRlVGFza1Jlc3BvbnNlEhQKDGNvbnRhaW5lcl9pZBgBIAEoCRILCgNwaWQYAiABKA0iNQoMU3RhcnRSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJIhwKDVN0YXJ0UmVzcG9uc2USCwoDcGlkGAEgASgNIikKEURlbGV0ZVRhc2tSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCSJtCg5EZWxldGVSZXNwb25zZRIKCgJpZBgBIAEoCRILCgNwaWQYAiABKA0SEwoLZXhpdF9zdGF0dXMYAyABKA0SLQoJZXhpdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIzCgpHZXRSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJIjwKC0dldFJlc3BvbnNlEi0KB3Byb2Nlc3MYASABKAsyHC5jb250YWluZXJkLnYxLnR5cGVzLlByb2Nlc3MiIgoQTGlzdFRhc2tzUmVxdWVzdBIOCgZmaWx0ZXIYASABKAkiQAoRTGlzdFRhc2tzUmVzcG9uc2USKwoFdGFza3MYASADKAsyHC5jb250YWluZXJkLnYxLnR5cGVzLlByb2Nlc3MiUQoLS2lsbFJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSDgoGc2lnbmFsGAMgASgNEgsKA2FsbBgEIAEoCCI0CgtXYWl0UmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCSJSCgxXYWl0UmVzcG9uc2USEwoLZXhpdF9zdGF0dXMYASABKA0SLQoJZXhpdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKgAQoSRXhlY1Byb2Nlc3NSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRINCgVzdGRpbhgCIAEoCRIOCgZzdGRvdXQYAyABKAkSDgoGc3RkZXJyGAQgASgJEhAKCHRlcm1pbmFsGAUgASgIEiIKBHNwZWMYBiABKAsyFC5nb29nbGUucHJvdG9idWYuQW55Eg8KB2V4ZWNfaWQYByABKAkiWAoQUmVzaXplUHR5UmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRINCgV3aWR0aBgDIAEoDRIOCgZoZWlnaHQYBCABKA0iRgoOQ2xvc2VJT1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSDQoFc3RkaW4YAyABKAgiPQoURGVsZXRlUHJvY2Vzc1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkymQgKBVRhc2tzEmsKBkNyZWF0ZRIvLmNvbnRhaW5lcmQuc2VydmljZXMudGFza3MudjEuQ3JlYXRlVGFza1JlcXVlc3QaMC5jb250YWluZXJkLnNlcnZpY2VzLnRhc2tzLnYxLkNyZWF0ZVRhc2tSZXNwb25zZRJgCgVTdGFydBIqLmNvbnRhaW5lcmQuc2VydmljZXMudGFza3MudjEuU3RhcnRSZXF1ZXN0GisuY29udGFpbmVyZC5zZXJ2aWNlcy50YXNrcy52MS5TdGFydFJlc3BvbnNlEmcKBkRlbGV0ZRIvLmNvbnRhaW5lcmQuc2VydmljZXMudGFza3MudjEuRGVsZXRlVGFza1JlcXVlc3QaLC5jb250YWluZXJkLnNlcnZpY2VzLnRhc2tzLnYxLkRlbGV0ZVJlc3BvbnNlEloKA0dldBIoLmNvbnRhaW5lcmQuc2VydmljZXMudGFza3MudjEuR2V0UmVxdWVzdBopLmNvbnRhaW5lcmQuc2VydmljZXMudGFza3MudjEuR2V0UmVzcG9uc2USZwoETGlzdBIuLmNvbnRhaW5lcmQuc2VydmljZXMudGFza3MudjEuTGlzdFRhc2tzUmVxdWVzdBovLmNvbnRhaW5lcmQuc2VydmljZXMudGFza3MudjEuTGlzdFRhc2tzUmVzcG9uc2USSQoES2lsbBIpLmNvbnRhaW5lcmQuc2VydmljZXMudGFza3MudjEuS2lsbFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSXQoEV2FpdBIpLmNvbnRhaW5lcmQuc2VydmljZXMudGFza3MudjEuV2FpdFJlcXVlc3QaKi5jb250YWluZXJkLnNlcnZpY2VzLnRhc2tzLnYxLldhaXRSZXNwb25zZRJQCgRFeGVjEjAuY29udGFpbmVyZC5zZXJ2aWNlcy50YXNrcy52MS5FeGVjUHJvY2Vzc1JlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSUwoJUmVzaXplUHR5Ei4uY29udGFpbmVyZC5zZXJ2aWNlcy50YXNrcy52MS5SZXNpemVQdHlSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5Ek8KB0Nsb3NlSU8SLC5jb250YWluZXJkLnNlcnZpY2VzLnRhc2tzLnYxLkNsb3NlSU9SZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EnEKDURlbGV0ZVByb2Nlc3MSMi5jb250YWluZXJkLnNlcnZpY2VzLnRhc2tzLnYxLkRlbGV0ZVByb2Nlc3NSZXF1ZXN0GiwuY29udGFpbmVyZC5zZXJ2aWNlcy50YXNrcy52MS5EZWxldGVSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_any, file_google_protobuf_empty, file_google_protobuf_timestamp, file_containerd_types_descriptor, file_containerd_types_mount, file_containerd_types_task]);
 
 /**
  * @generated from message containerd.services.tasks.v1.CreateTaskRequest
@@ -340,6 +340,138 @@ export const WaitResponseSchema: GenMessage<WaitResponse> = /*@__PURE__*/
   messageDesc(file_containerd_services_tasks_v1_tasks, 12);
 
 /**
+ * @generated from message containerd.services.tasks.v1.ExecProcessRequest
+ */
+export type ExecProcessRequest = Message<"containerd.services.tasks.v1.ExecProcessRequest"> & {
+  /**
+   * @generated from field: string container_id = 1;
+   */
+  containerId: string;
+
+  /**
+   * Stdio URIs as for CreateTaskRequest.
+   *
+   * @generated from field: string stdin = 2;
+   */
+  stdin: string;
+
+  /**
+   * @generated from field: string stdout = 3;
+   */
+  stdout: string;
+
+  /**
+   * @generated from field: string stderr = 4;
+   */
+  stderr: string;
+
+  /**
+   * @generated from field: bool terminal = 5;
+   */
+  terminal: boolean;
+
+  /**
+   * For runc, an OCI runtime-spec Process as JSON.
+   *
+   * @generated from field: google.protobuf.Any spec = 6;
+   */
+  spec?: Any | undefined;
+
+  /**
+   * @generated from field: string exec_id = 7;
+   */
+  execId: string;
+};
+
+/**
+ * Describes the message containerd.services.tasks.v1.ExecProcessRequest.
+ * Use `create(ExecProcessRequestSchema)` to create a new message.
+ */
+export const ExecProcessRequestSchema: GenMessage<ExecProcessRequest> = /*@__PURE__*/
+  messageDesc(file_containerd_services_tasks_v1_tasks, 13);
+
+/**
+ * @generated from message containerd.services.tasks.v1.ResizePtyRequest
+ */
+export type ResizePtyRequest = Message<"containerd.services.tasks.v1.ResizePtyRequest"> & {
+  /**
+   * @generated from field: string container_id = 1;
+   */
+  containerId: string;
+
+  /**
+   * @generated from field: string exec_id = 2;
+   */
+  execId: string;
+
+  /**
+   * @generated from field: uint32 width = 3;
+   */
+  width: number;
+
+  /**
+   * @generated from field: uint32 height = 4;
+   */
+  height: number;
+};
+
+/**
+ * Describes the message containerd.services.tasks.v1.ResizePtyRequest.
+ * Use `create(ResizePtyRequestSchema)` to create a new message.
+ */
+export const ResizePtyRequestSchema: GenMessage<ResizePtyRequest> = /*@__PURE__*/
+  messageDesc(file_containerd_services_tasks_v1_tasks, 14);
+
+/**
+ * @generated from message containerd.services.tasks.v1.CloseIORequest
+ */
+export type CloseIORequest = Message<"containerd.services.tasks.v1.CloseIORequest"> & {
+  /**
+   * @generated from field: string container_id = 1;
+   */
+  containerId: string;
+
+  /**
+   * @generated from field: string exec_id = 2;
+   */
+  execId: string;
+
+  /**
+   * @generated from field: bool stdin = 3;
+   */
+  stdin: boolean;
+};
+
+/**
+ * Describes the message containerd.services.tasks.v1.CloseIORequest.
+ * Use `create(CloseIORequestSchema)` to create a new message.
+ */
+export const CloseIORequestSchema: GenMessage<CloseIORequest> = /*@__PURE__*/
+  messageDesc(file_containerd_services_tasks_v1_tasks, 15);
+
+/**
+ * @generated from message containerd.services.tasks.v1.DeleteProcessRequest
+ */
+export type DeleteProcessRequest = Message<"containerd.services.tasks.v1.DeleteProcessRequest"> & {
+  /**
+   * @generated from field: string container_id = 1;
+   */
+  containerId: string;
+
+  /**
+   * @generated from field: string exec_id = 2;
+   */
+  execId: string;
+};
+
+/**
+ * Describes the message containerd.services.tasks.v1.DeleteProcessRequest.
+ * Use `create(DeleteProcessRequestSchema)` to create a new message.
+ */
+export const DeleteProcessRequestSchema: GenMessage<DeleteProcessRequest> = /*@__PURE__*/
+  messageDesc(file_containerd_services_tasks_v1_tasks, 16);
+
+/**
  * @generated from service containerd.services.tasks.v1.Tasks
  */
 export const Tasks: GenService<{
@@ -400,6 +532,42 @@ export const Tasks: GenService<{
     methodKind: "unary";
     input: typeof WaitRequestSchema;
     output: typeof WaitResponseSchema;
+  },
+  /**
+   * An extra process in a running task (exec), then started with Start.
+   *
+   * @generated from rpc containerd.services.tasks.v1.Tasks.Exec
+   */
+  exec: {
+    methodKind: "unary";
+    input: typeof ExecProcessRequestSchema;
+    output: typeof EmptySchema;
+  },
+  /**
+   * @generated from rpc containerd.services.tasks.v1.Tasks.ResizePty
+   */
+  resizePty: {
+    methodKind: "unary";
+    input: typeof ResizePtyRequestSchema;
+    output: typeof EmptySchema;
+  },
+  /**
+   * @generated from rpc containerd.services.tasks.v1.Tasks.CloseIO
+   */
+  closeIO: {
+    methodKind: "unary";
+    input: typeof CloseIORequestSchema;
+    output: typeof EmptySchema;
+  },
+  /**
+   * Forgets an exited exec process (the shim keeps its exit status until then).
+   *
+   * @generated from rpc containerd.services.tasks.v1.Tasks.DeleteProcess
+   */
+  deleteProcess: {
+    methodKind: "unary";
+    input: typeof DeleteProcessRequestSchema;
+    output: typeof DeleteResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_containerd_services_tasks_v1_tasks, 0);
