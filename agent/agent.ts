@@ -43,6 +43,11 @@ export interface AgentOptions {
   metricsRegistry: client.Registry;
   /** Default 2 s; the controller's Register reply may change it. */
   heartbeatMs?: number;
+  /**
+   * How long a connection with no call in flight may stay silent before it
+   * is dropped; 5 minutes unless told (tests make it short).
+   */
+  idleSocketMs?: number;
   /** Each sandbox's log file is kept to at most about this many bytes, the newest kept; 10 MiB unless told. */
   logMaxBytes?: number;
   /**
@@ -169,6 +174,7 @@ export class AgentServer {
     }
     this.#server = new RpcServer({
       maxReceiveBytes: MAX_AGENT_MESSAGE_BYTES,
+      idleSocketMs: opts.idleSocketMs,
       tls: opts.tls?.cert !== undefined && opts.tls.key !== undefined
         ? { cert: opts.tls.cert, key: opts.tls.key }
         : undefined,

@@ -26,6 +26,11 @@ export { captureProfile, MAX_PROFILE_SECONDS, type ProfileOptions } from "./prof
 export interface StartControllerOptions {
   /** FastPath (and agent registry) gRPC address, `HOST:PORT`. */
   listen: string;
+  /**
+   * How long a connection with no call in flight may stay silent before it
+   * is dropped; 5 minutes unless told (tests make it short).
+   */
+  idleSocketMs?: number;
   /** `/metrics` and `/healthz` address, `HOST:PORT`; empty disables it. */
   metricsListen: string;
   /** `sqlite:PATH` or `etcd://H:P,...`. */
@@ -122,6 +127,7 @@ export async function startController(opts: StartControllerOptions): Promise<Con
   await controller.load();
   const server = new RpcServer({
     maxReceiveBytes: MAX_CONTROLLER_MESSAGE_BYTES,
+    idleSocketMs: opts.idleSocketMs,
     tls: opts.tls === undefined ? undefined : { cert: opts.tls.cert, key: opts.tls.key },
     onInternalError: (err, method) => opts.logger.error({ err, method }, "internal error"),
     // Server reflection (grpcurl without .proto files): callers on loopback, or an admin token.

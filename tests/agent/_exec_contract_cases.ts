@@ -116,7 +116,8 @@ export function execCases(test: RuntimeCase): void {
 
   test("a detached exec's output and exit replay through execAttach(), while it runs and after", async (h) => {
     const id = await sleeper(h);
-    const script = "echo one; echo two >&2; sleep 0.5; echo three; exit 4";
+    // Pauses between streams: a merged log (containerd) orders them as its copies land.
+    const script = "echo one; sleep 0.2; echo two >&2; sleep 0.5; echo three; exit 4";
     const proc = await h.runtime.exec(id, execSpec(["sh", "-c", script], { detach: true }));
     assert.match(proc.execId, /^[0-9a-f]{16}$/);
     const expected = {

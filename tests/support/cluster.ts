@@ -67,6 +67,8 @@ export interface ClusterOptions {
   logger?: ReturnType<typeof silentLogger>;
   /** Reuse a data directory (restart tests). */
   dataDir?: string;
+  /** The controller's and agents' idle-connection timeout (see RpcServerOptions.idleSocketMs). */
+  idleSocketMs?: number;
 }
 
 /** A controller, its agents and a FastPath client. */
@@ -125,6 +127,7 @@ export class Cluster {
       logMaxBytes: spec.logMaxBytes,
       joinToken: this.joinToken,
       profile: captureProfile,
+      idleSocketMs: this.#opts.idleSocketMs,
     });
     await server.start();
     const agent = { id: spec.id, server, runtime, dataDir };
@@ -232,6 +235,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     metricsRegistry: new client.Registry(),
     tickMs: 3_600_000,
     clock,
+    idleSocketMs: opts.idleSocketMs,
   });
   const cluster = new Cluster(opts, { clock, dataDir, controller });
   for (const spec of opts.agents ?? [{ id: "agent-1" }]) await cluster.addAgent(spec);
