@@ -36,6 +36,13 @@ import * as scripts from "./_file_scripts.ts";
 import { type Call, failure } from "./_file_errors.ts";
 import { headerOf, HelperRun, parseInfo } from "./_file_helper.ts";
 import type { Runtime } from "./runtime.ts";
+import { coalesce } from "./_coalesce.ts";
+
+/**
+ * Reads go out in chunks of up to 256 KiB (the agent's messages stay under
+ * its 1 MiB limit), joined from the helper's pipe reads.
+ */
+const READ_COALESCE = { maxBytes: 1024 * 1024, lingerMs: 1 };
 
 /** The largest write {@linkcode SandboxFiles} takes unless told: 1 GiB. */
 export const DEFAULT_MAX_WRITE_BYTES = 1024 * 1024 * 1024;
@@ -110,7 +117,16 @@ export class SandboxFiles {
       if (!req.archive && maxBytes > 0 && info.size > BigInt(maxBytes)) throw tooBig(info.size);
       let sent = 0;
       let first = true;
-      for await (const data of run.data(true)) {
+      const chunks = run.data(true)[Symbol.asyncIterator]();
+      // The first chunk (what came with the header, maybe nothing) goes at once, with the info.
+      const head = await chunks.next();
+      if (!head.done) {
+        sent += head.value.length;
+        if (maxBytes > 0 && sent > maxBytes) throw tooBig(sent);
+        yield create(FileChunkSchema, { data: head.value, info });
+        first = false;
+      }
+      for await (const data of coalesce({ [Symbol.asyncIterator]: () => chunks }, READ_COALESCE)) {
         sent += data.length;
         if (maxBytes > 0 && sent > maxBytes) throw tooBig(sent);
         yield create(FileChunkSchema, first ? { data, info } : { data });
