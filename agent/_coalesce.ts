@@ -17,7 +17,7 @@ export interface CoalesceOptions {
  * pipe gives a few KiB per read, and each message costs about the same to
  * send through two gRPC hops whatever its size (measured: 100 MiB out of a
  * sandbox in 5,617 pipe reads moved at 66 MB/s end to end, against 225 MB/s
- * for the reads alone). A source that pauses gets what it has sent so far
+ * for the reads alone; joined into 256 KiB, 80-105 MB/s). A source that pauses gets what it has sent so far
  * after `lingerMs`, so nothing waits for a full chunk.
  */
 export async function* coalesce(

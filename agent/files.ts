@@ -42,7 +42,7 @@ import { coalesce } from "./_coalesce.ts";
  * Reads go out in chunks of up to 256 KiB (the agent's messages stay under
  * its 1 MiB limit), joined from the helper's pipe reads.
  */
-const READ_COALESCE = { maxBytes: 1024 * 1024, lingerMs: 1 };
+const READ_COALESCE = { maxBytes: 256 * 1024, lingerMs: 1 };
 
 /** The largest write {@linkcode SandboxFiles} takes unless told: 1 GiB. */
 export const DEFAULT_MAX_WRITE_BYTES = 1024 * 1024 * 1024;
