@@ -50,6 +50,7 @@ const FORWARD_CHUNK_BYTES = 256 * 1024;
 
 /** Handlers that check and forward exec and file calls for `controller`'s sandboxes. */
 export function sandboxAccess(controller: Controller, auth: TokenAuth): SandboxAccessImpl {
+  // The token is checked before anything of a request is read, streams included.
   const target = (
     req: { name: string; namespace: string },
     ctx: CallContext,
@@ -59,6 +60,7 @@ export function sandboxAccess(controller: Controller, auth: TokenAuth): SandboxA
 
   return {
     async *exec(reqs, ctx) {
+      auth.authenticate(ctx.metadata);
       const it = reqs[Symbol.asyncIterator]();
       const first = await it.next();
       if (first.done || first.value.msg.case !== "start") {
@@ -107,6 +109,7 @@ export function sandboxAccess(controller: Controller, auth: TokenAuth): SandboxA
       return await agent.client.execKill(req, { signal: ctx.signal, metadata: agent.metadata });
     },
     async writeFile(reqs, ctx) {
+      auth.authenticate(ctx.metadata);
       const it = reqs[Symbol.asyncIterator]();
       const first = await it.next();
       if (first.done || first.value.msg.case !== "start") {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { startContainerd } from "../support/containerd.ts";
-import { createWhenReady, startUp } from "../support/fsb_process.ts";
+import { createWhenReady, fsb, startUp } from "../support/fsb_process.ts";
 import { ignoreWithout } from "../support/real_parts.ts";
 
 // `exec -t` needs a pseudo-terminal on both ends: the containerd runtime
@@ -43,13 +43,13 @@ Deno.test({
   try {
     const created = await createWhenReady(up, "tty", ["sleep", "600"]);
     assert.equal(created.code, 0, created.stderr);
-    const fsb = [Deno.execPath(), "run", "-A", MAIN].map(sq).join(" ");
+    const fsbLine = [Deno.execPath(), "run", "-A", MAIN].map(sq).join(" ");
     // The terminal gets a size first (script's own is 0x0 without one around
     // it); after fsb, stty -g shows whether raw mode was undone.
     const line = [
       "stty cols 91 rows 37",
       "stty -g > before",
-      `${fsb} sandbox exec -it tty -- sh -c 'tty; stty size; exit 4'; echo "status $?"`,
+      `${fsbLine} sandbox exec -it tty -- sh -c 'tty; stty size; exit 4'; echo "status $?"`,
       "stty -g > after",
     ].join("; ");
     const out = await new Deno.Command("script", {
@@ -77,6 +77,9 @@ Deno.test({
       await Deno.readTextFile(`${dataDir}/before`),
       "the terminal's settings are what they were",
     );
+    // Deleted through fsb, so that its network namespace goes with it.
+    const deleted = await fsb(["sandbox", "delete", "tty"], up);
+    assert.equal(deleted.code, 0, deleted.stderr);
   } finally {
     up.child.kill("SIGTERM");
     await up.child.status;

@@ -342,6 +342,11 @@ Deno.test({ name: "Exec refuses bad requests before they reach the agent", ignor
       Code.NOT_FOUND,
       /Sandbox "default\/nope" not found/,
     );
+    await rejects(
+      exec(cluster.clientFor(undefined), "box", ["true"]),
+      Code.UNAUTHENTICATED,
+      /This call needs a token/,
+    );
     // A token for another namespace learns nothing of this one.
     const other = await cluster.client.createToken({ namespaces: ["other"] });
     await rejects(
