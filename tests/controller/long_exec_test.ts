@@ -9,6 +9,15 @@ import { startCluster } from "../support/cluster.ts";
 
 const decoder = new TextDecoder();
 
+async function* start() {
+  yield {
+    msg: {
+      case: "start" as const,
+      value: { name: "box", command: ["sh", "-c", "sleep 3; echo again"] },
+    },
+  };
+}
+
 Deno.test("An exec silent for longer than every idle timeout of fsb's runs to its end", async () => {
   const cluster = await startCluster({ idleSocketMs: 1000 });
   const fsb = connect({ endpoint: cluster.controller.address, token: cluster.adminToken });
@@ -22,14 +31,6 @@ Deno.test("An exec silent for longer than every idle timeout of fsb's runs to it
 
     // The same over grpc-js, whose own pings would keep a connection busy:
     // here the call alone must keep it.
-    async function* start() {
-      yield {
-        msg: {
-          case: "start" as const,
-          value: { name: "box", command: ["sh", "-c", "sleep 3; echo again"] },
-        },
-      };
-    }
     let out = "";
     let exit: number | undefined;
     for await (const r of cluster.client.exec(start(), { timeoutMs: 60_000 })) {
