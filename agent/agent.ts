@@ -22,6 +22,7 @@ import { Code, RpcError } from "../proto/grpc.ts";
 import type { Runtime } from "./runtime.ts";
 import { DEFAULT_LOG_MAX_BYTES, LogCap } from "./log_cap.ts";
 import { execService, sandboxIdOf } from "./_exec_service.ts";
+import { parseHostPort } from "../proto/host_port.ts";
 import { SandboxFiles } from "./files.ts";
 
 /** Options for {@linkcode AgentServer}. */
@@ -295,9 +296,11 @@ export class AgentServer {
       }, () => {});
     }
     this.#logCap.start();
-    const port = bound.slice(bound.lastIndexOf(":") + 1);
-    const listenHost = this.#opts.listen.slice(0, this.#opts.listen.lastIndexOf(":"));
-    this.#advertiseHost = this.#opts.advertise ?? defaultAdvertiseHost(listenHost);
+    const { port } = parseHostPort(bound, { listen: true });
+    const listenHost = parseHostPort(this.#opts.listen, { listen: true, what: "--listen" }).host;
+    // Kept as HOST for `HOST:PORT` endpoints: an IPv6 host in its brackets.
+    this.#advertiseHost = this.#opts.advertise ??
+      defaultAdvertiseHost(listenHost.includes(":") ? `[${listenHost}]` : listenHost);
     this.#address = `${this.#advertiseHost}:${port}`;
     const ready = await this.#runtime.ready();
     if (!ready) {

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { parseHostPort } from "../proto/host_port.ts";
 import type { Logger } from "pino";
 import { parseSize } from "../cli/parse_size.ts";
 import { UsageError } from "../cli/usage_error.ts";
@@ -163,7 +164,7 @@ export interface AgentRuntimeOptions {
  */
 async function controllerAddresses(controller: string | undefined): Promise<string[]> {
   if (controller === undefined) return [];
-  const host = controller.slice(0, controller.lastIndexOf(":")).replace(/^\[|\]$/g, "");
+  const { host } = parseHostPort(controller, { what: "--controller" });
   if (/^\d+\.\d+\.\d+\.\d+$/.test(host)) return host.startsWith("127.") ? [] : [host];
   if (host === "localhost" || host.includes(":")) return [];
   try {

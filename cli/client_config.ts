@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { hostPortProblem } from "../proto/host_port.ts";
 import type { FlagSpec, FlagValues } from "./flags.ts";
 import { UsageError } from "./usage_error.ts";
 
@@ -232,9 +233,12 @@ function readConfig(home: string): ConfigFile | undefined {
 
 // A comma-separated list is checked entry by entry, and kept as one string.
 function checkedEndpoint(address: string, source: string): ResolvedEndpoint {
-  const valid = (one: string) => one.startsWith("unix:") || /^[^\s/,]+:\d+$/.test(one);
-  if (!address.split(",").every(valid)) {
-    throw new UsageError(`Invalid endpoint "${address}" from ${source}: expected HOST:PORT`);
+  for (const one of address.split(",")) {
+    if (one.startsWith("unix:")) continue;
+    const problem = one === "" ? "expected HOST:PORT" : hostPortProblem(one);
+    if (problem !== undefined) {
+      throw new UsageError(`Invalid endpoint "${address}" from ${source}: ${problem}`);
+    }
   }
   return { address, source };
 }

@@ -20,6 +20,7 @@
  *
  * @module
  */
+import { formatHostPort, parseHostPort } from "../proto/host_port.ts";
 import type client from "prom-client";
 import { statusFromError } from "../proto/rpc.ts";
 import { UnauthenticatedError } from "../registry/mod.ts";
@@ -50,22 +51,9 @@ function httpError(err: unknown): { status: number; message: string } {
   return status === undefined ? { status: 500, message: "internal error" } : { status, message };
 }
 
-/** Splits `HOST:PORT` (IPv6 hosts in brackets). */
-export function splitHostPort(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(":");
-  if (i < 0) throw new Error(`Invalid address "${address}": expected HOST:PORT`);
-  let host = address.slice(0, i);
-  const port = Number(address.slice(i + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new Error(`Invalid address "${address}": port must be within 0..65535`);
-  }
-  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
-  return { host: host === "" ? "0.0.0.0" : host, port };
-}
-
 /** Whether `address` (`HOST:PORT`) is on loopback only. */
 export function isLoopback(address: string): boolean {
-  const { host } = splitHostPort(address);
+  const { host } = parseHostPort(address, { listen: true });
   return host === "localhost" || host.startsWith("127.") || host === "::1";
 }
 
@@ -84,7 +72,9 @@ export async function serveHttp(
   address: string,
   opts: { registry: client.Registry; debug?: HttpDebug; dashboard?: HttpDashboard },
 ): Promise<HttpHandle> {
-  const { host, port } = splitHostPort(address);
+  const parsed = parseHostPort(address, { listen: true, what: "metrics address" });
+  const host = parsed.host === "" ? "0.0.0.0" : parsed.host;
+  const port = parsed.port;
   let bound = "";
   let dashboard: ((req: Request, path: string) => Promise<Response>) | undefined;
   const ready = Promise.withResolvers<void>();
@@ -92,7 +82,7 @@ export async function serveHttp(
     hostname: host,
     port,
     onListen: (addr) => {
-      bound = `${host.includes(":") ? `[${host}]` : host}:${addr.port}`;
+      bound = formatHostPort(host, addr.port);
       // One cookie name per port: cookies are per host, and two controllers may share one.
       if (opts.dashboard !== undefined) {
         dashboard = dashboardHandler(opts.dashboard, `fsb_dashboard_${addr.port}`);

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { parseHostPort } from "./host_port.ts";
 import * as grpc from "@grpc/grpc-js";
 import { createServer, type Server as NetServer, type Socket } from "node:net";
 import { setImmediate } from "node:timers";
@@ -367,20 +368,18 @@ export class RpcServer {
         net.listen(path, () => resolve(address));
         return;
       }
-      const i = address.lastIndexOf(":");
-      let host = address.slice(0, i);
-      if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
-      const port = Number(address.slice(i + 1));
-      if (!Number.isInteger(port) || port < 0 || port > 65535) {
-        reject(
-          new Error(`Cannot listen on ${address}: expected HOST:PORT with a port in 0..65535`),
-        );
+      let host: string;
+      let port: number;
+      try {
+        ({ host, port } = parseHostPort(address, { listen: true, what: "listen address" }));
+      } catch (err) {
+        reject(new Error(`Cannot listen on ${address}: ${(err as Error).message}`));
         return;
       }
       net.listen({ host: host === "" ? "0.0.0.0" : host, port }, () => {
         const bound = net.address();
         const boundPort = typeof bound === "object" && bound !== null ? bound.port : port;
-        resolve(`${address.slice(0, i)}:${boundPort}`);
+        resolve(address.slice(0, address.lastIndexOf(":") + 1) + boundPort);
       });
     });
   }

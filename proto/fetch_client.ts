@@ -27,6 +27,7 @@
  */
 import type { LiteClient, LiteService } from "./lite_service.ts";
 import { type CallOptions, Code, RpcError } from "./rpc.ts";
+import { parseHostPort } from "./host_port.ts";
 
 function frame(body: Uint8Array): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(5 + body.length);
@@ -297,9 +298,7 @@ export class FetchChannel {
 
   /** Resolves once a TCP connection can be made, or rejects with UNAVAILABLE after `timeoutMs`. */
   async ready(timeoutMs: number): Promise<void> {
-    const i = this.address.lastIndexOf(":");
-    const hostname = this.address.slice(0, i).replace(/^\[|\]$/g, "");
-    const port = Number(this.address.slice(i + 1));
+    const { host: hostname, port } = parseHostPort(this.address, { what: "endpoint" });
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       const conn = await Promise.race([

@@ -100,10 +100,13 @@ Deno.test("resolveClientConfig() rejects an endpoint without a port, naming wher
     );
     throwsUsage(
       () => resolve(home, { flags: { endpoint: "http://h:1" } }),
-      'Invalid endpoint "http://h:1" from --endpoint: expected HOST:PORT',
+      'Invalid endpoint "http://h:1" from --endpoint: expected HOST:PORT, without a scheme, path or spaces',
     );
     const path = writeConfig(home, { endpoint: "h:port" });
-    throwsUsage(() => resolve(home), `Invalid endpoint "h:port" from ${path}: expected HOST:PORT`);
+    throwsUsage(
+      () => resolve(home),
+      `Invalid endpoint "h:port" from ${path}: the port must be a number within 0..65535`,
+    );
   }));
 
 Deno.test("resolveClientConfig() takes a comma-separated list of endpoints, checking each", () =>
