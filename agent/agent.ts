@@ -23,6 +23,7 @@ import type { Runtime } from "./runtime.ts";
 import { DEFAULT_LOG_MAX_BYTES, LogCap } from "./log_cap.ts";
 import { execService, sandboxIdOf } from "./_exec_service.ts";
 import { parseHostPort } from "../proto/host_port.ts";
+import { Health, healthService } from "../proto/health.ts";
 import { SandboxFiles } from "./files.ts";
 
 /** Options for {@linkcode AgentServer}. */
@@ -138,6 +139,8 @@ export class AgentServer {
   #callMetadata: Record<string, string> = {};
   /** The credential the controller gave; calls to this agent must carry it. */
   #credential: string | undefined;
+  /** The runtime's readiness as last asked (start, then every report): what Health says. */
+  #runtimeReady = false;
   readonly #log: Logger<"timing">;
   readonly #stage: client.Histogram<"stage">;
   readonly #logCap: LogCap;
@@ -218,6 +221,11 @@ export class AgentServer {
       () => undefined,
     );
     this.#useBearer(this.#credential ?? this.#opts.joinToken ?? "");
+    // Health needs no credential: it tells nothing but whether the runtime can create.
+    this.#server.add(
+      Health,
+      healthService({ check: () => this.#runtimeReady, services: [AgentService.typeName] }),
+    );
     const execs = execService(this.#runtime, { trackLog: (path) => this.#logCap.track(path) });
     const files = new SandboxFiles(this.#runtime);
     this.#server.add(AgentService, {
@@ -303,6 +311,7 @@ export class AgentServer {
       defaultAdvertiseHost(listenHost.includes(":") ? `[${listenHost}]` : listenHost);
     this.#address = `${this.#advertiseHost}:${port}`;
     const ready = await this.#runtime.ready();
+    this.#runtimeReady = ready;
     if (!ready) {
       this.#log.warn(
         { runtime: this.#runtime.name },
@@ -448,6 +457,7 @@ export class AgentServer {
       this.#list().catch(() => undefined),
     ]);
     if (sandboxes !== undefined) this.#held = sandboxes.length;
+    this.#runtimeReady = ready;
     return {
       $typeName: "fsb.agent.v1.AgentReport",
       agentId: this.#opts.id,
