@@ -921,7 +921,10 @@ export interface FsbClient extends Disposable {
   wait(name: string, opts?: SandboxCallOptions): Promise<WaitResponse>;
   /**
    * A sandbox's stdout and stderr bytes as they were written, chunk by chunk;
-   * with `follow`, until the sandbox ends or `signal` aborts.
+   * with `follow`, until the sandbox ends or `signal` aborts. A stream that
+   * the controller did not end as it should (it or the sandbox's agent failed
+   * partway) rejects with UNKNOWN "The log stream ended before its end (the
+   * server or its agent failed)" after the chunks that came.
    */
   logs(name: string, opts?: LogsOptions): AsyncIterable<Uint8Array>;
   /**
@@ -1192,10 +1195,19 @@ async function* logChunks(
   // A followed log has no deadline unless asked for: it ends with the sandbox or the signal.
   const call = callOptions(opts, follow ? Infinity : TIMEOUT_MS.logs);
   const request = { name, namespace: opts?.namespace ?? "", follow };
+  let ended = false;
   for await (const chunk of endpoints.stream("streamLogs", request, call)) {
-    if (chunk.data.length > 0) yield chunk.data;
+    if (chunk.data.length > 0 && !ended) yield chunk.data;
+    // Read on to the stream's own end rather than cancel it: the status comes next.
+    if (chunk.end) ended = true;
   }
+  // The caller's own abort ends the stream quietly, marker or not.
+  if (!ended && opts?.signal?.aborted !== true) throw new RpcError(Code.UNKNOWN, LOGS_CUT_SHORT);
 }
+
+// Fetch cannot see a status that follows messages: a log stream that failed
+// partway shows only as one that ended without the controller's end marker.
+const LOGS_CUT_SHORT = "The log stream ended before its end (the server or its agent failed)";
 
 /** The start of an Exec call: what every kind of exec has in common. */
 function execStart(

@@ -37,6 +37,20 @@ async function* chunked(bytes: AsyncIterable<Uint8Array>): AsyncGenerator<{ data
   for await (const data of bytes) yield { data };
 }
 
+/**
+ * A log stream, then `{ end: true }` once it has ended as it should. Clients
+ * over fetch (the CLI) see no trailers, so a stream that fails after its first
+ * message just ends for them: a missing marker is how they know. A failure
+ * sends no marker (its status says what happened), nor does a cancelled call.
+ */
+async function* endMarked(
+  logs: AsyncIterable<{ data: Uint8Array }>,
+  signal: AbortSignal,
+): AsyncGenerator<{ data: Uint8Array; end?: boolean }> {
+  yield* logs;
+  if (!signal.aborted) yield { data: new Uint8Array(0), end: true };
+}
+
 /** The longest token lifetime accepted: about 100 years. */
 const MAX_TTL_SECONDS = 100n * 365n * 86_400n;
 
@@ -57,7 +71,8 @@ export function addControllerServices(
   auth: TokenAuth,
 ): void {
   server.add(FastPath, {
-    createSandbox: (req, ctx) => controller.createSandbox(req, auth.authenticate(ctx.metadata)),
+    createSandbox: (req, ctx) =>
+      controller.createSandbox(req, auth.authenticate(ctx.metadata), { signal: ctx.signal }),
     getSandbox: (req, ctx) => controller.getSandbox(req, auth.authenticate(ctx.metadata)),
     listSandboxes: (req, ctx) => ({
       sandboxes: controller.listSandboxes(req, auth.authenticate(ctx.metadata)),
@@ -65,7 +80,10 @@ export function addControllerServices(
     deleteSandbox: (req, ctx) => controller.deleteSandbox(req, auth.authenticate(ctx.metadata)),
     updateSandbox: (req, ctx) => controller.updateSandbox(req, auth.authenticate(ctx.metadata)),
     streamLogs: (req, ctx) =>
-      controller.streamLogs(req, ctx.signal, auth.authenticate(ctx.metadata)),
+      endMarked(
+        controller.streamLogs(req, ctx.signal, auth.authenticate(ctx.metadata)),
+        ctx.signal,
+      ),
     ...sandboxAccess(controller, auth),
     createToken: async (req, ctx) => {
       requireAdmin(auth.authenticate(ctx.metadata), "create tokens");

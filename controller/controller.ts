@@ -4,11 +4,12 @@
  *
  * @module
  */
-import { create, fromJson, type JsonValue, toBinary, toJson } from "@bufbuild/protobuf";
+import { clone, create, fromJson, type JsonValue, toBinary, toJson } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import {
   type AgentInfo,
   AlreadyExistsError,
+  FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
   PermissionDeniedError,
@@ -17,7 +18,6 @@ import {
   UnavailableError,
 } from "../registry/mod.ts";
 import {
-  Agent as AgentService,
   type AgentReport,
   type SandboxSpec,
   SandboxSpecSchema,
@@ -30,10 +30,11 @@ import {
   SandboxInfoSchema,
   type UpdateSandboxRequest,
 } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
-import { Code, RpcChannel, RpcError, type ServiceClient } from "../proto/grpc.ts";
+import { Code, RpcError } from "../proto/grpc.ts";
 import type { Store } from "./store/mod.ts";
 import type { ControllerMetrics } from "./metrics.ts";
 import { type AuthRecord, bearerOf, type Principal, requireNamespace, TokenAuth } from "./auth.ts";
+import { AgentChannels, type AgentClient } from "./_agent_channels.ts";
 import {
   checkDnsLabel,
   checkMergedLabels,
@@ -118,8 +119,7 @@ interface Entry {
 /** The call metadata that names the sandbox on the controller's exec and file calls to an agent. */
 export const SANDBOX_ID_METADATA = "fsb-sandbox-id";
 
-/** The typed client of an agent, as the controller holds one per agent. */
-export type AgentClient = ServiceClient<typeof AgentService.method>;
+export type { AgentClient } from "./_agent_channels.ts";
 
 /** Where exec and file calls for one sandbox go: see {@linkcode Controller.sandboxAgent}. */
 export interface SandboxAgent {
@@ -142,6 +142,28 @@ function failurePolicyEnum(name: string): FailurePolicy {
   return name === "AUTO_RECREATE" ? FailurePolicy.AUTO_RECREATE : FailurePolicy.MANUAL;
 }
 
+/** What a create call brings besides its spec. */
+interface CreateCall {
+  /** When the call started (performance.now()). */
+  readonly t0: number;
+  /** Aborts when the caller has gone. */
+  readonly signal: AbortSignal | undefined;
+  /** Whether the caller named the sandbox, and so can find it after a reply it never saw. */
+  readonly findable: boolean;
+}
+
+/** Throws, when the caller of a create has gone, the error that undoes the create. */
+function checkCaller(spec: SandboxSpec, signal: AbortSignal | undefined): void {
+  if (signal === undefined || !signal.aborted) return;
+  const reason: unknown = signal.reason;
+  throw new RpcError(
+    reason instanceof RpcError ? reason.code : Code.CANCELLED,
+    `Cannot create sandbox "${spec.namespace}/${spec.name}" as its caller has gone (${
+      reason instanceof Error ? reason.message : String(reason)
+    }); it was undone`,
+  );
+}
+
 function ms(start: number): number {
   return performance.now() - start;
 }
@@ -151,15 +173,7 @@ export class Controller {
   readonly #registry = new Registry();
   readonly #entries = new Map<string, Entry>();
   readonly #byAgent = new Map<string, Set<Entry>>();
-  readonly #channels = new Map<
-    string,
-    {
-      address: string;
-      credential: string;
-      channel: RpcChannel;
-      client: ServiceClient<typeof AgentService.method>;
-    }
-  >();
+  readonly #channels: AgentChannels;
   /** Ids of sandboxes the controller gave up on; an agent reporting one is told to delete it. */
   readonly #tombstones = new Set<string>();
   /** Keys whose latest state is not yet written (write-behind). */
@@ -180,7 +194,6 @@ export class Controller {
   readonly #auth: TokenAuth;
   /** Agent ids being issued a credential now: one join per id at a time. */
   readonly #joining = new Set<string>();
-  readonly #agentTls: { ca?: string } | undefined;
   readonly #startedAt: number;
   #closed = false;
 
@@ -195,7 +208,7 @@ export class Controller {
     this.#graceMs = opts.deleteGraceMs ?? 10_000;
     this.#createTimeoutMs = opts.agentCreateTimeoutMs ?? 30_000;
     this.#heartbeatMs = opts.heartbeatIntervalMs ?? 2_000;
-    this.#agentTls = opts.agentTls;
+    this.#channels = new AgentChannels({ tls: opts.agentTls });
     this.#auth = opts.auth ??
       new TokenAuth({ store: opts.store as unknown as Store<AuthRecord>, enabled: false });
     this.#startedAt = this.#clock.now();
@@ -239,8 +252,18 @@ export class Controller {
 
   // ---------------------------------------------------------------- FastPath
 
-  /** CreateSandbox: idempotent by (namespace, name). */
-  async createSandbox(req: CreateSandboxRequest, caller?: Principal): Promise<SandboxInfo> {
+  /**
+   * CreateSandbox: idempotent by (namespace, name). When `opts.signal` aborts
+   * (the caller's deadline passed, or it cancelled) before the create is
+   * done, the create is undone and counted as failed; so is a done create of
+   * a generated name, which the caller never learnt (shared/DESIGN.md
+   * section 15).
+   */
+  async createSandbox(
+    req: CreateSandboxRequest,
+    caller?: Principal,
+    opts: { signal?: AbortSignal } = {},
+  ): Promise<SandboxInfo> {
     const t0 = performance.now();
     let mode: "fast" | "strong" = this.#defaultMode;
     let ok = false;
@@ -252,7 +275,11 @@ export class Controller {
       mode = valid.mode;
       if (caller !== undefined) requireNamespace(caller, valid.spec.namespace);
       this.#checkQuota(valid.spec);
-      const info = await this.#create(valid.spec, valid.mode, t0);
+      const info = await this.#create(valid.spec, valid.mode, {
+        t0,
+        signal: opts.signal,
+        findable: req.name !== "",
+      });
       ok = true;
       return info;
     } finally {
@@ -260,16 +287,29 @@ export class Controller {
     }
   }
 
-  async #create(spec: SandboxSpec, mode: "fast" | "strong", t0: number): Promise<SandboxInfo> {
+  async #create(
+    spec: SandboxSpec,
+    mode: "fast" | "strong",
+    call: CreateCall,
+  ): Promise<SandboxInfo> {
     const key = keyOf(spec.namespace, spec.name);
     for (;;) {
       const existing = this.#entries.get(key);
       if (existing === undefined) break;
       if (existing.busy) {
         await existing.busy.catch(() => {});
+        checkCaller(spec, call.signal);
         continue;
       }
-      if (sameRequest(existing.spec, spec)) return this.#info(existing);
+      if (sameRequest(existing.spec, spec)) {
+        // An idempotent repeat answers for a sandbox that is there; these have no container.
+        if (existing.phase === "Lost" || existing.phase === "Expired") {
+          throw new FailedPreconditionError(
+            `Cannot create sandbox "${spec.namespace}/${spec.name}" as it exists and is ${existing.phase}; delete it first`,
+          );
+        }
+        return this.#info(existing);
+      }
       throw new AlreadyExistsError(
         `Cannot create sandbox "${spec.namespace}/${spec.name}" as one with that name and a different spec exists`,
       );
@@ -289,25 +329,33 @@ export class Controller {
     };
     this.#entries.set(key, entry);
     // Made busy before the first await, so a concurrent create of the name waits for this one.
-    return await this.#exclusive(entry, () => this.#createEntry(entry, mode, t0));
+    return await this.#exclusive(entry, () => this.#createEntry(entry, mode, call));
   }
 
-  async #createEntry(entry: Entry, mode: "fast" | "strong", t0: number): Promise<SandboxInfo> {
+  async #createEntry(
+    entry: Entry,
+    mode: "fast" | "strong",
+    call: CreateCall,
+  ): Promise<SandboxInfo> {
     const key = entry.key;
+    const t0 = call.t0;
     let persisted = false;
     try {
+      checkCaller(entry.spec, call.signal);
       if (mode === "strong") {
         await this.#persist(key);
         persisted = true;
       }
-      const stages = await this.#place(entry);
+      checkCaller(entry.spec, call.signal);
+      const stages = await this.#place(entry, call.signal);
       if (mode === "strong") {
         const tStore = performance.now();
         await this.#persist(key);
         stages.store = ms(tStore);
-      } else {
-        this.#markDirty(key);
       }
+      // Done, but a caller that has gone cannot find a name it never learnt: undone below.
+      if (!call.findable) checkCaller(entry.spec, call.signal);
+      if (mode === "fast") this.#markDirty(key);
       for (const [stage, value] of Object.entries(stages)) {
         this.#metrics.createStage.observe({ stage }, value / 1000);
       }
@@ -339,7 +387,7 @@ export class Controller {
    * Running. On failure nothing stays reserved and the agent is told to
    * remove whatever it may have made.
    */
-  async #place(entry: Entry): Promise<Record<string, number>> {
+  async #place(entry: Entry, signal?: AbortSignal): Promise<Record<string, number>> {
     const spec = entry.spec;
     const tAlloc = performance.now();
     const agent = this.#registry.allocate({
@@ -356,7 +404,11 @@ export class Controller {
     const tRpc = performance.now();
     try {
       const client = this.#client(agent);
-      const res = await client.createSandbox({ spec }, { timeoutMs: this.#createTimeoutMs });
+      // The caller's signal aborts the agent's create, and its runtime undoes what it did.
+      const res = await client.createSandbox({ spec }, {
+        timeoutMs: this.#createTimeoutMs,
+        signal,
+      });
       const stages: Record<string, number> = { allocate: allocateMs, agent_rpc: ms(tRpc) };
       for (const [stage, value] of Object.entries(res.stageMs)) stages[stage] = value;
       entry.phase = "Running";
@@ -368,6 +420,7 @@ export class Controller {
     } catch (err) {
       this.#unplace(entry);
       this.#forget(agent.id, spec.sandboxId);
+      checkCaller(spec, signal);
       if (
         err instanceof RpcError &&
         (err.code === Code.UNAVAILABLE || err.code === Code.DEADLINE_EXCEEDED)
@@ -445,6 +498,9 @@ export class Controller {
       return await this.#exclusive(entry, async () => {
         const info = this.#info(entry);
         await this.#stop(entry, "Terminating");
+        // A sandbox on no agent (Lost, or not yet reported since a restart) may still run on one
+        // that comes back: its report must then remove the container, not revive the record.
+        if (entry.agentId !== "") this.#tombstone(entry.spec.sandboxId);
         this.#entries.delete(entry.key);
         this.#unindex(entry);
         // Durable before the reply: a delete must not come back as Lost after a restart.
@@ -469,16 +525,19 @@ export class Controller {
         continue;
       }
       checkMergedLabels(entry.spec.labels, valid.labels);
-      const spec = create(SandboxSpecSchema, entry.spec);
+      // A copy: the change becomes live only once the store has it.
+      const spec = clone(SandboxSpecSchema, entry.spec);
       if (valid.expireTime !== undefined) spec.expireTime = BigInt(valid.expireTime);
       if (valid.failurePolicy !== undefined) spec.failurePolicy = valid.failurePolicy;
       for (const [k, v] of Object.entries(valid.labels)) spec.labels[k] = v;
-      entry.spec = spec;
       if (!valid.reset) {
-        await this.#persist(entry.key);
-        return this.#info(entry);
+        return await this.#exclusive(entry, async () => {
+          await this.#writeSpec(entry, spec);
+          return this.#info(entry);
+        });
       }
       return await this.#exclusive(entry, async () => {
+        entry.spec = spec;
         await this.#recreate(entry, "reset");
         return this.#info(entry);
       });
@@ -610,10 +669,9 @@ export class Controller {
 
   /** The synchronous part of Register; resolves to the heartbeat interval. */
   #registerNow(report: AgentReport): number {
+    // The channel to the agent stays unless its address or credential changed (#upsertAgent):
+    // dropping it would cut off creates, deletes and log streams in flight on it.
     const agent = this.#upsertAgent(report, true);
-    // A registering agent is a new process: a channel to its predecessor may still hold a dead
-    // connection, and its first call would fail before grpc-js noticed.
-    this.#dropChannel(agent.id);
     const reported = new Map<string, SandboxStatus>();
     for (const s of report.sandboxes) if (s.spec) reported.set(s.spec.sandboxId, s);
     // The registry forgot this agent's slots in #upsertAgent; every entry earns its slot back below.
@@ -703,11 +761,7 @@ export class Controller {
     };
     if (fresh) this.#registry.remove(report.agentId);
     const agent = this.#registry.registerOrUpdate(reg, this.#clock.now());
-    const ch = this.#channels.get(agent.id);
-    if (ch !== undefined && ch.address !== agent.address) {
-      ch.channel.close();
-      this.#channels.delete(agent.id);
-    }
+    this.#channels.refresh(agent.id, this.#target(agent));
     return agent;
   }
 
@@ -824,7 +878,7 @@ export class Controller {
     const now = this.#clock.now();
     for (const agent of this.#registry.cleanupStaleAgents(now, this.#agentTimeoutMs)) {
       this.#log.warn({ agent: agent.id }, "agent missed its heartbeats; removing it");
-      this.#dropChannel(agent.id);
+      this.#channels.drop(agent.id);
       for (const entry of [...(this.#byAgent.get(agent.id) ?? [])]) {
         if (!entry.busy) this.#lose(entry, `agent "${agent.id}" stopped sending heartbeats`);
       }
@@ -983,6 +1037,7 @@ export class Controller {
   }
 
   #tombstone(id: string): void {
+    if (this.#tombstones.has(id)) return;
     if (this.#tombstones.size >= TOMBSTONE_LIMIT) {
       const oldest = this.#tombstones.values().next().value;
       if (oldest !== undefined) this.#tombstones.delete(oldest);
@@ -1004,34 +1059,16 @@ export class Controller {
 
   #client(agent: AgentInfo): AgentClient {
     if (this.#closed) throw new UnavailableError("The controller is shutting down");
-    let ch = this.#channels.get(agent.id);
-    const credential = this.#auth.agentCredential(agent.id) ?? "";
-    if (ch === undefined || ch.address !== agent.address || ch.credential !== credential) {
-      ch?.channel.close();
-      // The agent serves only calls carrying its credential.
-      const channel = new RpcChannel(agent.address, {
-        metadata: { authorization: `Bearer ${credential}` },
-        tls: this.#agentTls,
-      });
-      ch = {
-        address: agent.address,
-        credential,
-        channel,
-        client: channel.client(AgentService),
-      };
-      this.#channels.set(agent.id, ch);
-    }
-    return ch.client;
+    return this.#channels.client(agent.id, this.#target(agent));
   }
 
-  #dropChannel(agentId: string): void {
-    this.#channels.get(agentId)?.channel.close();
-    this.#channels.delete(agentId);
+  #target(agent: AgentInfo): { address: string; credential: string } {
+    return { address: agent.address, credential: this.#auth.agentCredential(agent.id) ?? "" };
   }
 
-  #record(entry: Entry): SandboxRecord {
+  #record(entry: Entry, spec: SandboxSpec = entry.spec): SandboxRecord {
     return {
-      spec: toJson(SandboxSpecSchema, entry.spec),
+      spec: toJson(SandboxSpecSchema, spec),
       phase: entry.phase,
       agentId: entry.agentId,
       endpoints: entry.endpoints,
@@ -1105,12 +1142,27 @@ export class Controller {
   }
 
   /**
-   * Queues a write of whatever the key holds when the write runs (the record,
-   * or its absence), behind earlier writes of the same key.
+   * Writes `entry` with `spec` in place of its own and, once the store has
+   * it, makes `spec` the entry's: a failed write changes nothing.
    */
-  #write(key: string): Promise<void> {
+  #writeSpec(entry: Entry, spec: SandboxSpec): Promise<void> {
+    return this.#write(entry.key, { entry, spec });
+  }
+
+  /**
+   * Queues a write of whatever the key holds when the write runs (the record,
+   * or its absence), behind earlier writes of the same key; with `change`,
+   * the entry with the changed spec, which it takes once written.
+   */
+  #write(key: string, change?: { entry: Entry; spec: SandboxSpec }): Promise<void> {
     const prev = this.#writes.get(key);
     const run = async () => {
+      if (change !== undefined) {
+        await this.#store.put(key, this.#record(change.entry, change.spec));
+        // Swapped in before the next queued write of the key runs, so none writes the old spec.
+        change.entry.spec = change.spec;
+        return;
+      }
       const entry = this.#entries.get(key);
       if (entry === undefined) await this.#store.delete(key);
       else await this.#store.put(key, this.#record(entry));
@@ -1184,7 +1236,7 @@ export class Controller {
     this.#closed = true;
     for (const timer of this.#retryTimers) clearTimeout(timer);
     this.#retryTimers.clear();
-    for (const id of [...this.#channels.keys()]) this.#dropChannel(id);
+    this.#channels.close();
   }
 }
 

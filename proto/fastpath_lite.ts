@@ -168,7 +168,7 @@ export const fastPathLiteSchema = {
       "string namespace = 2",
       "bool follow = 3",
     ],
-    "fsb.fastpath.v1.LogChunk": ["bytes data = 1"],
+    "fsb.fastpath.v1.LogChunk": ["bytes data = 1", "bool end = 2"],
     "fsb.fastpath.v1.CreateTokenRequest": [
       "repeated string namespaces = 1",
       "bool admin = 2",
@@ -540,10 +540,15 @@ export function decodeListSandboxesResponse(bytes: Uint8Array): ListSandboxesRes
 /** Parses a `fsb.fastpath.v1.LogChunk`; `data` is a view into `bytes`, not a copy. */
 export function decodeLogChunk(bytes: Uint8Array): LogChunk {
   const r = new BinaryReader(bytes);
-  const chunk: LogChunk = { $typeName: "fsb.fastpath.v1.LogChunk", data: new Uint8Array(0) };
+  const chunk: LogChunk = {
+    $typeName: "fsb.fastpath.v1.LogChunk",
+    data: new Uint8Array(0),
+    end: false,
+  };
   while (r.pos < r.len) {
     const [no, wireType] = r.tag();
     if (no === 1) chunk.data = r.bytes();
+    else if (no === 2) chunk.end = r.bool();
     else r.skip(wireType, no);
   }
   return chunk;

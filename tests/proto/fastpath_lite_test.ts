@@ -26,6 +26,7 @@ import {
   file_fsb_fastpath_v1_fastpath as FILE,
   ListSandboxesResponseSchema,
   ListTokensResponseSchema,
+  LogChunkSchema,
   NetworkMode,
   ProfileChunkSchema,
   ProfileRequestSchema,
@@ -38,6 +39,7 @@ import {
   decodeCreateTokenResponse,
   decodeListSandboxesResponse,
   decodeListTokensResponse,
+  decodeLogChunk,
   decodeProfileChunk,
   decodeSandboxInfo,
   decodeTokenInfo,
@@ -827,4 +829,21 @@ Deno.test("decodeProfileChunk() reads chunks of any size, as views into the mess
     assert.deepEqual(chunk, create(ProfileChunkSchema, { data }), `${size} bytes`);
     if (size > 0) assert.equal(chunk.data.buffer, bytes.buffer, "a view, not a copy");
   }
+});
+
+Deno.test("decodeLogChunk() reads the end marker, and data as a view into the message", () => {
+  const data = new TextEncoder().encode("hello\n");
+  const cases = [{ data }, { end: true }, { data, end: true }, {}];
+  for (const init of cases) {
+    const bytes = toBinary(LogChunkSchema, create(LogChunkSchema, init));
+    const chunk = decodeLogChunk(bytes);
+    assert.deepEqual(chunk, create(LogChunkSchema, init), Deno.inspect(init));
+    if (init.data !== undefined) {
+      assert.equal(chunk.data.buffer, bytes.buffer, "a view, not a copy");
+    }
+  }
+  // The marker on its own is two bytes (field 2, varint 1): an empty data is not sent.
+  assert.deepEqual([...toBinary(LogChunkSchema, create(LogChunkSchema, { end: true }))], [0x10, 1]);
+  // A server from before the marker sends data alone: end reads false.
+  assert.equal(decodeLogChunk(new Uint8Array([0x0a, 1, 0x41])).end, false);
 });
