@@ -62,6 +62,7 @@ import type {
   WaitResponse as GenWaitResponse,
 } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import { type CallOptions as RpcCallOptions, Code, RpcError } from "../proto/rpc.ts";
+import { hostPortProblem } from "../proto/host_port.ts";
 import { Endpoints, endpointsOf } from "./_client_transport.ts";
 import {
   attachSession,
@@ -953,8 +954,6 @@ const TIMEOUT_MS = {
   remove: 60_000,
 } as const;
 
-const ADDRESS = /^[^\s/,]+:\d+$/;
-
 /**
  * Connects to a controller (lazily: nothing is dialled until the first call).
  *
@@ -996,10 +995,11 @@ export function connect(opts: ConnectOptions): FsbClient {
     throw new RpcError(Code.INVALID_ARGUMENT, "No endpoint: expected HOST:PORT");
   }
   for (const address of addresses) {
-    if (!address.startsWith("unix:") && !ADDRESS.test(address)) {
+    const problem = address.startsWith("unix:") ? undefined : hostPortProblem(address);
+    if (problem !== undefined) {
       throw new RpcError(
         Code.INVALID_ARGUMENT,
-        `Invalid endpoint "${address}": expected HOST:PORT or unix:PATH`,
+        `Invalid endpoint "${address}": ${problem} (or unix:PATH)`,
       );
     }
   }

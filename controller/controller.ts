@@ -31,6 +31,7 @@ import {
   type UpdateSandboxRequest,
 } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import { Code, RpcError } from "../proto/grpc.ts";
+import { hostPortProblem } from "../proto/host_port.ts";
 import type { Store } from "./store/mod.ts";
 import type { ControllerMetrics } from "./metrics.ts";
 import { type AuthRecord, bearerOf, type Principal, requireNamespace, TokenAuth } from "./auth.ts";
@@ -748,9 +749,12 @@ export class Controller {
   #upsertAgent(report: AgentReport, fresh: boolean): AgentInfo {
     if (report.agentId === "") throw new InvalidArgumentError("agent_id", "is required");
     if (report.address === "") throw new InvalidArgumentError("address", "is required");
+    const problem = hostPortProblem(report.address);
+    if (problem !== undefined) throw new InvalidArgumentError("address", problem);
     const reg = {
       id: report.agentId,
       address: report.address,
+      // The host as endpoints spell it: an IPv6 one keeps its brackets.
       advertiseHost: report.advertiseHost ||
         report.address.slice(0, report.address.lastIndexOf(":")),
       pool: report.pool,
