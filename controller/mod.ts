@@ -11,7 +11,7 @@ import { type Clock, Controller, type SandboxRecord } from "./controller.ts";
 import { createControllerMetrics } from "./metrics.ts";
 import { addControllerServices } from "./_services.ts";
 import { openStore } from "./store/mod.ts";
-import { isLoopback, serveHttp } from "./_http.ts";
+import { type HttpHandle, isLoopback, serveHttp } from "./_http.ts";
 import { type AuthRecord, requireAdmin, TokenAuth } from "./auth.ts";
 import { captureProfile } from "./profiler.ts";
 import { dashboardData } from "./dashboard_data.ts";
@@ -88,13 +88,28 @@ export async function startController(opts: StartControllerOptions): Promise<Con
       }
     }
   }
+  // What is open so far, closed newest first if a later step fails.
+  const opened: (() => Promise<void>)[] = [];
+  const unwind = async (err: unknown): Promise<never> => {
+    for (const close of opened.reverse()) {
+      await close().catch((e) =>
+        opts.logger.warn({ err: e }, "cleanup after a failed start failed")
+      );
+    }
+    throw err;
+  };
   const store = await openStore<SandboxRecord>(opts.store, { dataDir: opts.dataDir });
+  opened.push(() => store.close());
   // One store for everything, keyed by prefix: auth records live beside sandboxes.
   const auth = new TokenAuth({
     store: store as unknown as Store<AuthRecord>,
     enabled: authMode === "token",
     now: opts.clock === undefined ? undefined : () => opts.clock!.now(),
   });
+  let controller!: Controller;
+  let server!: RpcServer;
+  let address!: string;
+  let http: HttpHandle | undefined;
   try {
     await auth.load();
     // Written before the controller listens, so whoever starts it can use them at once.
@@ -103,57 +118,55 @@ export async function startController(opts: StartControllerOptions): Promise<Con
       admin: `${opts.dataDir}/admin-token`,
       join: `${opts.dataDir}/join-token`,
     });
-  } catch (err) {
-    await store.close();
-    throw err;
-  }
-  // The gauges read the controller only when scraped, after it exists.
-  const controller: Controller = new Controller({
-    store,
-    logger: opts.logger,
-    metrics: createControllerMetrics(opts.metricsRegistry, {
-      agents: () => controller.agentTotals(),
-      sandboxesByPhase: () => controller.sandboxesByPhase(),
-    }),
-    defaultMode: opts.mode,
-    agentTimeoutMs: opts.agentTimeoutMs,
-    deleteGraceMs: opts.deleteGraceMs,
-    agentCreateTimeoutMs: opts.agentCreateTimeoutMs,
-    clock: opts.clock,
-    auth,
-    // A cluster that serves TLS speaks it on every hop: agents are dialed over TLS too.
-    agentTls: opts.tls === undefined ? undefined : { ca: opts.tls.ca },
-  });
-  await controller.load();
-  const server = new RpcServer({
-    maxReceiveBytes: MAX_CONTROLLER_MESSAGE_BYTES,
-    idleSocketMs: opts.idleSocketMs,
-    tls: opts.tls === undefined ? undefined : { cert: opts.tls.cert, key: opts.tls.key },
-    onInternalError: (err, method) => opts.logger.error({ err, method }, "internal error"),
-    // Server reflection (grpcurl without .proto files): callers on loopback, or an admin token.
-    reflection: {
-      admit: (ctx) => requireAdmin(auth.authenticate(ctx.metadata), "use server reflection"),
-    },
-  });
-  addControllerServices(server, controller, auth);
-  let address: string;
-  try {
+    // The gauges read the controller only when scraped, after it exists.
+    controller = new Controller({
+      store,
+      logger: opts.logger,
+      metrics: createControllerMetrics(opts.metricsRegistry, {
+        agents: () => controller.agentTotals(),
+        sandboxesByPhase: () => controller.sandboxesByPhase(),
+      }),
+      defaultMode: opts.mode,
+      agentTimeoutMs: opts.agentTimeoutMs,
+      deleteGraceMs: opts.deleteGraceMs,
+      agentCreateTimeoutMs: opts.agentCreateTimeoutMs,
+      clock: opts.clock,
+      auth,
+      // A cluster that serves TLS speaks it on every hop: agents are dialed over TLS too.
+      agentTls: opts.tls === undefined ? undefined : { ca: opts.tls.ca },
+    });
+    opened.push(() => controller.close());
+    await controller.load();
+    server = new RpcServer({
+      maxReceiveBytes: MAX_CONTROLLER_MESSAGE_BYTES,
+      idleSocketMs: opts.idleSocketMs,
+      tls: opts.tls === undefined ? undefined : { cert: opts.tls.cert, key: opts.tls.key },
+      onInternalError: (err, method) => opts.logger.error({ err, method }, "internal error"),
+      // Server reflection (grpcurl without .proto files): callers on loopback, or an admin token.
+      reflection: {
+        admit: (ctx) => requireAdmin(auth.authenticate(ctx.metadata), "use server reflection"),
+      },
+    });
+    addControllerServices(server, controller, auth);
+    // Closing a server that never bound is harmless; one that did frees its port.
+    opened.push(() => server.close());
     address = await server.listen(opts.listen);
+    if (opts.metricsListen !== "") {
+      http = await serveMetrics(opts.metricsListen, {
+        registry: opts.metricsRegistry,
+        debug: {
+          admit: (headers) => requireAdmin(auth.authenticate(headers), "profile the controller"),
+          profile: captureProfile,
+        },
+        dashboard: {
+          admit: (headers) => requireAdmin(auth.authenticate(headers), "view the dashboard"),
+          data: () => dashboardData(controller),
+        },
+      });
+    }
   } catch (err) {
-    await store.close();
-    throw err;
+    return await unwind(err);
   }
-  const http = opts.metricsListen === "" ? undefined : await serveHttp(opts.metricsListen, {
-    registry: opts.metricsRegistry,
-    debug: {
-      admit: (headers) => requireAdmin(auth.authenticate(headers), "profile the controller"),
-      profile: captureProfile,
-    },
-    dashboard: {
-      admit: (headers) => requireAdmin(auth.authenticate(headers), "view the dashboard"),
-      data: () => dashboardData(controller),
-    },
-  });
   let ticking: Promise<void> | undefined;
   const timer = setInterval(() => {
     if (ticking) return;
@@ -178,4 +191,16 @@ export async function startController(opts: StartControllerOptions): Promise<Con
       await store.close();
     },
   };
+}
+
+/** serveHttp, failing with the address it could not bind. */
+async function serveMetrics(
+  address: string,
+  opts: Parameters<typeof serveHttp>[1],
+): Promise<HttpHandle> {
+  try {
+    return await serveHttp(address, opts);
+  } catch (err) {
+    throw new Error(`Cannot serve metrics on ${address}: ${(err as Error).message}`);
+  }
 }

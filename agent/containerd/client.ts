@@ -5,7 +5,13 @@
  * @module
  */
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
-import { Code, RpcChannel, RpcError, type ServiceClient } from "../../proto/grpc.ts";
+import {
+  type CallOptions,
+  Code,
+  RpcChannel,
+  RpcError,
+  type ServiceClient,
+} from "../../proto/grpc.ts";
 import { Containers } from "../../proto/gen/containerd/services/containers/v1/containers_pb.ts";
 import { Content, WriteAction } from "../../proto/gen/containerd/services/content/v1/content_pb.ts";
 import { Diff } from "../../proto/gen/containerd/services/diff/v1/diff_pb.ts";
@@ -34,6 +40,17 @@ export interface ContainerdClientOptions {
   readonly timeoutMs?: number;
 }
 
+/** One connection and the calls in flight on it. */
+interface Dial {
+  readonly channel: RpcChannel;
+  calls: number;
+  /** Replaced: it closes once `calls` is 0. */
+  retired: boolean;
+  client<S extends GenServiceMethods>(service: GenService<S>): ServiceClient<S>;
+}
+
+type Method = (req: unknown, opts?: CallOptions) => unknown;
+
 /** The namespace fsb's containers, images and snapshots live in. */
 export const DEFAULT_NAMESPACE = "fsb";
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -41,8 +58,10 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 const WRITE_CHUNK_BYTES = 4 * 1024 * 1024;
 
 /**
- * One connection to containerd with a typed client per service. The
+ * A connection to containerd with a typed client per service. The
  * namespace (and lease, if any) travels as gRPC metadata on every call.
+ * {@linkcode ContainerdClient.ready} may move later calls to a fresh
+ * connection; calls in flight finish where they started.
  */
 export class ContainerdClient {
   /** `unix:///...` address of the socket. */
@@ -67,29 +86,127 @@ export class ContainerdClient {
   readonly containers: ClientOf<typeof Containers>;
   /** containerd's Tasks service (processes). */
   readonly tasks: ClientOf<typeof Tasks>;
-  readonly #channel: RpcChannel;
   readonly #opts: ContainerdClientOptions;
+  /** Where new calls go. */
+  #dial: Dial;
+  /** Dials replaced by {@linkcode ContainerdClient.ready} whose calls have not all ended. */
+  readonly #retired = new Set<Dial>();
 
   /** Connects lazily to `socket`, a path or a `unix://` address. */
   constructor(socket: string, opts: ContainerdClientOptions = {}) {
     this.address = socketAddress(socket);
     this.namespace = opts.namespace ?? DEFAULT_NAMESPACE;
     this.#opts = opts;
+    this.#dial = this.#newDial();
+    this.version = this.#service(Version);
+    this.images = this.#service(Images);
+    this.content = this.#service(Content);
+    this.snapshots = this.#service(Snapshots);
+    this.diff = this.#service(Diff);
+    this.leases = this.#service(Leases);
+    this.namespaces = this.#service(Namespaces);
+    this.containers = this.#service(Containers);
+    this.tasks = this.#service(Tasks);
+  }
+
+  /**
+   * Whether containerd answers its Version service within `timeoutMs`.
+   *
+   * When it cannot be reached, later calls go to a fresh connection, which
+   * dials at once instead of after the transport's reconnect backoff (which
+   * grows to minutes during a long outage). Calls in flight stay on the
+   * connection they started on, which closes when the last of them ends: a
+   * failed probe never cuts a create, an exec or a long wait. Only the probed
+   * connection is replaced, so concurrent probes replace it once.
+   */
+  async ready(timeoutMs: number): Promise<boolean> {
+    const dial = this.#dial;
+    try {
+      await this.#on(dial, () => dial.client(Version).version({}, { timeoutMs }));
+      return true;
+    } catch (err) {
+      if (isCode(err, Code.UNAVAILABLE) && dial === this.#dial) {
+        this.#dial = this.#newDial();
+        this.#retire(dial);
+      }
+      return false;
+    }
+  }
+
+  #newDial(): Dial {
     const metadata: Record<string, string> = { "containerd-namespace": this.namespace };
-    if (opts.lease !== undefined) metadata["containerd-lease"] = opts.lease;
-    this.#channel = new RpcChannel(this.address, {
+    if (this.#opts.lease !== undefined) metadata["containerd-lease"] = this.#opts.lease;
+    const channel = new RpcChannel(this.address, {
       metadata,
-      timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      timeoutMs: this.#opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     });
-    this.version = this.#channel.client(Version);
-    this.images = this.#channel.client(Images);
-    this.content = this.#channel.client(Content);
-    this.snapshots = this.#channel.client(Snapshots);
-    this.diff = this.#channel.client(Diff);
-    this.leases = this.#channel.client(Leases);
-    this.namespaces = this.#channel.client(Namespaces);
-    this.containers = this.#channel.client(Containers);
-    this.tasks = this.#channel.client(Tasks);
+    const clients = new Map<unknown, unknown>();
+    return {
+      channel,
+      calls: 0,
+      retired: false,
+      client<S extends GenServiceMethods>(service: GenService<S>): ServiceClient<S> {
+        let client = clients.get(service) as ServiceClient<S> | undefined;
+        if (client === undefined) clients.set(service, client = channel.client(service));
+        return client;
+      },
+    };
+  }
+
+  #retire(dial: Dial): void {
+    dial.retired = true;
+    if (dial.calls === 0) dial.channel.close();
+    else this.#retired.add(dial);
+  }
+
+  #leave(dial: Dial): void {
+    dial.calls--;
+    if (dial.calls === 0 && dial.retired && this.#retired.delete(dial)) dial.channel.close();
+  }
+
+  /** Runs `call` counted on `dial`, until its promise settles. */
+  #on<T>(dial: Dial, call: () => Promise<T>): Promise<T> {
+    dial.calls++;
+    let out: Promise<T>;
+    try {
+      out = call();
+    } catch (err) {
+      this.#leave(dial);
+      return Promise.reject(err);
+    }
+    return out.finally(() => this.#leave(dial));
+  }
+
+  /** Counted on `dial` from the first pull until the stream ends or its consumer stops. */
+  async *#streamOn<T>(call: (dial: Dial) => AsyncIterable<T>): AsyncGenerator<T> {
+    const dial = this.#dial;
+    dial.calls++;
+    try {
+      yield* call(dial);
+    } finally {
+      this.#leave(dial);
+    }
+  }
+
+  /**
+   * A typed client for `service` whose every call goes to the connection
+   * current when it starts (a stream's: when first pulled), counted there.
+   */
+  #service<S extends GenServiceMethods>(service: GenService<S>): ServiceClient<S> {
+    const out: Record<string, unknown> = {};
+    for (const method of service.methods) {
+      const name = method.localName;
+      const on = (dial: Dial) => dial.client(service) as unknown as Record<string, Method>;
+      const kind = method.methodKind;
+      out[name] = kind === "unary" || kind === "client_streaming"
+        ? (req: unknown, opts?: CallOptions) => {
+          const dial = this.#dial;
+          return this.#on(dial, () => on(dial)[name](req, opts) as Promise<unknown>);
+        }
+        : (req: unknown, opts?: CallOptions) =>
+          this.#streamOn((dial) => on(dial)[name](req, opts) as AsyncIterable<unknown>);
+    }
+    return out as ServiceClient<S>;
   }
 
   /** A second connection whose calls all run under `lease`; close it when done. */
@@ -196,9 +313,11 @@ export class ContainerdClient {
     });
   }
 
-  /** Closes the connection. */
+  /** Closes every connection; calls in flight fail. */
   close(): void {
-    this.#channel.close();
+    this.#dial.channel.close();
+    for (const dial of this.#retired) dial.channel.close();
+    this.#retired.clear();
   }
 }
 

@@ -222,7 +222,7 @@ export class ContainerdRuntime implements Runtime {
   readonly name = "containerd";
   /** `runc` or `runsc`: what runs each sandbox. */
   readonly sandboxRuntime: string;
-  #client: ContainerdClient;
+  readonly #client: ContainerdClient;
   readonly #opts: ContainerdRuntimeOptions;
   readonly #namespace: string;
   readonly #resources: ResourceDefaults;
@@ -296,22 +296,11 @@ export class ContainerdRuntime implements Runtime {
 
   /**
    * Whether containerd answers its Version service within the ready timeout.
-   * When it cannot be reached at all, the connection is replaced, so that
-   * the next call dials at once instead of after the transport's reconnect
-   * backoff (which grows to minutes during a long outage).
+   * When it cannot be reached at all, later calls dial afresh at once (see
+   * {@linkcode ContainerdClient.ready}); calls in flight are left alone.
    */
-  async ready(): Promise<boolean> {
-    try {
-      await this.#client.version.version({}, { timeoutMs: this.#opts.readyTimeoutMs ?? 1000 });
-      return true;
-    } catch (err) {
-      if (isCode(err, Code.UNAVAILABLE)) {
-        const old = this.#client;
-        this.#client = new ContainerdClient(this.#opts.socket, { namespace: this.#namespace });
-        old.close();
-      }
-      return false;
-    }
+  ready(): Promise<boolean> {
+    return this.#client.ready(this.#opts.readyTimeoutMs ?? 1000);
   }
 
   /**

@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { openStore, SqliteStore, type Store } from "../../../controller/store/mod.ts";
-import { InvalidArgumentError } from "../../../registry/errors.ts";
+import { InvalidArgumentError, UnavailableError } from "../../../registry/errors.ts";
 import { type Doc, storeContract, type StoreFixture } from "./store_contract.ts";
 
 async function openFixture(): Promise<StoreFixture> {
@@ -159,4 +159,75 @@ Deno.test("SqliteStore: a put inside a watch callback is seen in order", async (
   stop();
   await store.close();
   assert.deepEqual(seen, ["put a", "put b"]);
+});
+
+/** The store at `file`, a second connection to it, and both closed after `fn`. */
+async function withLockHolder(
+  opts: { lockWaitMs?: number },
+  fn: (store: SqliteStore<Doc>, other: DatabaseSync, file: string) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "fsb-sqlite-" });
+  const file = join(dir, "fsb.db");
+  const store = new SqliteStore<Doc>(file, opts);
+  // Another process's connection, as far as SQLite's locks go.
+  const other = new DatabaseSync(file);
+  try {
+    await fn(store, other, file);
+  } finally {
+    if (other.isTransaction) other.exec("ROLLBACK");
+    other.close();
+    await store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("SqliteStore: writes waiting for another connection's lock leave the event loop running, then land in call order", async () => {
+  await withLockHolder({}, async (store, other) => {
+    await store.put("k", { name: "before", n: 0 });
+    other.exec("BEGIN IMMEDIATE");
+    const t0 = performance.now();
+    const timer = new Promise<number>((resolve) =>
+      setTimeout(() => resolve(performance.now() - t0), 20)
+    );
+    const settled: string[] = [];
+    const first = store.put("k", { name: "a", n: 1 }).finally(() => settled.push("first"));
+    const second = store.put("k", { name: "b", n: 2 }).finally(() => settled.push("second"));
+    const fired = await timer;
+    assert.ok(fired < 150, `a 20 ms timer fired after ${fired.toFixed(0)} ms`);
+    assert.deepEqual(settled, [], "the writes wait for the lock");
+    // Reads are not held up by a writer (WAL).
+    assert.deepEqual((await store.get("k"))?.value, { name: "before", n: 0 });
+    other.exec("COMMIT");
+    const [r1, r2] = await Promise.all([first, second]);
+    assert.ok(r2 > r1, `revisions ${r1} then ${r2}`);
+    assert.deepEqual(settled, ["first", "second"]);
+    assert.deepEqual((await store.get("k"))?.value, { name: "b", n: 2 });
+  });
+});
+
+Deno.test("SqliteStore: a write fails with UnavailableError when another connection keeps the lock past lockWaitMs", async () => {
+  await withLockHolder({ lockWaitMs: 150 }, async (store, other, file) => {
+    other.exec("BEGIN IMMEDIATE");
+    const t0 = performance.now();
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 10);
+    try {
+      await assert.rejects(store.delete("k"), (err: Error) => {
+        assert.ok(err instanceof UnavailableError, `${err}`);
+        assert.equal(
+          err.message,
+          `Cannot delete "k" as the store ${file} stayed locked by another connection for 150 ms`,
+        );
+        return true;
+      });
+    } finally {
+      clearInterval(ticker);
+    }
+    const waited = performance.now() - t0;
+    assert.ok(waited >= 150 && waited < 1000, `waited ${waited.toFixed(0)} ms`);
+    assert.ok(ticks >= 5, `a 10 ms interval ticked ${ticks} times meanwhile`);
+    other.exec("COMMIT");
+    // The lock gone, writes go through again.
+    assert.ok(await store.put("k", { name: "a", n: 1 }) > 0);
+  });
 });
