@@ -65,12 +65,19 @@ export interface HttpHandle {
 }
 
 /**
- * Serves `/metrics` from `registry` and `/healthz` on `address`, with the
+ * Serves `/metrics` from `registry`, `/healthz` (the process lives) and
+ * `/readyz` (it can serve) on `address`, with the
  * debug endpoints and the dashboard when given; resolves once bound.
  */
 export async function serveHttp(
   address: string,
-  opts: { registry: client.Registry; debug?: HttpDebug; dashboard?: HttpDashboard },
+  opts: {
+    registry: client.Registry;
+    debug?: HttpDebug;
+    dashboard?: HttpDashboard;
+    /** `/readyz`: why the process cannot serve now, or undefined when it can; always ready unless given. */
+    notReady?: () => string | undefined;
+  },
 ): Promise<HttpHandle> {
   const parsed = parseHostPort(address, { listen: true, what: "metrics address" });
   const host = parsed.host === "" ? "0.0.0.0" : parsed.host;
@@ -97,6 +104,12 @@ export async function serveHttp(
       });
     }
     if (path === "/healthz") return new Response("ok\n");
+    if (path === "/readyz") {
+      const why = opts.notReady?.();
+      return why === undefined
+        ? new Response("ready\n")
+        : new Response(`not ready: ${why}\n`, { status: 503 });
+    }
     if (opts.debug !== undefined && path.startsWith("/debug/pprof/")) {
       return debugResponse(req, path, opts.debug);
     }

@@ -16,6 +16,10 @@ import { type AuthRecord, requireAdmin, TokenAuth } from "./auth.ts";
 import { captureProfile } from "./profiler.ts";
 import { dashboardData } from "./dashboard_data.ts";
 import type { Store } from "./store/mod.ts";
+import { StoreProbe } from "./_store_probe.ts";
+import { Health, healthService } from "../proto/health.ts";
+import { FastPath } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
+import { AgentRegistry } from "../proto/gen/fsb/agent/v1/agent_pb.ts";
 
 export { type Clock, Controller, type Phase, type SandboxRecord } from "./controller.ts";
 export { createControllerMetrics } from "./metrics.ts";
@@ -99,6 +103,7 @@ export async function startController(opts: StartControllerOptions): Promise<Con
     throw err;
   };
   const store = await openStore<SandboxRecord>(opts.store, { dataDir: opts.dataDir });
+  const storeProbe = new StoreProbe(store as unknown as Store<unknown>);
   opened.push(() => store.close());
   // One store for everything, keyed by prefix: auth records live beside sandboxes.
   const auth = new TokenAuth({
@@ -148,6 +153,13 @@ export async function startController(opts: StartControllerOptions): Promise<Con
       },
     });
     addControllerServices(server, controller, auth);
+    server.add(
+      Health,
+      healthService({
+        check: () => storeProbe.reachable,
+        services: [FastPath.typeName, AgentRegistry.typeName],
+      }),
+    );
     // Closing a server that never bound is harmless; one that did frees its port.
     opened.push(() => server.close());
     address = await server.listen(opts.listen);
@@ -162,11 +174,14 @@ export async function startController(opts: StartControllerOptions): Promise<Con
           admit: (headers) => requireAdmin(auth.authenticate(headers), "view the dashboard"),
           data: () => dashboardData(controller),
         },
+        notReady: () =>
+          storeProbe.reachable ? undefined : `the store (${opts.store}) does not answer`,
       });
     }
   } catch (err) {
     return await unwind(err);
   }
+  storeProbe.start();
   let ticking: Promise<void> | undefined;
   const timer = setInterval(() => {
     if (ticking) return;
@@ -184,6 +199,7 @@ export async function startController(opts: StartControllerOptions): Promise<Con
     metricsAddress: http?.address ?? "",
     async close() {
       clearInterval(timer);
+      storeProbe.stop();
       await ticking;
       await server.close(1000);
       await http?.close();
