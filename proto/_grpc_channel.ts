@@ -21,6 +21,14 @@ export interface RpcChannelOptions {
   timeoutMs?: number;
   /** Connect over TLS (ALPN `h2`), verifying the server's certificate; plaintext when unset. */
   tls?: RpcChannelTls;
+  /**
+   * Milliseconds between keepalive pings while calls are in flight, to find a
+   * dead peer; 30 s unless told, 0 for none. Go gRPC servers (containerd)
+   * allow one ping per 5 minutes by default and answer more with a GOAWAY
+   * that fails the calls in flight: a quiet 130 s exec lost its exit status
+   * so. A local unix socket needs none.
+   */
+  keepaliveMs?: number;
 }
 
 /** One connection to a server, shared by the typed clients made from it. */
@@ -39,7 +47,7 @@ export class RpcChannel {
       : new TlsChannelCredentials(opts.tls, opts.tls.serverName ?? hostOf(address));
     this.#client = new grpc.Client(address, this.#tls ?? grpc.credentials.createInsecure(), {
       "grpc.max_receive_message_length": 64 * 1024 * 1024,
-      "grpc.keepalive_time_ms": 30_000,
+      ...(opts.keepaliveMs === 0 ? {} : { "grpc.keepalive_time_ms": opts.keepaliveMs ?? 30_000 }),
       "grpc.enable_retries": 0,
       // What the server may send before we read, as for RpcServer's peers.
       "grpc-node.flow_control_window": FLOW_CONTROL_WINDOW,

@@ -38,6 +38,12 @@ export interface ContainerdClientOptions {
   readonly lease?: string;
   /** Default per-call timeout; 30 s unless told. Calls that wait pass their own. */
   readonly timeoutMs?: number;
+  /**
+   * Keepalive pings while calls are in flight, in ms; none unless told (0).
+   * containerd allows one ping per 5 minutes and ends the connection, and the
+   * calls on it, for more: a test shows it with a short interval.
+   */
+  readonly keepaliveMs?: number;
 }
 
 /** One connection and the calls in flight on it. */
@@ -139,6 +145,9 @@ export class ContainerdClient {
     const channel = new RpcChannel(this.address, {
       metadata,
       timeoutMs: this.#opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      // containerd (Go gRPC) answers pings more often than every 5 minutes with
+      // a GOAWAY that fails the calls in flight, such as a long exec's Wait.
+      keepaliveMs: this.#opts.keepaliveMs ?? 0,
     });
     const clients = new Map<unknown, unknown>();
     return {
