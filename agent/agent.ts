@@ -22,13 +22,17 @@ import { Code, RpcError } from "../proto/grpc.ts";
 import type { Runtime } from "./runtime.ts";
 import { DEFAULT_LOG_MAX_BYTES, LogCap } from "./log_cap.ts";
 import { execService, sandboxIdOf } from "./_exec_service.ts";
-import { parseHostPort } from "../proto/host_port.ts";
+import { hostPortProblem, parseHostPort } from "../proto/host_port.ts";
 import { Health, healthService } from "../proto/health.ts";
 import { SandboxFiles } from "./files.ts";
 
 /** Options for {@linkcode AgentServer}. */
 export interface AgentOptions {
-  /** Controller address, `HOST:PORT`. */
+  /**
+   * Controller address, `HOST:PORT`, or several, comma-separated: the agent
+   * talks to one and moves to the next when it cannot reach it (or to the
+   * address a controller names as its leader).
+   */
   controller: string;
   /** This agent's gRPC listen address, `HOST:PORT`. */
   listen: string;
@@ -132,8 +136,16 @@ export class AgentServer {
   readonly #opts: AgentOptions;
   readonly #runtime: Runtime;
   readonly #server: RpcServer;
-  readonly #channel: RpcChannel;
-  readonly #registry: ServiceClient<typeof AgentRegistry.method>;
+  /** The controllers' addresses, in the order tried. */
+  readonly #controllers: string[];
+  /** Which of them the agent talks to now. */
+  #current = 0;
+  /**
+   * One channel per controller address, made on first use and kept until the
+   * agent closes: closing a channel may send a GOAWAY, which Deno's
+   * node:http2 cannot take on an idle session (see proto/_grpc_channel.ts).
+   */
+  readonly #channels = new Map<string, RpcChannel>();
   /** What calls to the controller carry: the credential, else the join token. */
   #bearer = "";
   #callMetadata: Record<string, string> = {};
@@ -184,11 +196,11 @@ export class AgentServer {
         : undefined,
       onInternalError: (err, method) => this.#log.error({ err, method }, "internal error"),
     });
-    this.#channel = new RpcChannel(opts.controller, {
-      timeoutMs: 5_000,
-      tls: this.#controllerTls(),
-    });
-    this.#registry = this.#channel.client(AgentRegistry);
+    this.#controllers = opts.controller.split(",").map((a) => a.trim()).filter((a) => a !== "");
+    if (this.#controllers.length === 0) {
+      throw new InvalidArgumentError("controller", "must name at least one HOST:PORT");
+    }
+    for (const address of this.#controllers) parseHostPort(address, { what: "--controller" });
     this.#credentialPath = join(opts.dataDir, "credential");
     this.#logCap = new LogCap({
       maxBytes: opts.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES,
@@ -340,7 +352,7 @@ export class AgentServer {
       if (!this.#registered) {
         let res;
         try {
-          res = await this.#registry.register(report, { metadata: this.#callMetadata });
+          res = await this.#registry().register(report, { metadata: this.#callMetadata });
         } catch (err) {
           // A saved credential the controller no longer knows: join again with the join token.
           if (isUnauthenticated(err) && this.#bearer === this.#credential && this.#opts.joinToken) {
@@ -356,13 +368,16 @@ export class AgentServer {
         this.#partial = report.inventoryUnknown;
         this.#lastError = "";
         this.#log.info(
-          { controller: this.#opts.controller, inventoryUnknown: report.inventoryUnknown },
+          {
+            controller: this.#controllers[this.#current],
+            inventoryUnknown: report.inventoryUnknown,
+          },
           "registered with controller",
         );
       } else {
         let res;
         try {
-          res = await this.#registry.heartbeat(report, { metadata: this.#callMetadata });
+          res = await this.#registry().heartbeat(report, { metadata: this.#callMetadata });
         } catch (err) {
           if (isUnauthenticated(err)) this.#registered = false;
           throw err;
@@ -376,9 +391,10 @@ export class AgentServer {
       }
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
+      this.#failOver(err, msg);
       if (msg !== this.#lastError) {
         this.#log.warn(
-          { controller: this.#opts.controller, err: msg },
+          { controller: this.#controllers[this.#current], err: msg },
           "cannot reach controller; retrying",
         );
         this.#lastError = msg;
@@ -387,6 +403,39 @@ export class AgentServer {
       return;
     }
     this.#schedule(this.#heartbeatMs);
+  }
+
+  /** The AgentRegistry client of the controller the agent talks to now. */
+  #registry(): ServiceClient<typeof AgentRegistry.method> {
+    const address = this.#controllers[this.#current];
+    let channel = this.#channels.get(address);
+    if (channel === undefined) {
+      channel = new RpcChannel(address, { timeoutMs: 5_000, tls: this.#controllerTls() });
+      this.#channels.set(address, channel);
+    }
+    return channel.client(AgentRegistry);
+  }
+
+  /**
+   * After a failed call: a controller that answers UNAVAILABLE naming its
+   * leader (`... leader is at HOST:PORT`, shared/DESIGN.md section 15) sends
+   * the agent there; one that cannot be reached, to the next address. Either
+   * way the agent registers anew with the controller it moves to.
+   */
+  #failOver(err: unknown, message: string): void {
+    if (!(err instanceof RpcError) || err.code !== Code.UNAVAILABLE) return;
+    const leader = /leader is at (\S+:\d+)/.exec(message)?.[1];
+    let next: number;
+    if (leader !== undefined && hostPortProblem(leader) === undefined) {
+      next = this.#controllers.indexOf(leader);
+      if (next < 0) next = this.#controllers.push(leader) - 1;
+    } else {
+      if (this.#controllers.length === 1) return;
+      next = (this.#current + 1) % this.#controllers.length;
+    }
+    if (next === this.#current) return;
+    this.#current = next;
+    this.#registered = false;
   }
 
   /** TLS to the controller whenever this agent has any TLS setting: a cluster speaks it on every hop. */
@@ -575,7 +624,7 @@ export class AgentServer {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     await this.#logCap.close();
     await this.#server.close(500);
-    this.#channel.close();
+    for (const channel of this.#channels.values()) channel.close();
     await this.#runtime.close();
   }
 }
