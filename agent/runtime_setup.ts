@@ -159,19 +159,27 @@ export interface AgentRuntimeOptions {
 }
 
 /**
- * The IPv4 addresses of the controller's host, for the always-denied set:
+ * The IPv4 addresses of the controllers' hosts (`--controller` may list several), for the always-denied set:
  * the literal, or what the name resolves to (none when it cannot be resolved).
  */
 async function controllerAddresses(controller: string | undefined): Promise<string[]> {
   if (controller === undefined) return [];
-  const { host } = parseHostPort(controller, { what: "--controller" });
-  if (/^\d+\.\d+\.\d+\.\d+$/.test(host)) return host.startsWith("127.") ? [] : [host];
-  if (host === "localhost" || host.includes(":")) return [];
-  try {
-    return await Deno.resolveDns(host, "A");
-  } catch {
-    return [];
+  const out: string[] = [];
+  // `--controller` may list several controllers: every one is the host's, none a sandbox's.
+  for (const address of controller.split(",").filter((a) => a.trim() !== "")) {
+    const { host } = parseHostPort(address.trim(), { what: "--controller" });
+    if (/^\d+\.\d+\.\d+\.\d+$/.test(host)) {
+      if (!host.startsWith("127.")) out.push(host);
+      continue;
+    }
+    if (host === "localhost" || host.includes(":")) continue;
+    try {
+      out.push(...await Deno.resolveDns(host, "A"));
+    } catch {
+      // Not resolvable now: nothing to deny for it.
+    }
   }
+  return [...new Set(out)];
 }
 
 /** A runtime ready to serve, and what the operator should be told about it. */
