@@ -39,7 +39,7 @@ import {
 
 /** The usage line of `fsb agent run`. */
 export const AGENT_USAGE =
-  `Usage: fsb agent run --controller ADDR [--listen ADDR] [--advertise HOST] [--id ID] [--pool P] [-n NS] [--capacity N] [--runtime process|containerd] [--containerd-socket PATH] [--data-dir DIR] [--image REF]... [--join-token-file FILE] [--metrics-listen ADDR] ${TLS_USAGE} ${ISOLATION_USAGE} ${LOG_USAGE} [-v N]`;
+  `Usage: fsb agent run --controller ADDR[,ADDR...] [--listen ADDR] [--advertise HOST] [--id ID] [--pool P] [-n NS] [--capacity N] [--runtime process|containerd] [--containerd-socket PATH] [--data-dir DIR] [--image REF]... [--join-token-file FILE] [--metrics-listen ADDR] ${TLS_USAGE} ${ISOLATION_USAGE} ${LOG_USAGE} [-v N]`;
 
 /** The flags of `fsb agent run`. */
 export const AGENT_FLAGS = {
