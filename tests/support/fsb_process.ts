@@ -7,6 +7,14 @@ const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const decoder = new TextDecoder();
 /** A HOME of the tests' own: fsb reads and `fsb up` writes `~/.fsb/config.json` there. */
 const SCRATCH_HOME = Deno.makeTempDirSync({ prefix: "fsb-home-" });
+// Removed when the test process ends: it outlives every test of the file.
+globalThis.addEventListener("unload", () => {
+  try {
+    Deno.removeSync(SCRATCH_HOME, { recursive: true });
+  } catch {
+    // Already gone.
+  }
+});
 /**
  * Deno's own cache, pinned: it defaults to one under HOME, and a fresh HOME
  * would make every process download the npm packages again.
