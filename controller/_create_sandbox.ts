@@ -32,7 +32,14 @@ export async function createSandbox(
   const key = keyOf(spec.namespace, spec.name);
   for (;;) {
     const existing = s.entries.get(key);
-    if (existing === undefined) break;
+    if (existing === undefined) {
+      // An agent not yet heard from since a restart may hold a sandbox of that name whose record
+      // never reached the store: placing another would supersede it. A generated name is new.
+      if (call.findable) {
+        s.requireRecovered(`Cannot create sandbox "${spec.namespace}/${spec.name}" yet`);
+      }
+      break;
+    }
     if (existing.busy) {
       await existing.busy.catch(() => {});
       checkCaller(spec, call.signal);

@@ -107,6 +107,11 @@ export class Reconciler {
       this.#s.log.warn({ agent: agent.id }, "agent registered without its inventory");
       return this.#s.heartbeatMs;
     }
+    // Its whole inventory: a tombstoned container it no longer lists is confirmed gone.
+    const listed = new Set(reported.keys());
+    for (const id of this.#s.tombstones.pendingOn(agent.id)) {
+      if (!listed.has(id)) this.#s.tombstones.gone(id);
+    }
     for (const entry of mine) entry.placed = false;
     for (const entry of mine) {
       const status = reported.get(entry.spec.sandboxId);
@@ -123,6 +128,7 @@ export class Reconciler {
       }
     }
     for (const status of reported.values()) this.#foreign(agent, status);
+    this.#s.reported(agent.id);
     this.#s.log.info(
       {
         agent: agent.id,

@@ -16,10 +16,20 @@ import { type AuthRecord, type Principal, requireNamespace, TokenAuth } from "./
 import type { Store } from "./store/mod.ts";
 import { AgentChannels, type AgentClient } from "./_agent_channels.ts";
 import { newSandboxId, validateName } from "./_validate.ts";
-import { type Entry, infoOf, keyOf, occupiesSlot, type Phase } from "./_entry.ts";
+import {
+  type Entry,
+  infoOf,
+  keyOf,
+  occupiesSlot,
+  type Phase,
+  type SandboxRecord,
+} from "./_entry.ts";
 import { Persistence } from "./_persistence.ts";
-import { Tombstones } from "./_tombstones.ts";
+import { type TombstoneRecord, Tombstones } from "./_tombstones.ts";
 import type { Clock, ControllerOptions } from "./controller.ts";
+
+/** Where auth.ts keeps agent credentials: every agent that ever registered has one. */
+const AGENT_CREDENTIAL_PREFIX = "agent-credentials/";
 
 /** Milliseconds since `start` (performance.now()). */
 export function ms(start: number): number {
@@ -49,7 +59,7 @@ export class Sandboxes {
   readonly byAgent = new Map<string, Set<Entry>>();
   readonly channels: AgentChannels;
   /** Ids of sandboxes the controller gave up on; an agent reporting one is told to delete it. */
-  readonly tombstones = new Tombstones();
+  readonly tombstones: Tombstones;
   readonly persistence: Persistence;
   readonly log: Logger<"timing">;
   readonly metrics: ControllerMetrics;
@@ -62,6 +72,10 @@ export class Sandboxes {
   readonly auth: TokenAuth;
   readonly startedAt: number;
   closed = false;
+  readonly #store: Store<SandboxRecord>;
+  /** Agents whose reports a (re)started controller awaits before it vouches for absences. */
+  readonly #awaited = new Set<string>();
+  #recovering = false;
 
   /** Creates the table with the controller's options. */
   constructor(opts: ControllerOptions) {
@@ -81,17 +95,66 @@ export class Sandboxes {
       logger: opts.logger,
       entries: this.entries,
     });
+    this.tombstones = new Tombstones({
+      store: opts.store as unknown as Store<TombstoneRecord>,
+      logger: opts.logger,
+    });
+    this.#store = opts.store;
     this.startedAt = this.clock.now();
   }
 
   /** Loads persisted sandboxes; their agents restore the registry as they register. */
   async load(): Promise<number> {
+    const tombstones = await this.tombstones.load();
     for (const entry of await this.persistence.load()) {
       this.entries.set(entry.key, entry);
-      if (entry.agentId !== "" && occupiesSlot(entry.phase)) this.index(entry);
+      // A record still naming a tombstoned id is a delete (or reset) that never finished: the
+      // record, durable and never deleted, wins.
+      if (this.tombstones.has(entry.spec.sandboxId)) this.tombstones.revoke(entry.spec.sandboxId);
+      if (entry.agentId !== "" && occupiesSlot(entry.phase)) {
+        this.index(entry);
+        this.#awaited.add(entry.agentId);
+      }
     }
-    this.log.info({ sandboxes: this.entries.size }, "loaded sandboxes from the store");
+    // Any agent that ever registered may hold a sandbox whose write-behind record never reached
+    // the store: wait for its report too.
+    for (const { key } of await this.#store.list(AGENT_CREDENTIAL_PREFIX)) {
+      this.#awaited.add(key.slice(AGENT_CREDENTIAL_PREFIX.length));
+    }
+    this.#recovering = this.#awaited.size > 0;
+    this.log.info(
+      { sandboxes: this.entries.size, tombstones, awaitedAgents: this.#awaited.size },
+      "loaded sandboxes from the store",
+    );
     return this.entries.size;
+  }
+
+  /**
+   * Whether the controller, (re)started on a store, still waits for the
+   * reports of agents that may hold sandboxes it has no record of: until
+   * each has registered, or an agent timeout has passed since the start.
+   * Meanwhile it cannot vouch for a name's absence (shared/DESIGN.md section 15).
+   */
+  recovering(): boolean {
+    if (!this.#recovering) return false;
+    if (this.#awaited.size > 0 && this.clock.now() - this.startedAt < this.agentTimeoutMs) {
+      return true;
+    }
+    this.#recovering = false;
+    this.log.info({ awaitedAgents: [...this.#awaited] }, "recovery over");
+    return false;
+  }
+
+  /** Agent `agentId` reported its whole inventory: recovery no longer waits for it. */
+  reported(agentId: string): void {
+    this.#awaited.delete(agentId);
+  }
+
+  /** Throws UNAVAILABLE while {@linkcode Sandboxes.recovering}, saying what cannot be done. */
+  requireRecovered(what: string): void {
+    if (this.recovering()) {
+      throw new UnavailableError(`${what}: the controller is recovering its state; retry`);
+    }
   }
 
   /** Schedules a write-behind of the key's latest state. */
@@ -184,16 +247,28 @@ export class Sandboxes {
 
   /** Stops the container on its agent and frees its slot. */
   async stop(entry: Entry, phase: Phase): Promise<void> {
-    if (!entry.placed) return;
+    const id = entry.spec.sandboxId;
+    if (!entry.placed) {
+      // On no agent (Lost, or not yet reported since a restart), its container may still run on
+      // one that comes back: a tombstone in the store makes that agent remove it, even after a
+      // restart, rather than the record be revived.
+      if (entry.agentId !== "" && (entry.phase === "Lost" || occupiesSlot(entry.phase))) {
+        await this.tombstones.add(id, entry.agentId);
+      }
+      return;
+    }
     const agent = this.registry.getAgentById(entry.agentId);
     const before = entry.phase;
-    if (agent !== undefined) {
+    if (agent === undefined) {
+      await this.tombstones.add(id, entry.agentId);
+    } else {
       entry.phase = phase;
       try {
         await this.client(agent).deleteSandbox(
-          { sandboxId: entry.spec.sandboxId, graceMs: this.graceMs },
+          { sandboxId: id, graceMs: this.graceMs },
           { timeoutMs: this.graceMs + 15_000 },
         );
+        this.tombstones.gone(id);
       } catch (err) {
         entry.phase = before;
         throw new RpcError(
@@ -204,7 +279,6 @@ export class Sandboxes {
         );
       }
     }
-    this.tombstones.add(entry.spec.sandboxId);
     this.unplace(entry);
   }
 
@@ -228,7 +302,11 @@ export class Sandboxes {
     // Before the lookup, so a caller learns nothing of other namespaces.
     if (caller !== undefined) requireNamespace(caller, namespace);
     const entry = this.entries.get(keyOf(namespace, name));
-    if (entry === undefined) throw new NotFoundError(`Sandbox "${namespace}/${name}" not found`);
+    if (entry === undefined) {
+      // An agent not yet heard from since a restart may hold it: not known is not absent.
+      this.requireRecovered(`Sandbox "${namespace}/${name}" is not known yet`);
+      throw new NotFoundError(`Sandbox "${namespace}/${name}" not found`);
+    }
     return entry;
   }
 
@@ -254,15 +332,20 @@ export class Sandboxes {
     this.unindex(entry);
   }
 
-  /** Tombstones `id` and asks its agent, in the background, to remove it. */
+  /**
+   * Tombstones `id` in the store and asks its agent, in the background, to
+   * remove it; the tombstone goes once the agent has answered.
+   */
   forget(agentId: string, id: string): void {
-    this.tombstones.add(id);
+    // A failed write is logged and retried by the tombstones themselves.
+    this.tombstones.add(id, agentId).catch(() => {});
     const agent = this.registry.getAgentById(agentId);
     if (agent === undefined || this.closed) return;
     this.client(agent).deleteSandbox({ sandboxId: id, graceMs: this.graceMs }, {
       timeoutMs: this.graceMs + 15_000,
-    }).catch((err) =>
-      this.log.warn({ err: String(err), agent: agentId, id }, "background delete failed")
+    }).then(
+      () => this.tombstones.gone(id),
+      (err) => this.log.warn({ err: String(err), agent: agentId, id }, "background delete failed"),
     );
   }
 

@@ -92,6 +92,15 @@ export class Controller {
     return this.#s.load();
   }
 
+  /**
+   * Whether, (re)started on a store, it still waits for the reports of agents
+   * that may hold sandboxes it has no record of (for readiness checks):
+   * meanwhile calls about names it has not seen answer UNAVAILABLE.
+   */
+  get recovering(): boolean {
+    return this.#s.recovering();
+  }
+
   // ---------------------------------------------------------------- FastPath
 
   /**
@@ -148,6 +157,8 @@ export class Controller {
       if (caller !== undefined) requireNamespace(caller, ns);
       prefix = `${SANDBOX_PREFIX}${ns}/`;
     }
+    // Until the agents have reported, sandboxes whose records never reached the store are missing.
+    this.#s.requireRecovered("Cannot list sandboxes");
     // Every namespace means every namespace the caller may see.
     const only = caller === undefined || caller.admin ? undefined : caller.namespaces;
     const out: Entry[] = [];
@@ -173,10 +184,10 @@ export class Controller {
       }
       return await this.#s.exclusive(entry, async () => {
         const info = this.#s.info(entry);
-        await this.#s.stop(entry, "Terminating");
         // A sandbox on no agent (Lost, or not yet reported since a restart) may still run on one
-        // that comes back: its report must then remove the container, not revive the record.
-        if (entry.agentId !== "") this.#s.tombstones.add(entry.spec.sandboxId);
+        // that comes back: stop leaves a tombstone in the store, so that its report removes the
+        // container rather than revive the record, even after a restart.
+        await this.#s.stop(entry, "Terminating");
         this.#s.entries.delete(entry.key);
         this.#s.unindex(entry);
         // Durable before the reply: a delete must not come back as Lost after a restart.
@@ -319,9 +330,10 @@ export class Controller {
     return tick(this.#s);
   }
 
-  /** Waits until every pending store write is done. */
-  flush(): Promise<void> {
-    return this.#s.persistence.flush();
+  /** Waits until every pending store write (records and tombstones) is done. */
+  async flush(): Promise<void> {
+    await this.#s.persistence.flush();
+    await this.#s.tombstones.flush();
   }
 
   /** Agent totals for the /metrics gauges. */
@@ -373,6 +385,7 @@ export class Controller {
     await this.flush();
     this.#s.closed = true;
     this.#s.persistence.close();
+    this.#s.tombstones.close();
     this.#s.channels.close();
   }
 }

@@ -156,7 +156,7 @@ export async function startController(opts: StartControllerOptions): Promise<Con
     server.add(
       Health,
       healthService({
-        check: () => storeProbe.reachable,
+        check: () => storeProbe.reachable && !controller.recovering,
         services: [FastPath.typeName, AgentRegistry.typeName],
       }),
     );
@@ -175,7 +175,11 @@ export async function startController(opts: StartControllerOptions): Promise<Con
           data: () => dashboardData(controller),
         },
         notReady: () =>
-          storeProbe.reachable ? undefined : `the store (${opts.store}) does not answer`,
+          !storeProbe.reachable
+            ? `the store (${opts.store}) does not answer`
+            : controller.recovering
+            ? "recovering its state: waiting for the agents' reports"
+            : undefined,
       });
     }
   } catch (err) {
