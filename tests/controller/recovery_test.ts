@@ -112,6 +112,18 @@ class RestartableCluster {
       this.address,
       () => this.dropSandboxWrites,
     );
+    // The client's connection to the old server may still look open; the
+    // first call on it then fails in the transport (EPIPE, RST_STREAM), which
+    // is not what these tests are about: wait until calls reach the new one.
+    await waitFor(async () => {
+      try {
+        await this.fastpath.getSandbox({ name: "connection-probe" });
+        return true;
+      } catch (err) {
+        return !(err instanceof RpcError) ||
+          !/RST_STREAM|EPIPE|ECONNRESET|Connection dropped|No connection/.test(err.message);
+      }
+    });
   }
 
   /** Closes the controller's server, the controller and its store. */
