@@ -9,7 +9,7 @@ import type { SandboxSpec } from "../proto/gen/fsb/agent/v1/agent_pb.ts";
 import type { SandboxInfo } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import { Code, RpcError } from "../proto/grpc.ts";
 import { sameRequest } from "./_validate.ts";
-import { type Entry, keyOf, SANDBOX_PREFIX } from "./_entry.ts";
+import { type Entry, keyOf, newEntry, SANDBOX_PREFIX } from "./_entry.ts";
 import { checkCaller, ms, type Sandboxes } from "./_sandboxes.ts";
 
 /** What a create call brings besides its spec. */
@@ -58,19 +58,7 @@ export async function createSandbox(
       `Cannot create sandbox "${spec.namespace}/${spec.name}" as one with that name and a different spec exists`,
     );
   }
-  const entry: Entry = {
-    key,
-    spec,
-    phase: mode === "strong" ? "Pending" : "Creating",
-    agentId: "",
-    endpoints: [],
-    message: "",
-    ip: "",
-    runtime: "",
-    placed: false,
-    busy: undefined,
-    retryAt: 0,
-  };
+  const entry = newEntry(key, spec, { phase: mode === "strong" ? "Pending" : "Creating" });
   s.entries.set(key, entry);
   // Made busy before the first await, so a concurrent create of the name waits for this one.
   return await s.exclusive(entry, () => createEntry(s, entry, { mode, call }));

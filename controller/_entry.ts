@@ -56,6 +56,29 @@ export interface Entry {
   retryAt: number;
 }
 
+/** An entry as it starts: not placed, not busy, empty but for what `fields` say. */
+export function newEntry(
+  key: string,
+  spec: SandboxSpec,
+  fields:
+    & Pick<Entry, "phase">
+    & Partial<Pick<Entry, "agentId" | "endpoints" | "message" | "ip" | "runtime">>,
+): Entry {
+  return {
+    key,
+    spec,
+    agentId: "",
+    endpoints: [],
+    message: "",
+    ip: "",
+    runtime: "",
+    placed: false,
+    busy: undefined,
+    retryAt: 0,
+    ...fields,
+  };
+}
+
 /** The store prefix of sandbox records. */
 export const SANDBOX_PREFIX = "sandboxes/";
 

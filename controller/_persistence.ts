@@ -8,7 +8,7 @@ import { fromJson } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import { type SandboxSpec, SandboxSpecSchema } from "../proto/gen/fsb/agent/v1/agent_pb.ts";
 import type { Store } from "./store/mod.ts";
-import { type Entry, recordOf, SANDBOX_PREFIX, type SandboxRecord } from "./_entry.ts";
+import { type Entry, newEntry, recordOf, SANDBOX_PREFIX, type SandboxRecord } from "./_entry.ts";
 
 /** Options for {@linkcode Persistence}. */
 export interface PersistenceOptions {
@@ -50,19 +50,14 @@ export class Persistence {
         this.#log.warn({ key, err }, "skipping unreadable sandbox record");
         continue;
       }
-      out.push({
-        key,
-        spec,
+      out.push(newEntry(key, spec, {
         phase: value.phase,
         agentId: value.agentId,
         endpoints: value.endpoints,
         message: value.message,
         ip: value.ip ?? "",
         runtime: value.runtime ?? "",
-        placed: false,
-        busy: undefined,
-        retryAt: 0,
-      });
+      }));
     }
     return out;
   }

@@ -20,7 +20,7 @@ import {
 import { hostPortProblem } from "../proto/host_port.ts";
 import { bearerOf } from "./auth.ts";
 import { checkDnsLabel, MAX_SPEC_BYTES } from "./_validate.ts";
-import { type Entry, keyOf, type Phase } from "./_entry.ts";
+import { type Entry, keyOf, newEntry, type Phase } from "./_entry.ts";
 import type { Sandboxes } from "./_sandboxes.ts";
 
 /** Takes agents' reports into the sandbox table. */
@@ -244,19 +244,7 @@ export class Reconciler {
       return;
     }
     // Adopt: a create acknowledged before the store had it, or a lost sandbox coming back.
-    const adopted: Entry = entry ?? {
-      key,
-      spec,
-      phase: "Running",
-      agentId: agent.id,
-      endpoints: [],
-      message: "",
-      ip: "",
-      runtime: "",
-      placed: false,
-      busy: undefined,
-      retryAt: 0,
-    };
+    const adopted: Entry = entry ?? newEntry(key, spec, { phase: "Running", agentId: agent.id });
     if (entry !== undefined) {
       // Still placed elsewhere (an agent that came back under a new id): free that slot first.
       this.#s.unplace(entry);
