@@ -16,10 +16,12 @@ import type {
 } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import type { CallContext, ServiceImpl } from "../proto/rpc.ts";
 import {
-  checkExecCommand,
+  checkExecStart,
   InvalidArgumentError,
   NotFoundError,
   parseSignal,
+  readStart,
+  startAgainError,
 } from "../registry/mod.ts";
 import type { ExecExitStatus, ExecRecord, Runtime } from "./runtime.ts";
 
@@ -56,15 +58,8 @@ export function execService(runtime: Runtime, opts: ExecServiceOptions = {}): Ex
     async *exec(reqs, ctx) {
       const id = sandboxIdOf(ctx);
       const it = reqs[Symbol.asyncIterator]();
-      const first = await it.next();
-      if (first.done || first.value.msg.case !== "start") {
-        throw new InvalidArgumentError("start", "the first request of an exec must be start");
-      }
-      const start = first.value.msg.value;
-      checkExecCommand(start);
-      if (start.detach && start.stdin) {
-        throw new InvalidArgumentError("stdin", "a detached exec takes no stdin");
-      }
+      const start = await readStart(it, "an exec");
+      checkExecStart(start);
       const proc = await runtime.exec(id, {
         argv: start.command,
         env: start.envs,
@@ -151,7 +146,7 @@ async function apply(req: ExecRequest, proc: {
       await proc.kill(parseSignal("signal", msg.value));
       return;
     case "start":
-      throw new InvalidArgumentError("start", "comes only once, as the first request");
+      throw startAgainError();
   }
 }
 

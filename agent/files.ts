@@ -31,7 +31,7 @@ import {
   InvalidArgumentError,
   OutOfRangeError,
 } from "../registry/errors.ts";
-import { checkSandboxPath } from "../registry/exec_rules.ts";
+import { checkSandboxPath, readStart, startAgainError } from "../registry/exec_rules.ts";
 import * as scripts from "./_file_scripts.ts";
 import { type Call, failure } from "./_file_errors.ts";
 import { headerOf, HelperRun, parseInfo } from "./_file_helper.ts";
@@ -163,11 +163,7 @@ export class SandboxFiles {
   ): Promise<FileInfo> {
     const signal = opts.signal;
     const it = requests[Symbol.asyncIterator]();
-    const first = await nextOrAbort(it, signal);
-    if (first.done || first.value.msg.case !== "start") {
-      throw new InvalidArgumentError("start", "must be the first message of a write");
-    }
-    const start = first.value.msg.value;
+    const start = await readStart({ next: () => nextOrAbort(it, signal) }, "a write");
     const path = checkedPath(start.path);
     if (path === "/" && !start.archive) {
       throw new InvalidArgumentError("path", "must name a file, not /");
@@ -202,9 +198,7 @@ export class SandboxFiles {
         const next = await nextOrAbort(it, signal);
         if (next.done) break;
         const msg = next.value.msg;
-        if (msg.case === "start") {
-          throw new InvalidArgumentError("start", "must come once, as the first message");
-        }
+        if (msg.case === "start") throw startAgainError();
         if (msg.case !== "data") continue;
         count += msg.value.length;
         if (count > limit) {

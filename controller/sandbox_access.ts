@@ -7,19 +7,24 @@
  *
  * @module
  */
-import type {
-  ExecRequest,
-  ExecResponse,
-  FastPath,
-  FileChunk,
-  WriteFileRequest,
+import { create } from "@bufbuild/protobuf";
+import {
+  type ExecRequest,
+  ExecRequestSchema,
+  type ExecResponse,
+  type FastPath,
+  type FileChunk,
+  type WriteFileRequest,
+  WriteFileRequestSchema,
 } from "../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import type { CallContext, ServiceImpl } from "../proto/rpc.ts";
 import {
-  checkExecCommand,
+  checkExecStart,
   checkSandboxPath,
   InvalidArgumentError,
   parseSignal,
+  readStart,
+  startAgainError,
 } from "../registry/mod.ts";
 import type { Controller } from "./controller.ts";
 import type { TokenAuth } from "./auth.ts";
@@ -62,18 +67,11 @@ export function sandboxAccess(controller: Controller, auth: TokenAuth): SandboxA
     async *exec(reqs, ctx) {
       auth.authenticate(ctx.metadata);
       const it = reqs[Symbol.asyncIterator]();
-      const first = await it.next();
-      if (first.done || first.value.msg.case !== "start") {
-        throw new InvalidArgumentError("start", "the first request of an exec must be start");
-      }
-      const start = first.value.msg.value;
-      checkExecCommand(start);
-      if (start.detach && start.stdin) {
-        throw new InvalidArgumentError("stdin", "a detached exec takes no stdin");
-      }
+      const start = await readStart(it, "an exec");
+      checkExecStart(start);
       const agent = await target(start, ctx, "exec in");
       const upstream = async function* (): AsyncGenerator<ExecRequest> {
-        yield first.value;
+        yield create(ExecRequestSchema, { msg: { case: "start", value: start } });
         for (;;) {
           const next = await it.next();
           if (next.done) return;
@@ -111,11 +109,7 @@ export function sandboxAccess(controller: Controller, auth: TokenAuth): SandboxA
     async writeFile(reqs, ctx) {
       auth.authenticate(ctx.metadata);
       const it = reqs[Symbol.asyncIterator]();
-      const first = await it.next();
-      if (first.done || first.value.msg.case !== "start") {
-        throw new InvalidArgumentError("start", "the first request of a write must be start");
-      }
-      const start = first.value.msg.value;
+      const start = await readStart(it, "a write");
       checkSandboxPath("path", start.path);
       checkMode(start.mode);
       if (start.size !== undefined && start.size < 0n) {
@@ -123,14 +117,12 @@ export function sandboxAccess(controller: Controller, auth: TokenAuth): SandboxA
       }
       const agent = await target(start, ctx, "write a file in");
       const upstream = async function* (): AsyncGenerator<WriteFileRequest> {
-        yield first.value;
+        yield create(WriteFileRequestSchema, { msg: { case: "start", value: start } });
         for (;;) {
           const next = await it.next();
           if (next.done) return;
           const msg = next.value.msg;
-          if (msg.case === "start") {
-            throw new InvalidArgumentError("start", "comes only once, as the first request");
-          }
+          if (msg.case === "start") throw startAgainError();
           if (msg.case === "data" && msg.value.length > FORWARD_CHUNK_BYTES) {
             for (const piece of pieces(msg.value)) {
               yield { ...next.value, msg: { case: "data", value: piece } };

@@ -68,6 +68,49 @@ export function checkExecCommand(req: ExecCommand): void {
   if (req.workingDir !== "") checkSandboxPath("working_dir", req.workingDir);
 }
 
+/** What an Exec's start asks for, in the request's own fields. */
+export interface ExecStartFields extends ExecCommand {
+  readonly detach: boolean;
+  readonly stdin: boolean;
+}
+
+/** {@linkcode checkExecCommand}, and a detached exec takes no stdin. */
+export function checkExecStart(start: ExecStartFields): void {
+  checkExecCommand(start);
+  if (start.detach && start.stdin) {
+    throw new InvalidArgumentError("stdin", "a detached exec takes no stdin");
+  }
+}
+
+/** A request of a stream whose first message is `start` (ExecRequest, WriteFileRequest). */
+export interface StartedRequest {
+  readonly msg: { readonly case: string | undefined; readonly value?: unknown };
+}
+
+/** The value of a stream request's `start` case. */
+export type StartOf<R extends StartedRequest> = Extract<R["msg"], { case: "start" }>["value"];
+
+/**
+ * Reads the first request of a stream, which must be its `start`, and
+ * returns the start; InvalidArgumentError naming `what` (`an exec`, `a
+ * write`) otherwise.
+ */
+export async function readStart<R extends StartedRequest>(
+  requests: AsyncIterator<R>,
+  what: string,
+): Promise<StartOf<R>> {
+  const first = await requests.next();
+  if (first.done || first.value.msg.case !== "start") {
+    throw new InvalidArgumentError("start", `the first request of ${what} must be start`);
+  }
+  return first.value.msg.value as StartOf<R>;
+}
+
+/** The error for a `start` after the first request of a stream. */
+export function startAgainError(): InvalidArgumentError {
+  return new InvalidArgumentError("start", "comes only once, as the first request");
+}
+
 /**
  * Throws InvalidArgumentError unless `path` is an absolute path without NUL
  * and no longer than {@linkcode MAX_PATH_BYTES}. Where it leads is the

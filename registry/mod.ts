@@ -24,9 +24,15 @@ export { cidrContains, cidrSize, formatCidr, formatIpv4, parseCidr, parseIpv4 } 
 export type { Cidr } from "./cidr.ts";
 export {
   checkExecCommand,
+  checkExecStart,
   checkSandboxPath,
   type ExecCommand,
+  type ExecStartFields,
   MAX_PATH_BYTES,
   parseSignal,
+  readStart,
   signalName,
+  startAgainError,
+  type StartedRequest,
+  type StartOf,
 } from "./exec_rules.ts";
