@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { concat } from "./_file_helper.ts";
 
 /** Options for {@linkcode coalesce}. */
 export interface CoalesceOptions {
@@ -28,7 +29,7 @@ export async function* coalesce(
   let parts: Uint8Array[] = [];
   let size = 0;
   const flush = (): Uint8Array => {
-    const out = parts.length === 1 ? parts[0] : join(parts, size);
+    const out = concat(parts);
     parts = [];
     size = 0;
     return out;
@@ -68,14 +69,4 @@ export async function* coalesce(
     if (pending === undefined) await it.return?.();
     else pending.then(() => it.return?.(), () => {});
   }
-}
-
-function join(parts: readonly Uint8Array[], size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }

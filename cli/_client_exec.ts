@@ -11,6 +11,7 @@ import { type CallOptions as RpcCallOptions, Code, RpcError } from "../proto/rpc
 import type { ExecExit, ExecOutput, ExecResult, ExecSession } from "./client.ts";
 import type { Endpoints } from "./_client_transport.ts";
 import { chunksOf, prefetch } from "./_client_streams.ts";
+import { concat } from "./_concat.ts";
 
 const UINT32_MAX = 0xffff_ffff;
 
@@ -328,17 +329,6 @@ export async function startDetached(
     }
   }
   throw new RpcError(Code.UNKNOWN, "The exec stream ended without an exec id");
-}
-
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
 }
 
 /** Reads `session` to its end: its exit with everything it wrote. */

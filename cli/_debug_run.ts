@@ -18,6 +18,7 @@ import type { ClientConfig } from "./client_config.ts";
 import type { ProfilePlan } from "./debug_command.ts";
 import { cpuProfileSummary, parseCpuProfile } from "./flamegraph.ts";
 import type { CliIo } from "./sandbox_command.ts";
+import { concat } from "./_concat.ts";
 
 // The controller samples for the whole duration before it sends a byte; a
 // heap snapshot of a large process takes a while to write out.
@@ -146,17 +147,6 @@ function cancellation(outer: AbortSignal | undefined): { signal: AbortSignal; re
       listening = false;
     },
   };
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 function stdoutSink(io: CliIo): Sink {
