@@ -17,8 +17,7 @@ import {
   signalProcess,
   signalProcessGroup,
 } from "./_host_process.ts";
-import { drained, merge, tagged } from "./_exec_streams.ts";
-import { newExecId, streamlessExec } from "./exec_process.ts";
+import { drained, empty, merge, tagged } from "./_exec_streams.ts";
 import {
   exitOf,
   type Launch,
@@ -484,6 +483,11 @@ export class ProcessExecs {
   }
 }
 
+function newExecId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 function newExec(
   argv: readonly string[],
   detached: boolean,
@@ -523,5 +527,15 @@ function signalLive(exec: Exec, signal: Deno.Signal): void {
 
 /** The ExecProcess of an exec with no streams: one that could not start, or a detached one. */
 function finished(exec: Exec, logFiles: string[] | undefined): ExecProcess {
-  return streamlessExec(exec.execId, { exit: exec.ended.then(() => exec.exit!), logFiles });
+  return {
+    execId: exec.execId,
+    stdout: empty(),
+    stderr: empty(),
+    write: () => Promise.resolve(),
+    closeStdin: () => Promise.resolve(),
+    resize: () => Promise.resolve(),
+    kill: () => Promise.resolve(),
+    ...(logFiles === undefined ? {} : { logFiles }),
+    exit: exec.ended.then(() => exec.exit!),
+  };
 }

@@ -13,7 +13,6 @@ import { followLogFile } from "../log_file.ts";
 import type { ExecExitStatus, ExecOutput, ExecProcess, ExecRecord, ExecSpec } from "../runtime.ts";
 import { type ContainerdClient, isNotFound, unreachable } from "./client.ts";
 import { FifoEnd, makeFifos } from "./_fifo.ts";
-import { newExecId, streamlessExec } from "../exec_process.ts";
 import { HELPER_PATH } from "./oci_spec.ts";
 
 const PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process";
@@ -183,10 +182,7 @@ export class ContainerdExecs {
       const ended = { ...record, exit, endedAt: this.#now() };
       if (spec.detach) await writeRecord(base, ended);
       this.#remember(id, { record: ended, done: Promise.resolve(exit) });
-      return streamlessExec(execId, {
-        exit: Promise.resolve(exit),
-        ...(ended.detached ? { logFiles } : {}),
-      });
+      return ended.detached ? detachedProcess(execId, exit, logFiles) : failedProcess(execId, exit);
     }
     if (spec.tty && spec.cols && spec.rows) {
       await client.tasks.resizePty({
@@ -196,10 +192,24 @@ export class ContainerdExecs {
         height: spec.rows,
       }).catch(() => {});
     }
-    if (spec.detach) {
-      return streamlessExec(execId, { exit: this.#watch(id, record), logFiles });
-    }
     const waited = this.#waitExec(id, execId);
+    if (spec.detach) {
+      const ended = waited.then(async (exit) => {
+        const final = { ...record, exit, endedAt: this.#now() };
+        await writeRecord(base, final);
+        await client.tasks.deleteProcess({ containerId: id, execId }).catch(() => {});
+        await this.#opts.forget?.(id, execId);
+        return final;
+      });
+      const done = ended.then((final) => final.exit);
+      const live: LiveExec = { record, done };
+      ended.then((final) => live.record = final, () => {});
+      this.#remember(id, live);
+      done.catch((err) =>
+        this.#opts.warn?.({ err: String(err), id, execId }, "detached exec wait failed")
+      );
+      return detachedProcess(execId, undefined, logFiles, done);
+    }
     // Attached: the caller going away kills it.
     const kill = () => {
       this.#kill(id, execId, SIGKILL).catch(() => {});
@@ -364,10 +374,7 @@ export class ContainerdExecs {
     return this.#live.get(id)?.get(record.execId)?.record ?? record;
   }
 
-  /**
-   * Waits in the background for a detached exec, one this instance started or
-   * one from before a restart, then records its end and lets the shim forget it.
-   */
+  /** Waits in the background for a detached exec this instance did not start (a restart). */
   #watch(id: string, record: ExecRecord): Promise<ExecExitStatus> {
     const existing = this.#live.get(id)?.get(record.execId);
     if (existing !== undefined) return existing.done;
@@ -390,7 +397,6 @@ export class ContainerdExecs {
       await client.tasks.deleteProcess({ containerId: id, execId: record.execId }).catch(
         () => {},
       );
-      await this.#opts.forget?.(id, record.execId);
       return final;
     })();
     const done = ended.then((final) => final.exit);
@@ -398,10 +404,7 @@ export class ContainerdExecs {
     ended.then((final) => live.record = final, () => {});
     this.#remember(id, live);
     done.catch((err) =>
-      this.#opts.warn?.(
-        { err: String(err), id, execId: record.execId },
-        "detached exec wait failed",
-      )
+      this.#opts.warn?.({ err: String(err), id, execId: record.execId }, "exec wait failed")
     );
     return done;
   }
@@ -526,6 +529,11 @@ function startFailure(err: unknown): ExecExitStatus | undefined {
   return undefined;
 }
 
+function newExecId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 async function writeRecord(base: string, record: ExecRecord): Promise<void> {
   await Deno.writeTextFile(`${base}.json.tmp`, JSON.stringify(record), { mode: 0o600 });
   await Deno.rename(`${base}.json.tmp`, `${base}.json`);
@@ -556,3 +564,29 @@ function ignoreGone(err: unknown): void {
 }
 
 async function* empty(): AsyncGenerator<Uint8Array> {}
+
+function failedProcess(execId: string, exit: ExecExitStatus): ExecProcess {
+  return {
+    execId,
+    stdout: empty(),
+    stderr: empty(),
+    write: () => Promise.resolve(),
+    closeStdin: () => Promise.resolve(),
+    resize: () => Promise.resolve(),
+    kill: () => Promise.resolve(),
+    exit: Promise.resolve(exit),
+  };
+}
+
+function detachedProcess(
+  execId: string,
+  exit: ExecExitStatus | undefined,
+  logFiles: readonly string[],
+  done?: Promise<ExecExitStatus>,
+): ExecProcess {
+  return {
+    ...failedProcess(execId, exit ?? { exitCode: 0, signal: "", message: "" }),
+    logFiles,
+    exit: done ?? Promise.resolve(exit!),
+  };
+}
