@@ -217,7 +217,9 @@ Deno.test("LogCap keeps the newest bytes written by another process", async () =
     const drops = (await readLogDrops(path))!;
     assert.ok(drops.dropped > 0, `dropped nothing in ${passes} passes`);
     const kept = await readAll(path);
-    assert.ok(kept.length <= 512 * 1024 * 3 / 4);
+    // The last pass leaves a file at or under maxBytes alone, so what is kept
+    // is bounded by maxBytes itself, not by the 3/4 a cap cuts down to.
+    assert.ok(kept.length <= 512 * 1024, `kept ${kept.length} bytes`);
     assertBytes(kept, expected.subarray(drops.dropped), "kept");
   });
 });
