@@ -1,10 +1,11 @@
 /**
- * Registry benchmarks (issue 2). Run: `deno bench -A bench/registry_bench.ts`.
+ * Registry benchmarks (issues 2 and 9). Run: `deno bench -A bench/registry_bench.ts`.
  *
  * Every registry has 100 agents unless the name says otherwise (LargePool:
  * 1,000; 10k: 10,000), all in one pool and namespace, capacity 5, each with
  * two images and every fourth one also with busybox (the image most
- * benchmarks ask for), so image matching works on a subset of the pool.
+ * benchmarks ask for), so image matching works on a subset of the pool. The
+ * warm benchmarks' registries add warm busybox containers on every eighth.
  *
  * Deno times whole iterations (it ignores start/end marks below 10 µs), so
  * an operation that needs a partner to stay in steady state is timed
@@ -125,6 +126,81 @@ Deno.bench({
   name: "RegistryAllocateNoImageMatch10k",
   group: "allocate-nomatch",
   fn: () => allocateAndRelease(r10k, noMatch),
+});
+
+// ---- warm containers (issue 9): allocation that takes a warm container ----
+// The same registries as above, except that every eighth agent (half of the
+// busybox ones) also reports warm busybox containers, so the warm index
+// holds an eighth of the pool (1,250 agents at 10k) and every allocation
+// below is a warm hit (checked). RegistryAllocateWarm is one place() plus
+// the release, like RegistryAllocate; its counts are too high to run out
+// during the run, so no heartbeat is needed to refill them.
+// RegistryAllocateWarmRefill is the cycle with one warm container per agent:
+// place() takes it (the agent leaves the warm index), release, and the
+// agent's heartbeat reporting it refilled (the agent re-enters the warm
+// index alone, last in line), so each iteration moves to the next warm agent.
+
+/** A registry like registryOf's whose every eighth agent reports `count` warm busybox containers. */
+function warmRegistryOf(
+  agents: number,
+  count: number,
+): { registry: Registry; heartbeats: Map<string, AgentRegistration> } {
+  const registry = new Registry();
+  const heartbeats = new Map<string, AgentRegistration>();
+  for (let i = 0; i < agents; i++) {
+    const base = registration(i);
+    const reg = i % 8 === 0 ? { ...base, warm: { busybox: count } } : base;
+    registry.registerOrUpdate(reg, 0);
+    heartbeats.set(reg.id, reg);
+  }
+  return { registry, heartbeats };
+}
+
+/** One iteration: a place() that must be a warm hit, and the release. */
+function placeWarmAndRelease(registry: Registry): string {
+  const placement = registry.place(busybox);
+  if (!placement.warm) throw new Error("not a warm hit");
+  registry.release(placement.agent.id);
+  return placement.agent.id;
+}
+
+const warm100 = warmRegistryOf(100, 1_000_000_000).registry;
+const warm10k = warmRegistryOf(10_000, 1_000_000_000).registry;
+Deno.bench({
+  name: "RegistryAllocateWarm",
+  group: "allocate-warm",
+  baseline: true,
+  fn: () => {
+    placeWarmAndRelease(warm100);
+  },
+});
+Deno.bench({
+  name: "RegistryAllocateWarm10k",
+  group: "allocate-warm",
+  fn: () => {
+    placeWarmAndRelease(warm10k);
+  },
+});
+const refill100 = warmRegistryOf(100, 1);
+const refill10k = warmRegistryOf(10_000, 1);
+let refillAt = 1;
+/** One iteration: take an agent's only warm container, release, and its refilling heartbeat. */
+function placeWarmAndRefill(
+  warm: { registry: Registry; heartbeats: Map<string, AgentRegistration> },
+): void {
+  const id = placeWarmAndRelease(warm.registry);
+  warm.registry.registerOrUpdate(warm.heartbeats.get(id)!, refillAt++);
+}
+Deno.bench({
+  name: "RegistryAllocateWarmRefill",
+  group: "allocate-warm-refill",
+  baseline: true,
+  fn: () => placeWarmAndRefill(refill100),
+});
+Deno.bench({
+  name: "RegistryAllocateWarmRefill10k",
+  group: "allocate-warm-refill",
+  fn: () => placeWarmAndRefill(refill10k),
 });
 
 // Worst case for images: 20 per agent, and every one of them has been asked

@@ -6,7 +6,7 @@
  * @module
  */
 export { Registry } from "./registry.ts";
-export type { AgentInfo, AgentRegistration, AllocationRequest } from "./agent_info.ts";
+export type { AgentInfo, AgentRegistration, AllocationRequest, Placement } from "./agent_info.ts";
 export { normalizeImage } from "./normalize_image.ts";
 export { validatePorts } from "./validate_ports.ts";
 export {

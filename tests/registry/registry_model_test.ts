@@ -37,9 +37,41 @@ interface ModelAgent {
   /** A list, not a set, so that a port held twice would show. */
   ports: number[];
   ready: boolean;
+  /** Warm containers by normalized image, zero counts kept. */
+  warm: Map<string, number>;
   lastHeartbeat: number;
   /** When its placement state last changed; the lowest wins a tie. */
   stamp: number;
+  /** The same, or later when only its warm image set changed since; breaks ties among warm agents. */
+  warmStamp: number;
+}
+
+/** The images with a warm container (count above 0), sorted. */
+function warmSet(warm: ReadonlyMap<string, number>): string {
+  return [...warm].filter(([, n]) => n > 0).map(([image]) => image).sort().join("\n");
+}
+
+/** The warm report's rules, applied one entry at a time in the record's own order. */
+function readWarm(raw: Readonly<Record<string, number>> | undefined): Map<string, number> {
+  const warm = new Map<string, number>();
+  for (const [ref, count] of Object.entries(raw ?? {})) {
+    if (ref === "") throw new InvalidArgumentError("warm", "image name must not be empty");
+    if (/[\s\p{Cc}]/u.test(ref)) {
+      throw new InvalidArgumentError(
+        "warm",
+        `image name must not contain whitespace or control characters, got ${JSON.stringify(ref)}`,
+      );
+    }
+    if (!Number.isInteger(count) || count < 0) {
+      throw new InvalidArgumentError(
+        `warm[${ref}]`,
+        `must be a non-negative integer, got ${count}`,
+      );
+    }
+    const image = normalizeImage(ref);
+    warm.set(image, (warm.get(image) ?? 0) + count);
+  }
+  return warm;
 }
 
 function hostOf(address: string): string {
@@ -71,6 +103,7 @@ class Model {
         `must be a non-negative integer, got ${reg.capacity}`,
       );
     }
+    const warm = readWarm(reg.warm);
     const images = new Set(reg.images.filter((i) => i !== "").map(normalizeImage));
     const ready = reg.ready ?? true;
     const known = this.agents.get(reg.id);
@@ -82,21 +115,25 @@ class Model {
       capacity: reg.capacity,
       images,
       ready,
+      warm,
       lastHeartbeat: now,
     };
     if (known === undefined) {
-      const created = { id: reg.id, allocated: 0, ports: [], stamp: ++this.#clock, ...fields };
+      const stamp = ++this.#clock;
+      const created = { id: reg.id, allocated: 0, ports: [], stamp, warmStamp: stamp, ...fields };
       this.agents.set(reg.id, created);
       return created;
     }
     const placementChanged = known.pool !== reg.pool || known.namespace !== reg.namespace ||
       known.capacity !== reg.capacity || known.ready !== ready || !sameSet(known.images, images);
+    const warmSetChanged = warmSet(known.warm) !== warmSet(warm);
     Object.assign(known, fields);
-    if (placementChanged) known.stamp = ++this.#clock;
+    if (placementChanged) known.stamp = known.warmStamp = ++this.#clock;
+    else if (warmSetChanged) known.warmStamp = ++this.#clock;
     return known;
   }
 
-  allocate(req: AllocationRequest): ModelAgent {
+  allocate(req: AllocationRequest): { agent: ModelAgent; warm: boolean; image: string } {
     if (req.image === "") throw new InvalidArgumentError("image", "must not be empty");
     if (req.pool === "") throw new InvalidArgumentError("pool", "must not be empty");
     if (req.namespace === "") throw new InvalidArgumentError("namespace", "must not be empty");
@@ -129,20 +166,23 @@ class Model {
       throw new NoCapacityError(req.pool, req.namespace, detail);
     }
     const image = normalizeImage(req.image);
+    const hasWarm = (a: ModelAgent) => (a.warm.get(image) ?? 0) > 0;
     const rank = (a: ModelAgent): [number, number, number] => [
-      a.images.has(image) ? 0 : 1,
+      hasWarm(a) ? 0 : a.images.has(image) ? 1 : 2,
       a.allocated,
-      a.stamp,
+      hasWarm(a) ? a.warmStamp : a.stamp,
     ];
     candidates.sort((x, y) => {
       const [rx, ry] = [rank(x), rank(y)];
       return rx[0] - ry[0] || rx[1] - ry[1] || rx[2] - ry[2];
     });
     const chosen = candidates[0];
+    const warm = hasWarm(chosen);
+    if (warm) chosen.warm.set(image, chosen.warm.get(image)! - 1);
     chosen.allocated++;
     chosen.ports.push(...ports);
-    chosen.stamp = ++this.#clock;
-    return chosen;
+    chosen.stamp = chosen.warmStamp = ++this.#clock;
+    return { agent: chosen, warm, image };
   }
 
   release(id: string, ports: readonly number[]): boolean {
@@ -151,7 +191,7 @@ class Model {
     a.ports = a.ports.filter((p) => !ports.includes(p));
     if (a.allocated > 0) {
       a.allocated--;
-      a.stamp = ++this.#clock;
+      a.stamp = a.warmStamp = ++this.#clock;
     }
     return true;
   }
@@ -161,7 +201,7 @@ class Model {
     if (a === undefined) return false;
     for (const p of ports) if (!a.ports.includes(p)) a.ports.push(p);
     a.allocated++;
-    a.stamp = ++this.#clock;
+    a.stamp = a.warmStamp = ++this.#clock;
     return true;
   }
 
@@ -215,6 +255,13 @@ const ALIASES: Record<string, string> = {
   "alpine": "docker.io/library/alpine",
 };
 const PORTS = [8080, 8081, 8082, 8083, 9090];
+const BAD_WARM: Record<string, number>[] = [
+  { busybox: -1 },
+  { alpine: 1.5 },
+  { "": 1 },
+  { "bad name": 1 },
+  { "python:3.12": 2, "tab\there": 1 },
+];
 const BAD_PORTS = [0, 70000, 80.5, -1];
 
 /** One outstanding sandbox as the test remembers it, to release it later. */
@@ -253,6 +300,7 @@ function assertSameState(registry: Registry, model: Model): void {
         lastHeartbeat: r.lastHeartbeat,
         images: [...r.images].sort(),
         ports: [...r.ports].sort(),
+        warm: [...r.warm].sort(),
       },
       {
         address: m.address,
@@ -265,13 +313,24 @@ function assertSameState(registry: Registry, model: Model): void {
         lastHeartbeat: m.lastHeartbeat,
         images: [...m.images].sort(),
         ports: [...m.ports].sort(),
+        warm: [...m.warm].sort(),
       },
       `agent ${m.id} differs`,
     );
   }
 }
 
-function runSeed(seed: number, steps: number, world: World): void {
+/** How often a run took the paths the warm rules add, so a test can tell it exercised them. */
+interface Tally {
+  /** Allocations that chose a warm container. */
+  warmHits: number;
+  /** Allocations of an image some agent of the pool had warm that still went elsewhere. */
+  warmMisses: number;
+  /** Heartbeats that changed an agent's warm image set and nothing else placement-relevant. */
+  warmSetChanges: number;
+}
+
+function runSeed(seed: number, steps: number, world: World, tally: Tally): void {
   const { ids: IDS, pools: POOLS, namespaces: NAMESPACES } = world;
   const rand = prng(seed);
   const int = (n: number) => Math.floor(rand() * n);
@@ -294,6 +353,13 @@ function runSeed(seed: number, steps: number, world: World): void {
     return ports;
   };
 
+  /** Warm counts for a few of the images, in their various spellings; a zero count now and then. */
+  const someWarm = (): Record<string, number> => {
+    const warm: Record<string, number> = {};
+    for (let n = int(4); n > 0; n--) warm[pickOf(IMAGES)] = int(4);
+    return warm;
+  };
+
   try {
     for (let step = 0; step < steps; step++) {
       // Mostly forward, sometimes backwards (a clock step), sometimes far.
@@ -308,8 +374,25 @@ function runSeed(seed: number, steps: number, world: World): void {
           // The same image set, reordered and spelled differently.
           reg = { ...reg, images: reg.images.map((i) => ALIASES[i] ?? i).reverse() };
         }
+        const w = rand();
+        if (w < 0.25) {
+          // New warm counts, nothing else: a pool drained or refilled.
+          reg = { ...reg, warm: someWarm() };
+          sent.set(reg.id, reg);
+        } else if (w < 0.35 && reg.warm !== undefined) {
+          // The same counts respelled and reordered: nothing changes.
+          const respelled = Object.entries(reg.warm).map(([i, n]) => [ALIASES[i] ?? i, n]);
+          if (new Set(respelled.map(([i]) => i)).size === respelled.length) {
+            reg = { ...reg, warm: Object.fromEntries(respelled.reverse()) };
+          }
+        }
         op = `heartbeat(${JSON.stringify(reg)}, ${now})`;
+        const prior = model.agents.get(reg.id);
+        const priorWarm = prior === undefined ? "" : warmSet(prior.warm);
+        const priorStamp = prior?.stamp;
         assert.equal(registry.registerOrUpdate(reg, now).id, model.register(reg, now).id);
+        const after = model.agents.get(reg.id)!;
+        if (after.stamp === priorStamp && warmSet(after.warm) !== priorWarm) tally.warmSetChanges++;
       } else if (roll < 0.25) {
         const images = Array.from({ length: int(4) }, () => pickOf(IMAGES));
         const reg: AgentRegistration = {
@@ -321,6 +404,7 @@ function runSeed(seed: number, steps: number, world: World): void {
           capacity: rand() < 0.01 ? -1 : rand() < 0.05 ? 0 : 1 + int(4),
           images,
           ready: rand() < 0.9,
+          warm: rand() < 0.02 ? pickOf(BAD_WARM) : rand() < 0.6 ? someWarm() : undefined,
         };
         op = `registerOrUpdate(${JSON.stringify(reg)}, ${now})`;
         const got = outcome(() => registry.registerOrUpdate(reg, now).id);
@@ -338,19 +422,39 @@ function runSeed(seed: number, steps: number, world: World): void {
         };
         op = `allocate(${JSON.stringify(req)})`;
         const before = new Map(
-          [...model.agents.values()].map((a) => [a.id, { ...a, ports: [...a.ports] }]),
+          [...model.agents.values()].map((
+            a,
+          ) => [a.id, { ...a, ports: [...a.ports], warm: new Map(a.warm) }]),
         );
-        const got = outcome(() => registry.allocate(req).id);
-        const want = outcome(() => model.allocate(req).id);
+        const got = outcome(() => {
+          const { agent, warm, image } = registry.place(req);
+          return { id: agent.id, warm, image };
+        });
+        const want = outcome(() => {
+          const { agent, warm, image } = model.allocate(req);
+          return { id: agent.id, warm, image };
+        });
         assert.deepEqual(got, want);
         if (typeof got === "object" && got !== null && "ok" in got) {
-          const chosen = before.get(got.ok as string)!;
+          const placement = got.ok as { id: string; warm: boolean; image: string };
+          const chosen = before.get(placement.id)!;
+          if (placement.warm) {
+            assert.ok(chosen.warm.get(placement.image)! > 0, "a warm container counted twice");
+            tally.warmHits++;
+          } else if (
+            [...before.values()].some((a) =>
+              a.pool === req.pool && a.namespace === req.namespace &&
+              (a.warm.get(placement.image) ?? 0) > 0
+            )
+          ) {
+            tally.warmMisses++;
+          }
           assert.ok(chosen.allocated < chosen.capacity, "allocate went past capacity");
           assert.ok(chosen.ready, "allocate chose an agent that is not ready");
           for (const p of req.ports ?? []) {
             assert.ok(!chosen.ports.includes(p), `port ${p} booked twice on ${chosen.id}`);
           }
-          placed.push({ agent: got.ok as string, ports: [...(req.ports ?? [])] });
+          placed.push({ agent: placement.id, ports: [...(req.ports ?? [])] });
         }
       } else if (roll < 0.84) {
         // Release a remembered sandbox, or something stray (unknown agent, idle agent).
@@ -392,10 +496,21 @@ function runSeed(seed: number, steps: number, world: World): void {
   }
 }
 
+/** The runs took each warm path often enough for agreement to mean something. */
+function assertExercised(tally: Tally): void {
+  assert.ok(tally.warmHits >= 500, `only ${tally.warmHits} warm hits`);
+  assert.ok(tally.warmMisses >= 50, `only ${tally.warmMisses} warm misses`);
+  assert.ok(tally.warmSetChanges >= 50, `only ${tally.warmSetChanges} warm-set-only heartbeats`);
+}
+
 Deno.test("Registry agrees with a linear-scan model over thousands of random operations", () => {
-  for (const seed of [1, 2, 3, 42, 20261128, 0xdecaf]) runSeed(seed, 4000, SPREAD);
+  const tally = { warmHits: 0, warmMisses: 0, warmSetChanges: 0 };
+  for (const seed of [1, 2, 3, 42, 20261128, 0xdecaf]) runSeed(seed, 4000, SPREAD, tally);
+  assertExercised(tally);
 });
 
 Deno.test("Registry agrees with a linear-scan model in one crowded pool", () => {
-  for (const seed of [7, 99, 31337]) runSeed(seed, 4000, CROWDED);
+  const tally = { warmHits: 0, warmMisses: 0, warmSetChanges: 0 };
+  for (const seed of [7, 99, 31337]) runSeed(seed, 4000, CROWDED, tally);
+  assertExercised(tally);
 });

@@ -482,3 +482,199 @@ Deno.test("cleanupStaleAgents() handles a large backwards jump across many agent
     ["late0", "late1", "late2", "late4", "late5", "late6", "late7", "late8", "late9"],
   );
 });
+
+const BUSYBOX = normalizeImage("busybox");
+
+Deno.test("allocate() prefers an agent with a warm container", () => {
+  const registry = registryWith(
+    agent("plain", { capacity: 5 }),
+    agent("cached", { capacity: 5, images: ["busybox"] }),
+    agent("warm", { capacity: 5, images: ["busybox"], warm: { "busybox:latest": 3 } }),
+    agent("warm-elsewhere", { capacity: 5, pool: "gpu", warm: { busybox: 3 } }),
+  );
+  // Busier than the others, and last in line: the warm container still wins.
+  registry.restore("warm");
+  registry.restore("warm");
+  const placement = registry.place({
+    pool: POOL,
+    namespace: NS,
+    image: "docker.io/library/busybox",
+  });
+  assert.equal(placement.agent.id, "warm");
+  assert.equal(placement.warm, true);
+  assert.equal(placement.image, BUSYBOX);
+  assert.equal(placement.agent, registry.getAgentById("warm"));
+  assert.deepEqual([...placement.agent.warm], [[BUSYBOX, 2]]);
+  // Warm containers of another image count for nothing.
+  const other = registry.place({ pool: POOL, namespace: NS, image: "python:3.12" });
+  assert.deepEqual([other.agent.id, other.warm, other.image], [
+    "plain",
+    false,
+    normalizeImage("python:3.12"),
+  ]);
+  // allocate() takes the same choice.
+  assert.equal(allocateId(registry), "warm");
+  assert.equal(registry.getAgentById("warm")?.warm.get(BUSYBOX), 1);
+  assert.equal(registry.getAgentById("warm-elsewhere")?.warm.get(BUSYBOX), 3);
+});
+
+Deno.test("allocate() counts a chosen warm container as taken until the next heartbeat", () => {
+  const warmReg = agent("warm", { capacity: 5, warm: { busybox: 1 } });
+  const registry = registryWith(warmReg, agent("cached", { capacity: 5, images: ["busybox"] }));
+  const first = registry.place({ pool: POOL, namespace: NS, image: "busybox" });
+  assert.deepEqual([first.agent.id, first.warm], ["warm", true]);
+  assert.equal(first.agent.warm.get(BUSYBOX), 0);
+  // Its only warm container is taken: the next request goes by cache.
+  const second = registry.place({ pool: POOL, namespace: NS, image: "busybox" });
+  assert.deepEqual([second.agent.id, second.warm], ["cached", false]);
+  // A heartbeat that changes nothing else still replaces the counts.
+  registry.registerOrUpdate(warmReg, 5000);
+  assert.equal(registry.getAgentById("warm")?.warm.get(BUSYBOX), 1);
+  const third = registry.place({ pool: POOL, namespace: NS, image: "busybox" });
+  assert.deepEqual([third.agent.id, third.warm], ["warm", true]);
+  // The agent reports its pool drained: with both idle again, the cached one wins.
+  registry.registerOrUpdate({ ...warmReg, warm: { busybox: 0 } }, 6000);
+  registry.release("cached");
+  registry.release("warm");
+  registry.release("warm");
+  const drained = registry.place({ pool: POOL, namespace: NS, image: "busybox" });
+  assert.deepEqual([drained.agent.id, drained.warm], ["cached", false]);
+  assert.deepEqual([...registry.getAgentById("warm")!.warm], [[BUSYBOX, 0]]);
+});
+
+Deno.test("allocate() prefers a warm agent, then a cached one, then the least allocated", () => {
+  const registry = registryWith(
+    agent("idle", { capacity: 3 }),
+    agent("cached", { capacity: 3, images: ["busybox"] }),
+    agent("warm", { capacity: 3, warm: { busybox: 2 } }),
+  );
+  registry.restore("cached");
+  registry.restore("warm");
+  registry.restore("warm");
+  const order = [1, 2, 3, 4, 5].map(() => {
+    const p = registry.place({ pool: POOL, namespace: NS, image: "busybox" });
+    return `${p.agent.id}${p.warm ? " (warm)" : ""}`;
+  });
+  // warm is at capacity after one; cached fills up; then the least allocated.
+  assert.deepEqual(order, ["warm (warm)", "cached", "cached", "idle", "idle"]);
+  assert.equal(registry.getAgentById("warm")?.warm.get(BUSYBOX), 1);
+});
+
+Deno.test("allocate() skips a warm agent that is full or holds a requested port", () => {
+  const registry = registryWith(
+    agent("warm-full", { capacity: 1, warm: { busybox: 2 } }),
+    agent("warm-port", { capacity: 3, warm: { busybox: 2 } }),
+    agent("warm-down", { capacity: 3, warm: { busybox: 2 }, ready: false }),
+    agent("plain", { capacity: 3 }),
+  );
+  registry.restore("warm-full");
+  registry.restore("warm-port", [8080]);
+  const withPort = registry.place({ pool: POOL, namespace: NS, image: "busybox", ports: [8080] });
+  assert.deepEqual([withPort.agent.id, withPort.warm], ["plain", false]);
+  // Skipped agents keep their warm containers.
+  assert.equal(registry.getAgentById("warm-full")?.warm.get(BUSYBOX), 2);
+  assert.equal(registry.getAgentById("warm-port")?.warm.get(BUSYBOX), 2);
+  assert.equal(registry.getAgentById("warm-down")?.warm.get(BUSYBOX), 2);
+  const free = registry.place({ pool: POOL, namespace: NS, image: "busybox", ports: [9090] });
+  assert.deepEqual([free.agent.id, free.warm], ["warm-port", true]);
+  // Once the full one frees a slot, its warm containers count again.
+  registry.release("warm-full");
+  const freed = registry.place({ pool: POOL, namespace: NS, image: "busybox" });
+  assert.deepEqual([freed.agent.id, freed.warm], ["warm-full", true]);
+});
+
+Deno.test("allocate() keeps FIFO order through warm count changes; a warm-set change files an agent last only among warm agents", () => {
+  const registry = registryWith(
+    agent("a1", { warm: { busybox: 2 } }),
+    agent("a2", { warm: { busybox: 2 } }),
+  );
+  // New counts, same set of warm images: a1 stays first in line.
+  registry.registerOrUpdate(agent("a1", { warm: { busybox: 4, alpine: 0 } }), 5000);
+  assert.equal(allocateId(registry), "a1");
+  registry.release("a1");
+  assert.equal(allocateId(registry), "a2");
+  registry.release("a2");
+  // a1 is first again. Its warm image set changes: it goes last among busybox's warm
+  // agents, but keeps its place for every other image.
+  registry.registerOrUpdate(agent("a1", { warm: { busybox: 4, alpine: 1 } }), 5001);
+  registry.registerOrUpdate(agent("a1", { warm: { busybox: 4 } }), 5002);
+  assert.equal(allocateId(registry, "python:3.12"), "a1");
+  registry.release("a1");
+  assert.equal(allocateId(registry, "python:3.12"), "a2");
+  registry.release("a2");
+  // a1 is first again, for any image. Its busybox pool drains and refills: that files it
+  // last among busybox's warm agents, though a2 changed more recently.
+  registry.registerOrUpdate(agent("a1", { warm: { busybox: 0 } }), 5003);
+  registry.registerOrUpdate(agent("a1", { warm: { busybox: 1 } }), 5004);
+  assert.deepEqual([allocateId(registry), allocateId(registry)], ["a2", "a1"]);
+});
+
+Deno.test("registerOrUpdate() normalizes warm images and adds up their spellings", () => {
+  const registry = new Registry();
+  const info = registry.registerOrUpdate(
+    agent("a1", { warm: { busybox: 1, "docker.io/library/busybox:latest": 2, "python:3.12": 0 } }),
+    0,
+  );
+  assert.deepEqual([...info.warm].sort(), [[BUSYBOX, 3], [normalizeImage("python:3.12"), 0]]);
+  assert.deepEqual([...registry.registerOrUpdate(agent("a1"), 1).warm], []);
+  assert.equal(registry.registerOrUpdate(agent("a1"), 2).warm, info.warm);
+});
+
+Deno.test("registerOrUpdate() rejects invalid warm counts and image names", () => {
+  const registry = registryWith(agent("a1", { warm: { busybox: 2 } }));
+  const cases: [Record<string, number>, string, string][] = [
+    [{ busybox: -1 }, "warm[busybox]", "must be a non-negative integer, got -1"],
+    [
+      { alpine: 1, "python:3.12": 0.5 },
+      "warm[python:3.12]",
+      "must be a non-negative integer, got 0.5",
+    ],
+    [{ busybox: NaN }, "warm[busybox]", "must be a non-negative integer, got NaN"],
+    [{ "": 1 }, "warm", "image name must not be empty"],
+    [
+      { "busy box": 1 },
+      "warm",
+      'image name must not contain whitespace or control characters, got "busy box"',
+    ],
+    [
+      { "busybox\n": 1 },
+      "warm",
+      'image name must not contain whitespace or control characters, got "busybox\\n"',
+    ],
+  ];
+  for (const [warm, field, rule] of cases) {
+    for (const id of ["a1", "new"]) {
+      assertThrowsExactly(
+        () => registry.registerOrUpdate(agent(id, { capacity: 9, warm }), 5000),
+        InvalidArgumentError,
+        `Invalid ${field}: ${rule}`,
+      );
+      assert.throws(() => registry.registerOrUpdate(agent(id, { warm }), 5000), { field, rule });
+    }
+  }
+  // Nothing changed: no new agent, a1 as it was.
+  assert.equal(registry.size, 1);
+  const a1 = registry.getAgentById("a1")!;
+  assert.deepEqual([a1.capacity, a1.lastHeartbeat, [...a1.warm]], [2, 1000, [[BUSYBOX, 2]]]);
+  assert.equal(registry.place({ pool: POOL, namespace: NS, image: "busybox" }).warm, true);
+});
+
+Deno.test("allocate() forgets the warm containers of an agent that moved or was removed", () => {
+  const registry = registryWith(
+    agent("mover", { warm: { busybox: 2 } }),
+    agent("gone", { warm: { busybox: 2 } }),
+    agent("plain"),
+  );
+  assert.equal(registry.place({ pool: POOL, namespace: NS, image: "busybox" }).agent.id, "mover");
+  registry.registerOrUpdate(agent("mover", { pool: "gpu", warm: { busybox: 2 } }), 5000);
+  registry.remove("gone");
+  const left = registry.place({ pool: POOL, namespace: NS, image: "busybox" });
+  assert.deepEqual([left.agent.id, left.warm], ["plain", false]);
+  // In its new pool it is warm again, with the heartbeat's counts.
+  const moved = registry.place({ pool: "gpu", namespace: NS, image: "busybox" });
+  assert.deepEqual([moved.agent.id, moved.warm, moved.agent.warm.get(BUSYBOX)], ["mover", true, 1]);
+  // A new agent warm for the image in the old pool is found (the warm index is rebuilt).
+  registry.registerOrUpdate(agent("fresh", { warm: { busybox: 1 } }), 5001);
+  const fresh = registry.place({ pool: POOL, namespace: NS, image: "busybox" });
+  assert.deepEqual([fresh.agent.id, fresh.warm], ["fresh", true]);
+});
