@@ -25,6 +25,8 @@ import { execService, sandboxIdOf } from "./_exec_service.ts";
 import { hostPortProblem, parseHostPort } from "../proto/host_port.ts";
 import { Health, healthService } from "../proto/health.ts";
 import { SandboxFiles } from "./files.ts";
+import { SpecUpdater } from "./_spec_update.ts";
+import { deltaReport } from "./_delta_report.ts";
 
 /** Options for {@linkcode AgentServer}. */
 export interface AgentOptions {
@@ -77,9 +79,10 @@ export interface AgentOptions {
 }
 
 /**
- * The most sandboxes one agent may hold: its heartbeat carries every
- * sandbox's spec, and this many at their size bound still fit the
- * controller's message limit (32 MiB against 100 x 292 KiB).
+ * The most sandboxes one agent may hold: its Register (and a heartbeat to an
+ * older controller) carries every sandbox's spec, and this many at their
+ * size bound still fit the controller's message limit (32 MiB against
+ * 100 x 292 KiB).
  */
 export const MAX_AGENT_CAPACITY = 100;
 
@@ -164,6 +167,8 @@ export class AgentServer {
   #registered = false;
   #closed = false;
   #lastError = "";
+  /** Failovers in a row since the last call a controller answered. */
+  #moves = 0;
   #nextOrphanSweep = 0;
   /**
    * How many sandboxes the runtime held at the last report, plus creates
@@ -173,6 +178,11 @@ export class AgentServer {
   #held = 0;
   /** The last registration went out without the runtime's inventory. */
   #partial = false;
+  /** The controller takes delta heartbeats (its Register reply said so). */
+  #deltas = false;
+  /** Sandboxes whose full status the controller asked for: the next heartbeat carries them. */
+  #sendSpecs: ReadonlySet<string> = new Set();
+  readonly #specs: SpecUpdater;
 
   /** Creates an agent; {@linkcode AgentServer.start} serves and registers. */
   constructor(opts: AgentOptions) {
@@ -196,6 +206,7 @@ export class AgentServer {
         : undefined,
       onInternalError: (err, method) => this.#log.error({ err, method }, "internal error"),
     });
+    this.#specs = new SpecUpdater(opts.runtime, opts.id);
     this.#controllers = opts.controller.split(",").map((a) => a.trim()).filter((a) => a !== "");
     if (this.#controllers.length === 0) {
       throw new InvalidArgumentError("controller", "must name at least one HOST:PORT");
@@ -252,6 +263,12 @@ export class AgentServer {
       listSandboxes: async (_req, ctx) => {
         this.#admit(ctx.metadata);
         return { sandboxes: await this.#list() };
+      },
+      updateSandbox: async (req, ctx) => {
+        this.#admit(ctx.metadata);
+        if (req.spec === undefined) throw new InvalidArgumentError("spec", "is required");
+        checkSandboxId("spec.sandbox_id", req.spec.sandboxId);
+        return { generation: await this.#specs.update(req.spec) };
       },
       streamLogs: (req, ctx) => {
         this.#admit(ctx.metadata);
@@ -366,6 +383,8 @@ export class AgentServer {
         }
         this.#registered = true;
         this.#partial = report.inventoryUnknown;
+        this.#deltas = res.deltaHeartbeats;
+        this.#sendSpecs = new Set();
         this.#lastError = "";
         this.#log.info(
           {
@@ -377,12 +396,15 @@ export class AgentServer {
       } else {
         let res;
         try {
-          res = await this.#registry().heartbeat(report, { metadata: this.#callMetadata });
+          // Only what changes, and the specs asked for; an older controller takes full reports.
+          const sent = this.#deltas ? deltaReport(report, this.#sendSpecs) : report;
+          res = await this.#registry().heartbeat(sent, { metadata: this.#callMetadata });
         } catch (err) {
           if (isUnauthenticated(err)) this.#registered = false;
           throw err;
         }
         this.#lastError = "";
+        this.#sendSpecs = new Set(res.sendSpecs);
         if (res.reregister) {
           this.#registered = false;
           this.#schedule(0);
@@ -391,7 +413,7 @@ export class AgentServer {
       }
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
-      this.#failOver(err, msg);
+      const moved = this.#failOver(err, msg);
       if (msg !== this.#lastError) {
         this.#log.warn(
           { controller: this.#controllers[this.#current], err: msg },
@@ -399,9 +421,18 @@ export class AgentServer {
         );
         this.#lastError = msg;
       }
-      this.#schedule(Math.min(this.#heartbeatMs, 1_000));
+      // Another controller is tried soon, as a failover lasts as long as the agent stays away:
+      // 50 ms, doubling each time the whole list has failed in a row, up to 250 ms (an election
+      // takes about a lease's TTL, 2 s), with jitter so that many agents do not move in step.
+      this.#moves = moved ? this.#moves + 1 : 0;
+      const round = Math.floor(this.#moves / this.#controllers.length);
+      const backoff = Math.min(this.#heartbeatMs, 1_000);
+      this.#schedule(
+        moved ? Math.min(backoff, 250, 50 * 2 ** round) * (0.5 + Math.random() / 2) : backoff,
+      );
       return;
     }
+    this.#moves = 0;
     this.#schedule(this.#heartbeatMs);
   }
 
@@ -419,23 +450,30 @@ export class AgentServer {
   /**
    * After a failed call: a controller that answers UNAVAILABLE naming its
    * leader (`... leader is at HOST:PORT`, shared/DESIGN.md section 15) sends
-   * the agent there; one that cannot be reached, to the next address. Either
-   * way the agent registers anew with the controller it moves to.
+   * the agent there; one that cannot be reached or does not answer in time, to
+   * the next address. Either way the agent registers anew with the controller
+   * it moves to. Returns whether it moved.
    */
-  #failOver(err: unknown, message: string): void {
-    if (!(err instanceof RpcError) || err.code !== Code.UNAVAILABLE) return;
+  #failOver(err: unknown, message: string): boolean {
+    // A controller that does not answer within the call's deadline (stopped, or cut off) is
+    // as good as unreachable: staying with it would leave the agent with no controller at all.
+    if (
+      !(err instanceof RpcError) ||
+      (err.code !== Code.UNAVAILABLE && err.code !== Code.DEADLINE_EXCEEDED)
+    ) return false;
     const leader = /leader is at (\S+:\d+)/.exec(message)?.[1];
     let next: number;
     if (leader !== undefined && hostPortProblem(leader) === undefined) {
       next = this.#controllers.indexOf(leader);
       if (next < 0) next = this.#controllers.push(leader) - 1;
     } else {
-      if (this.#controllers.length === 1) return;
+      if (this.#controllers.length === 1) return false;
       next = (this.#current + 1) % this.#controllers.length;
     }
-    if (next === this.#current) return;
+    if (next === this.#current) return false;
     this.#current = next;
     this.#registered = false;
+    return true;
   }
 
   /** TLS to the controller whenever this agent has any TLS setting: a cluster speaks it on every hop. */
@@ -498,7 +536,11 @@ export class AgentServer {
     );
   }
 
-  /** The report sent with Register and Heartbeat. */
+  /**
+   * The full report, as Register sends it: every sandbox's status with its
+   * spec. A heartbeat to a controller that takes deltas sends its
+   * `deltaReport` form.
+   */
   async report(): Promise<AgentReport> {
     const [ready, images, sandboxes] = await Promise.all([
       this.#runtime.ready(),
@@ -518,6 +560,7 @@ export class AgentServer {
       allocated: sandboxes?.length ?? 0,
       images,
       sandboxes: sandboxes ?? [],
+      beats: [],
       inventoryUnknown: sandboxes === undefined,
       ready,
       runtime: this.#runtime.name,

@@ -82,7 +82,8 @@ interface Child {
 /** One sandbox as this instance knows it, from its create or from its record after a restart. */
 interface Sandbox {
   readonly id: string;
-  readonly spec: SandboxSpec;
+  /** Replaced by updateSpec() (labels, expiry), never in what the process runs by. */
+  spec: SandboxSpec;
   readonly logPath: string;
   pid: number;
   startTime: string;
@@ -92,8 +93,8 @@ interface Sandbox {
   view: RuntimeSandbox;
   /** Set while this instance is the process's parent; it then learns the exit from the child. */
   child: Child | undefined;
-  /** The record as read from disk, for an adopted sandbox: an exit is added to it as it is. */
-  readonly stored: StateRecord | undefined;
+  /** The record as read from disk, for an adopted sandbox: an exit or a new spec is put into it. */
+  stored: StateRecord | undefined;
   /** An adopted sandbox this instance has seen running, to tell how its end is reported. */
   seenRunning: boolean;
   /** Set once delete() stops it: its end is then not worth recording. */
@@ -403,12 +404,42 @@ export class ProcessRuntime implements Runtime {
 
   /** Adds the exit to the record on disk, atomically, so a crash leaves the old record or the new one. */
   #recordExit(sandbox: Sandbox): void {
-    const path = this.#recordPath(sandbox.id);
     try {
-      Deno.writeTextFileSync(`${path}.tmp`, JSON.stringify(recordOf(sandbox)));
-      Deno.renameSync(`${path}.tmp`, path);
+      this.#rewriteRecord(sandbox.id, recordOf(sandbox));
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+  }
+
+  /** Replaces the sandbox's record on disk by `record`: a crash leaves the old one or the new one. */
+  #rewriteRecord(id: string, record: StateRecord): void {
+    const path = this.#recordPath(id);
+    Deno.writeTextFileSync(`${path}.tmp`, JSON.stringify(record));
+    Deno.renameSync(`${path}.tmp`, path);
+  }
+
+  /**
+   * Replaces the sandbox's spec in its state record, which a later instance
+   * adopts, and in what list() reports; the process is untouched. The record
+   * is written first: one that cannot be written changes nothing.
+   */
+  updateSpec(spec: SandboxSpec): Promise<void> {
+    try {
+      this.#load();
+      const id = spec.sandboxId;
+      const sandbox = ID_PATTERN.test(id) ? this.#sandboxes.get(id) : undefined;
+      // One being deleted is as good as gone: a record written now would outlive it.
+      if (sandbox === undefined || sandbox.deleting) {
+        throw new NotFoundError(`Cannot update sandbox ${id} as it does not exist`);
+      }
+      const record: StateRecord = { ...recordOf(sandbox), spec: toJson(SandboxSpecSchema, spec) };
+      this.#rewriteRecord(id, record);
+      sandbox.spec = spec;
+      sandbox.view = { ...sandbox.view, spec };
+      if (sandbox.stored !== undefined) sandbox.stored = { ...sandbox.stored, spec: record.spec };
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
     }
   }
 

@@ -183,6 +183,15 @@ export interface Runtime {
    * without a shell; undefined when the sandbox has none.
    */
   helper(id: string): Promise<readonly string[] | undefined>;
+  /**
+   * Replaces the spec kept with sandbox `spec.sandboxId` by `spec`: what
+   * {@linkcode list} reports from then on, and what a new instance adopts
+   * after a restart. The sandbox itself is untouched (only fields it does not
+   * run by, such as labels or expiry, may differ). NotFoundError for an
+   * unknown sandbox. Optional: an agent whose runtime lacks it answers the
+   * controller's UpdateSandbox with UNIMPLEMENTED.
+   */
+  updateSpec?(spec: SandboxSpec): Promise<void>;
   /** Normalized references of the images present on the host. */
   images(): Promise<string[]>;
   /**

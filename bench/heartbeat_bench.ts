@@ -2,9 +2,20 @@
  * Heartbeat cost (issue 11): N simulated agents, S sandboxes each, every
  * agent heartbeating every 2 s (spread evenly) to a real `fsb controller
  * serve` process, with every sandbox's spec at its bounds
- * (controller/_validate.ts, about MAX_SPEC_BYTES each). Heartbeats are full
- * reports today (every SandboxStatus with its whole spec), so this is the
- * baseline for making them deltas.
+ * (controller/_validate.ts, about MAX_SPEC_BYTES each) or small.
+ *
+ * `--report` says what each agent sends every 2 s:
+ * - `delta` (default): the heartbeat an agent sends today, each sandbox as a
+ *   SandboxBeat (id, phase, message, address, spec generation) and no spec,
+ *   built by the agent's own `deltaReport`. Its size does not depend on the
+ *   specs', so `--spec small` measures it as well as `max` does, and lets
+ *   1,000 agents register on this machine (at the bounds their Registers
+ *   would hold 50,000 x 297 KB in the controller).
+ * - `full`: every SandboxStatus with its whole spec, as heartbeats were
+ *   before deltas (and as an agent of that version still sends).
+ * - `register`: the same full report as a Register call: what each agent
+ *   costs the controller once per (re)start (the table's "heartbeat" rows
+ *   then count Registers).
  *
  * Reports heartbeats/s, the controller's CPU (user+sys from /proc/PID/stat
  * over the measured period, as a fraction of one core), p50/p99 heartbeat
@@ -20,12 +31,13 @@
  * which stay zero in a clean run.
  *
  * Run: `deno run -A bench/heartbeat_bench.ts [--agents N] [--sandboxes N]
- * [--seconds N] [--spec max|small]`.
+ * [--seconds N] [--spec max|small] [--report delta|full|register]`.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { create, toBinary } from "@bufbuild/protobuf";
+import { deltaReport } from "../agent/_delta_report.ts";
 import {
   Agent as AgentService,
   AgentRegistry,
@@ -59,7 +71,10 @@ type Inventories = Map<string, SandboxStatus[]>;
 
 interface SimAgent {
   id: string;
+  /** The full report: what Register carries. */
   report: AgentReport;
+  /** What this agent sends every 2 s. */
+  beat: AgentReport;
   channel: RpcChannel;
   client: ServiceClient<typeof AgentRegistry.method>;
   credential: string;
@@ -101,6 +116,7 @@ function specFor(a: number, i: number, kind: "max" | "small"): SandboxSpec {
   const common = {
     sandboxId: hex32(),
     createdAt: BigInt(Date.now()),
+    generation: 1,
     // Distinct on the agent, so that no two of its sandboxes claim one port.
     exposedPorts: kind === "max" ? Array.from({ length: 64 }, (_, k) => 2_000 + i * 64 + k) : [],
   };
@@ -169,6 +185,10 @@ function fakeAgentServer(inventories: Inventories, calls: Map<string, number>): 
       count("ListSandboxes");
       return { sandboxes: inventoryOf(ctx.metadata) };
     },
+    updateSandbox: (req) => {
+      count("UpdateSandbox");
+      return { generation: req.spec?.generation ?? 0 };
+    },
     // deno-lint-ignore require-yield
     streamLogs: async function* () {
       throw unimplemented("StreamLogs");
@@ -234,12 +254,17 @@ async function main(): Promise<void> {
       sandboxes: { type: "string", default: "50" },
       seconds: { type: "string", default: "30" },
       spec: { type: "string", default: "max" },
+      report: { type: "string", default: "delta" },
     },
   });
   const agents = Number(args.agents);
   const perAgent = Number(args.sandboxes);
   const seconds = Number(args.seconds);
   const kind = args.spec === "small" ? "small" : "max";
+  const mode = args.report;
+  if (mode !== "delta" && mode !== "full" && mode !== "register") {
+    throw new Error(`--report must be delta, full or register, got "${mode}"`);
+  }
   if (![agents, perAgent, seconds].every((n) => Number.isInteger(n) && n > 0)) {
     throw new Error("--agents, --sandboxes and --seconds must be positive whole numbers");
   }
@@ -282,6 +307,7 @@ async function main(): Promise<void> {
       sims.push({
         id: report.agentId,
         report,
+        beat: mode === "delta" ? deltaReport(report, new Set()) : report,
         channel,
         client: channel.client(AgentRegistry),
         credential: "",
@@ -294,22 +320,25 @@ async function main(): Promise<void> {
       for (const sim of sims) {
         if (sim.credential === "" || sim.busy) continue;
         sim.busy = true;
-        sim.client.heartbeat(sim.report, { metadata: bearer(sim.credential) })
+        sim.client.heartbeat(sim.beat, { metadata: bearer(sim.credential) })
           .catch(() => {}).finally(() => sim.busy = false);
       }
     }, INTERVAL_MS);
     // Register with the join token, as agent/agent.ts does; the controller adopts the inventory.
     await eachLimited(sims, 4, async (sim) => {
       const res = await sim.client.register(sim.report, { metadata: bearer(tokens.join) });
+      if (mode === "delta" && !res.deltaHeartbeats) {
+        throw new Error("The controller does not take delta heartbeats");
+      }
       sim.credential = res.credential;
       inventories.set(res.credential, sim.report.sandboxes);
     });
     const setupS = (performance.now() - setupStart) / 1000;
-    const bytes = toBinary(AgentReportSchema, sims[0].report).byteLength;
+    const bytes = toBinary(AgentReportSchema, sims[0].beat).byteLength;
     const specBytes = toBinary(SandboxSpecSchema, sims[0].report.sandboxes[0].spec!).byteLength;
     console.log(
       `setup: ${agents} agents × ${perAgent} sandboxes (${kind} specs of ${specBytes} B) ` +
-        `registered in ${setupS.toFixed(1)} s; heartbeat ${bytes} B`,
+        `registered in ${setupS.toFixed(1)} s; ${mode} report ${bytes} B`,
     );
     // Let the controller's persistence of the adopted sandboxes settle before measuring.
     await new Promise((r) => setTimeout(r, 3_000));
@@ -318,7 +347,7 @@ async function main(): Promise<void> {
 
     // Heartbeats: agent i at i/N of the interval, every interval, one in flight per agent.
     const latencies: number[] = [];
-    let sent = 0, failed = 0, skipped = 0, reregister = 0;
+    let sent = 0, failed = 0, skipped = 0, reregister = 0, specsAsked = 0;
     let lastError = "";
     const cpu0 = await cpuSeconds(controller.child.pid);
     const t0 = performance.now();
@@ -331,8 +360,14 @@ async function main(): Promise<void> {
       sim.busy = true;
       const start = performance.now();
       try {
-        const res = await sim.client.heartbeat(sim.report, { metadata: bearer(sim.credential) });
-        if (res.reregister) reregister++;
+        const metadata = bearer(sim.credential);
+        if (mode === "register") {
+          await sim.client.register(sim.beat, { metadata });
+        } else {
+          const res = await sim.client.heartbeat(sim.beat, { metadata });
+          if (res.reregister) reregister++;
+          specsAsked += res.sendSpecs.length;
+        }
         latencies.push(performance.now() - start);
         sent++;
       } catch (err) {
@@ -368,6 +403,7 @@ async function main(): Promise<void> {
     table(["metric", "value"], [
       ["agents × sandboxes", `${agents} × ${perAgent}`],
       ["spec", `${kind} (${specBytes} B each)`],
+      ["report every 2 s", mode],
       ["bytes per heartbeat", String(bytes)],
       ["target heartbeats/s", (agents / (INTERVAL_MS / 1000)).toFixed(1)],
       ["heartbeats/s done", perSecond.toFixed(1)],
@@ -383,6 +419,7 @@ async function main(): Promise<void> {
       ["skipped (previous still in flight)", String(skipped)],
       ["failed", String(failed)],
       ["reregister answers", String(reregister)],
+      ["specs the controller asked for", String(specsAsked)],
       ["controller calls to the agents", JSON.stringify(Object.fromEntries(agentCalls))],
       ["measured seconds", wall.toFixed(1)],
     ]);

@@ -1,6 +1,10 @@
 /**
  * Reconciliation with agents: Register, Heartbeat, and adoption of the
- * sandboxes agents report.
+ * sandboxes agents report. Register carries every sandbox's full status;
+ * heartbeats carry per sandbox its id, phase and spec generation (a
+ * SandboxBeat), and full statuses only for the ids the controller asked for
+ * (shared/DESIGN.md section 15), so a heartbeat's cost does not grow with
+ * spec sizes.
  *
  * @module
  */
@@ -13,6 +17,7 @@ import {
 } from "../registry/mod.ts";
 import {
   type AgentReport,
+  type SandboxBeat,
   type SandboxSpec,
   SandboxSpecSchema,
   type SandboxStatus,
@@ -22,6 +27,21 @@ import { bearerOf } from "./auth.ts";
 import { checkDnsLabel, MAX_SPEC_BYTES } from "./_validate.ts";
 import { type Entry, keyOf, newEntry, type Phase } from "./_entry.ts";
 import type { Sandboxes } from "./_sandboxes.ts";
+
+/** What Register answers (a RegisterResponse). */
+export interface RegisterReply {
+  heartbeatIntervalMs: number;
+  credential: string;
+  /** Always true: this controller takes delta heartbeats. */
+  deltaHeartbeats: boolean;
+}
+
+/** What Heartbeat answers (a HeartbeatResponse). */
+export interface HeartbeatReply {
+  reregister: boolean;
+  /** Ids reported as beats that the controller lacks: the next heartbeat carries their specs. */
+  sendSpecs: string[];
+}
 
 /** Takes agents' reports into the sandbox table. */
 export class Reconciler {
@@ -42,9 +62,9 @@ export class Reconciler {
   async register(
     report: AgentReport,
     metadata?: Readonly<Record<string, string>>,
-  ): Promise<{ heartbeatIntervalMs: number; credential: string }> {
+  ): Promise<RegisterReply> {
     const credential = await this.#admitAgent(report.agentId, metadata);
-    return { heartbeatIntervalMs: this.#registerNow(report), credential };
+    return { heartbeatIntervalMs: this.#registerNow(report), credential, deltaHeartbeats: true };
   }
 
   /**
@@ -93,6 +113,7 @@ export class Reconciler {
     // The channel to the agent stays unless its address or credential changed (#upsertAgent):
     // dropping it would cut off creates, deletes and log streams in flight on it.
     const agent = this.#upsertAgent(report, true);
+    this.#s.specPush.registered(agent.id);
     const reported = new Map<string, SandboxStatus>();
     for (const s of report.sandboxes) if (s.spec) reported.set(s.spec.sandboxId, s);
     // The registry forgot this agent's slots in #upsertAgent; every entry earns its slot back below.
@@ -119,7 +140,7 @@ export class Reconciler {
         reported.delete(entry.spec.sandboxId);
         this.#s.registry.restore(agent.id, entry.spec.exposedPorts);
         entry.placed = true;
-        this.#applyStatus(entry, status);
+        this.#applyStatus(entry, status, status.spec!.generation);
       } else if (entry.busy && (entry.phase === "Creating" || entry.phase === "Pending")) {
         this.#s.registry.restore(agent.id, entry.spec.exposedPorts);
         entry.placed = true;
@@ -141,11 +162,14 @@ export class Reconciler {
     return this.#s.heartbeatMs;
   }
 
-  /** Heartbeat: liveness, capacity and images; phase changes and sandboxes to adopt. */
+  /**
+   * Heartbeat: liveness, capacity and images; phase changes, sandboxes to
+   * adopt, and the ids whose specs the controller lacks.
+   */
   heartbeat(
     report: AgentReport,
     metadata?: Readonly<Record<string, string>>,
-  ): { reregister: boolean } {
+  ): HeartbeatReply {
     if (
       metadata !== undefined && this.#s.auth.enabled &&
       !this.#s.auth.isAgentCredential(report.agentId, bearerOf(metadata))
@@ -154,8 +178,12 @@ export class Reconciler {
         `Heartbeat of agent "${report.agentId}" carries no valid credential: register again`,
       );
     }
-    if (this.#s.registry.getAgentById(report.agentId) === undefined) return { reregister: true };
+    if (this.#s.registry.getAgentById(report.agentId) === undefined) {
+      return { reregister: true, sendSpecs: [] };
+    }
     const agent = this.#upsertAgent(report, false);
+    const sendSpecs = report.beats.length === 0 ? [] : this.#beats(agent, report.beats);
+    // Full statuses: those the controller asked for, or every sandbox of an agent that sends no beats.
     for (const status of report.sandboxes) {
       const spec = status.spec;
       if (spec === undefined) continue;
@@ -164,12 +192,37 @@ export class Reconciler {
         entry !== undefined && entry.spec.sandboxId === spec.sandboxId &&
         entry.agentId === agent.id && entry.placed
       ) {
-        if (!entry.busy) this.#applyStatus(entry, status);
+        if (!entry.busy) this.#applyStatus(entry, status, spec.generation);
       } else {
         this.#foreign(agent, status);
       }
     }
-    return { reregister: false };
+    return { reregister: false, sendSpecs };
+  }
+
+  /**
+   * Takes a delta heartbeat's beats: phase changes of the sandboxes placed on
+   * `agent`; a tombstoned one is removed; the ids of any others are returned,
+   * for the agent to send their full statuses next (they are then adopted,
+   * removed or judged superseded as a Register's would be).
+   */
+  #beats(agent: AgentInfo, beats: readonly SandboxBeat[]): string[] {
+    const placed = new Map<string, Entry>();
+    for (const entry of this.#s.byAgent.get(agent.id) ?? []) {
+      if (entry.placed && entry.agentId === agent.id) placed.set(entry.spec.sandboxId, entry);
+    }
+    const lacking: string[] = [];
+    for (const beat of beats) {
+      const entry = placed.get(beat.sandboxId);
+      if (entry !== undefined && this.#s.entries.get(entry.key) === entry) {
+        if (!entry.busy) this.#applyStatus(entry, beat, beat.generation);
+      } else if (this.#s.tombstones.has(beat.sandboxId)) {
+        this.#s.forget(agent.id, beat.sandboxId);
+      } else {
+        lacking.push(beat.sandboxId);
+      }
+    }
+    return lacking;
   }
 
   #upsertAgent(report: AgentReport, fresh: boolean): AgentInfo {
@@ -195,8 +248,17 @@ export class Reconciler {
     return agent;
   }
 
-  /** Takes an agent's view of a sandbox the controller has it placed on. */
-  #applyStatus(entry: Entry, status: SandboxStatus): void {
+  /**
+   * Takes an agent's view of a sandbox the controller has it placed on,
+   * where the agent's record of the spec is at `generation`: an older one
+   * than the controller's is sent the spec again.
+   */
+  #applyStatus(
+    entry: Entry,
+    status: Pick<SandboxStatus, "phase" | "message" | "ip"> & { runtime?: string },
+    generation: number,
+  ): void {
+    this.#s.specPush.catchUp(entry, generation);
     const phase = status.phase as Phase;
     if (
       phase !== entry.phase && (phase === "Running" || phase === "Exited" || phase === "Failed")
@@ -205,9 +267,11 @@ export class Reconciler {
       entry.message = status.message;
       this.#s.markDirty(entry.key);
     }
-    if (status.ip !== entry.ip || (status.runtime !== "" && status.runtime !== entry.runtime)) {
+    // A beat carries no runtime: it is the one the sandbox was created or adopted with.
+    const runtime = status.runtime ?? "";
+    if (status.ip !== entry.ip || (runtime !== "" && runtime !== entry.runtime)) {
       entry.ip = status.ip;
-      if (status.runtime !== "") entry.runtime = status.runtime;
+      if (runtime !== "") entry.runtime = runtime;
       this.#s.markDirty(entry.key);
     }
   }
@@ -262,6 +326,8 @@ export class Reconciler {
     this.#s.index(adopted);
     this.#s.registry.restore(agent.id, spec.exposedPorts);
     this.#s.markDirty(key);
+    // A sandbox coming back keeps the controller's spec: its agent's record may miss updates.
+    this.#s.specPush.catchUp(adopted, spec.generation);
     this.#s.log.info({ agent: agent.id, sandbox: key, id }, "adopted sandbox reported by agent");
   }
 

@@ -26,6 +26,7 @@ import {
 } from "./_entry.ts";
 import { Persistence } from "./_persistence.ts";
 import { type TombstoneRecord, Tombstones } from "./_tombstones.ts";
+import { SpecPush } from "./_spec_push.ts";
 import type { Clock, ControllerOptions } from "./controller.ts";
 
 /** Where auth.ts keeps agent credentials: every agent that ever registered has one. */
@@ -61,6 +62,8 @@ export class Sandboxes {
   /** Ids of sandboxes the controller gave up on; an agent reporting one is told to delete it. */
   readonly tombstones: Tombstones;
   readonly persistence: Persistence;
+  /** Sends updated specs to the agents' records of them. */
+  readonly specPush: SpecPush;
   readonly log: Logger<"timing">;
   readonly metrics: ControllerMetrics;
   readonly clock: Clock;
@@ -99,6 +102,7 @@ export class Sandboxes {
       store: opts.store as unknown as Store<TombstoneRecord>,
       logger: opts.logger,
     });
+    this.specPush = new SpecPush(this);
     this.#store = opts.store;
     this.startedAt = this.clock.now();
   }
@@ -160,6 +164,17 @@ export class Sandboxes {
   /** Schedules a write-behind of the key's latest state. */
   markDirty(key: string): void {
     this.persistence.markDirty(key);
+  }
+
+  /**
+   * Makes `spec`, a newer generation of the entry's, the entry's once the
+   * store has it (a failed write changes nothing), then sends it to the
+   * sandbox's agent in the background: an agent that misses it is sent it
+   * again when it next reports the older generation.
+   */
+  async updateSpec(entry: Entry, spec: SandboxSpec): Promise<void> {
+    await this.persistence.writeSpec(entry, spec);
+    this.specPush.push(entry);
   }
 
   /**

@@ -454,7 +454,7 @@ export function validateCreate(
   checkResources(req.resources);
   // The network policy and limits are copied field by field: the request's own
   // messages may carry unknown fields, which would be encoded again in every
-  // heartbeat that reports this spec, past every bound above.
+  // Register that reports this spec, past every bound above.
   const network = req.network === undefined ? undefined : create(NetworkPolicySchema, {
     mode: req.network.mode,
     egress: req.network.egress,
@@ -483,6 +483,7 @@ export function validateCreate(
     createdAt: BigInt(nowSec),
     network,
     resources,
+    generation: 1,
   });
   return { spec, mode };
 }

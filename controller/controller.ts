@@ -25,7 +25,7 @@ import { checkDnsLabel, checkMergedLabels, validateCreate, validateUpdate } from
 import { type Entry, SANDBOX_PREFIX, type SandboxRecord } from "./_entry.ts";
 import { ms, Sandboxes } from "./_sandboxes.ts";
 import { checkQuota, createSandbox } from "./_create_sandbox.ts";
-import { Reconciler } from "./_reconcile.ts";
+import { type HeartbeatReply, Reconciler, type RegisterReply } from "./_reconcile.ts";
 import { tick } from "./_lifecycle.ts";
 
 export type { Phase, SandboxRecord } from "./_entry.ts";
@@ -214,12 +214,13 @@ export class Controller {
       checkMergedLabels(entry.spec.labels, valid.labels);
       // A copy: the change becomes live only once the store has it.
       const spec = clone(SandboxSpecSchema, entry.spec);
+      spec.generation = entry.spec.generation + 1;
       if (valid.expireTime !== undefined) spec.expireTime = BigInt(valid.expireTime);
       if (valid.failurePolicy !== undefined) spec.failurePolicy = valid.failurePolicy;
       for (const [k, v] of Object.entries(valid.labels)) spec.labels[k] = v;
       if (!valid.reset) {
         return await this.#s.exclusive(entry, async () => {
-          await this.#s.persistence.writeSpec(entry, spec);
+          await this.#s.updateSpec(entry, spec);
           return this.#s.info(entry);
         });
       }
@@ -308,15 +309,18 @@ export class Controller {
   register(
     report: AgentReport,
     metadata?: Readonly<Record<string, string>>,
-  ): Promise<{ heartbeatIntervalMs: number; credential: string }> {
+  ): Promise<RegisterReply> {
     return this.#reconciler.register(report, metadata);
   }
 
-  /** Heartbeat: liveness, capacity and images; phase changes and sandboxes to adopt. */
+  /**
+   * Heartbeat: liveness, capacity and images; phase changes, sandboxes to
+   * adopt, and the ids whose specs the controller lacks.
+   */
   heartbeat(
     report: AgentReport,
     metadata?: Readonly<Record<string, string>>,
-  ): { reregister: boolean } {
+  ): HeartbeatReply {
     return this.#reconciler.heartbeat(report, metadata);
   }
 

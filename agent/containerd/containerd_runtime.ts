@@ -466,16 +466,7 @@ export class ContainerdRuntime implements Runtime {
       [LABELS.log]: logPath,
     };
     const extensions: Container["extensions"] = {};
-    const json = toJsonString(SandboxSpecSchema, spec);
-    if (encoder.encode(LABELS.spec + json).byteLength <= MAX_LABEL_BYTES) {
-      labels[LABELS.spec] = json;
-    } else {
-      extensions[SPEC_EXTENSION] = {
-        $typeName: "google.protobuf.Any",
-        typeUrl: SPEC_TYPE_URL,
-        value: toBinary(SandboxSpecSchema, spec),
-      };
-    }
+    keepSpec(spec, { labels, extensions });
     return {
       id: spec.sandboxId,
       labels,
@@ -833,6 +824,37 @@ export class ContainerdRuntime implements Runtime {
     return this.#execs.helper(id);
   }
 
+  /**
+   * Replaces the spec the container carries by `spec`; the task runs on
+   * untouched. It goes where create would put it (its `fsb.io/spec` label
+   * when it fits, else the extension), except that a spec once in the
+   * extension stays there: containerd keeps a container's last extension
+   * when an update leaves none.
+   */
+  async updateSpec(spec: SandboxSpec): Promise<void> {
+    const id = spec.sandboxId;
+    const gone = () => new NotFoundError(`Cannot update sandbox ${id} as it does not exist`);
+    if (this.#creating.has(id) || this.#deleting.has(id)) throw gone();
+    try {
+      const { container } = await this.#client.containers.get({ id });
+      if (container === undefined || specOf(container) === undefined) throw gone();
+      const labels = { ...container.labels };
+      const extensions = { ...container.extensions };
+      const inExtension = extensions[SPEC_EXTENSION] !== undefined;
+      delete labels[LABELS.spec];
+      delete extensions[SPEC_EXTENSION];
+      keepSpec(spec, { labels, extensions }, inExtension);
+      // Only these two fields are written; the rest of the container is sent as it was read.
+      await this.#client.containers.update({
+        container: { ...container, labels, extensions },
+        updateMask: { paths: ["labels", "extensions"] },
+      });
+    } catch (err) {
+      if (isNotFound(err)) throw gone();
+      throw unreachable(err, this.#client.address);
+    }
+  }
+
   /** Normalized names of the images in the namespace. */
   async images(): Promise<string[]> {
     try {
@@ -914,6 +936,28 @@ export class ContainerdRuntime implements Runtime {
     this.#client.close();
     this.#puller?.close();
     await this.#network.close();
+  }
+}
+
+/**
+ * Puts `spec` into a container's `labels` (protobuf JSON, when it fits a
+ * label and `inExtension` is not set) or else its `extensions` (binary),
+ * where {@linkcode specOf} reads it.
+ */
+function keepSpec(
+  spec: SandboxSpec,
+  into: { labels: Record<string, string>; extensions: Container["extensions"] },
+  inExtension = false,
+): void {
+  const json = inExtension ? "" : toJsonString(SandboxSpecSchema, spec);
+  if (!inExtension && encoder.encode(LABELS.spec + json).byteLength <= MAX_LABEL_BYTES) {
+    into.labels[LABELS.spec] = json;
+  } else {
+    into.extensions[SPEC_EXTENSION] = {
+      $typeName: "google.protobuf.Any",
+      typeUrl: SPEC_TYPE_URL,
+      value: toBinary(SandboxSpecSchema, spec),
+    };
   }
 }
 

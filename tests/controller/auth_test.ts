@@ -356,6 +356,7 @@ Deno.test("a joined agent cannot inject sandboxes into other namespaces nor repl
         runtime: "process",
         advertiseHost: "203.0.113.66",
         inventoryUnknown: false,
+        beats: [],
       });
       const status = (s: ReturnType<typeof spec>) => ({
         $typeName: "fsb.agent.v1.SandboxStatus" as const,
@@ -394,5 +395,6 @@ function emptySpec() {
     createdAt: 0n,
     network: undefined,
     resources: undefined,
+    generation: 1,
   };
 }

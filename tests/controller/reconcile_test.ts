@@ -40,7 +40,7 @@ Deno.test("a strong create whose Running write fails leaves no slot, port or san
   const server = new RpcServer();
   // Checks off, as the controller's own default: this test is about reconciliation.
   const auth = new TokenAuth({ store: store as unknown as Store<AuthRecord>, enabled: false });
-  addControllerServices(server, controller, auth);
+  addControllerServices(server, () => ({ controller, auth }));
   const address = await server.listen("127.0.0.1:0");
   const runtime = new ProcessRuntime({ stateDir: `${dir}/p`, images: ["busybox"] });
   const agent = new AgentServer({
@@ -142,10 +142,12 @@ Deno.test("a sandbox busy while its agent goes stale is Lost once the operation 
   const runtime = new ProcessRuntime({ stateDir: `${dir}/p`, images: ["busybox"] });
   // Hold the delete until the agent has been declared stale, then fail it.
   const gate = Promise.withResolvers<void>();
+  const entered = Promise.withResolvers<void>();
   let block = true;
   const del = runtime.delete.bind(runtime);
   runtime.delete = async (id, grace) => {
     if (block) {
+      entered.resolve();
       await gate.promise;
       throw new Error("disk busy");
     }
@@ -159,6 +161,8 @@ Deno.test("a sandbox busy while its agent goes stale is Lost once the operation 
       cluster.controller.controller.listSandboxes({ namespace: "", allNamespaces: false })[0]
         ?.phase === "Terminating"
     );
+    // The delete has reached the runtime (Terminating is set before the call goes out).
+    await entered.promise;
     cluster.clock.advance(11_000);
     await cluster.tick();
     assert.equal(cluster.controller.controller.registry.getAgentById("a1"), undefined);

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file fsb/agent/v1/agent.proto.
  */
 export const file_fsb_agent_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("Chhmc2IvYWdlbnQvdjEvYWdlbnQucHJvdG8SDGZzYi5hZ2VudC52MSKRBAoLU2FuZGJveFNwZWMSEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhEKCW5hbWVzcGFjZRgDIAEoCRIMCgRwb29sGAQgASgJEg0KBWltYWdlGAUgASgJEg8KB2NvbW1hbmQYBiADKAkSDAoEYXJncxgHIAMoCRIxCgRlbnZzGAggAygLMiMuZnNiLmFnZW50LnYxLlNhbmRib3hTcGVjLkVudnNFbnRyeRITCgt3b3JraW5nX2RpchgJIAEoCRIVCg1leHBvc2VkX3BvcnRzGAogAygNEhMKC2V4cGlyZV90aW1lGAsgASgDEhYKDmZhaWx1cmVfcG9saWN5GAwgASgJEjUKBmxhYmVscxgNIAMoCzIlLmZzYi5hZ2VudC52MS5TYW5kYm94U3BlYy5MYWJlbHNFbnRyeRISCgpjcmVhdGVkX2F0GA4gASgDEi8KB25ldHdvcmsYDyABKAsyHi5mc2IuZmFzdHBhdGgudjEuTmV0d29ya1BvbGljeRItCglyZXNvdXJjZXMYECABKAsyGi5mc2IuZmFzdHBhdGgudjEuUmVzb3VyY2VzGisKCUVudnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEidQoNU2FuZGJveFN0YXR1cxInCgRzcGVjGAEgASgLMhkuZnNiLmFnZW50LnYxLlNhbmRib3hTcGVjEg0KBXBoYXNlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSCgoCaXAYBCABKAkSDwoHcnVudGltZRgFIAEoCSKJAgoLQWdlbnRSZXBvcnQSEAoIYWdlbnRfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIMCgRwb29sGAMgASgJEhEKCW5hbWVzcGFjZRgEIAEoCRIQCghjYXBhY2l0eRgFIAEoDRIRCglhbGxvY2F0ZWQYBiABKA0SDgoGaW1hZ2VzGAcgAygJEi4KCXNhbmRib3hlcxgIIAMoCzIbLmZzYi5hZ2VudC52MS5TYW5kYm94U3RhdHVzEg0KBXJlYWR5GAkgASgIEg8KB3J1bnRpbWUYCiABKAkSFgoOYWR2ZXJ0aXNlX2hvc3QYCyABKAkSGQoRaW52ZW50b3J5X3Vua25vd24YDCABKAgiRQoQUmVnaXN0ZXJSZXNwb25zZRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYASABKA0SEgoKY3JlZGVudGlhbBgCIAEoCSInChFIZWFydGJlYXRSZXNwb25zZRISCgpyZXJlZ2lzdGVyGAEgASgIIj8KFENyZWF0ZVNhbmRib3hSZXF1ZXN0EicKBHNwZWMYASABKAsyGS5mc2IuYWdlbnQudjEuU2FuZGJveFNwZWMiuAEKFUNyZWF0ZVNhbmRib3hSZXNwb25zZRIrCgZzdGF0dXMYASABKAsyGy5mc2IuYWdlbnQudjEuU2FuZGJveFN0YXR1cxJCCghzdGFnZV9tcxgCIAMoCzIwLmZzYi5hZ2VudC52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2UuU3RhZ2VNc0VudHJ5Gi4KDFN0YWdlTXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIjwKFERlbGV0ZVNhbmRib3hSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSEAoIZ3JhY2VfbXMYAiABKA0iKAoVRGVsZXRlU2FuZGJveFJlc3BvbnNlEg8KB2V4aXN0ZWQYASABKAgiFgoUTGlzdFNhbmRib3hlc1JlcXVlc3QiRwoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEi4KCXNhbmRib3hlcxgBIAMoCzIbLmZzYi5hZ2VudC52MS5TYW5kYm94U3RhdHVzIjcKEVN0cmVhbUxvZ3NSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSDgoGZm9sbG93GAIgASgIIhgKCExvZ0NodW5rEgwKBGRhdGEYASABKAwynwEKDUFnZW50UmVnaXN0cnkSRQoIUmVnaXN0ZXISGS5mc2IuYWdlbnQudjEuQWdlbnRSZXBvcnQaHi5mc2IuYWdlbnQudjEuUmVnaXN0ZXJSZXNwb25zZRJHCglIZWFydGJlYXQSGS5mc2IuYWdlbnQudjEuQWdlbnRSZXBvcnQaHy5mc2IuYWdlbnQudjEuSGVhcnRiZWF0UmVzcG9uc2Uy4AkKBUFnZW50ElgKDUNyZWF0ZVNhbmRib3gSIi5mc2IuYWdlbnQudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QaIy5mc2IuYWdlbnQudjEuQ3JlYXRlU2FuZGJveFJlc3BvbnNlElgKDURlbGV0ZVNhbmRib3gSIi5mc2IuYWdlbnQudjEuRGVsZXRlU2FuZGJveFJlcXVlc3QaIy5mc2IuYWdlbnQudjEuRGVsZXRlU2FuZGJveFJlc3BvbnNlElgKDUxpc3RTYW5kYm94ZXMSIi5mc2IuYWdlbnQudjEuTGlzdFNhbmRib3hlc1JlcXVlc3QaIy5mc2IuYWdlbnQudjEuTGlzdFNhbmRib3hlc1Jlc3BvbnNlEkcKClN0cmVhbUxvZ3MSHy5mc2IuYWdlbnQudjEuU3RyZWFtTG9nc1JlcXVlc3QaFi5mc2IuYWdlbnQudjEuTG9nQ2h1bmswARJLCgdQcm9maWxlEh8uZnNiLmZhc3RwYXRoLnYxLlByb2ZpbGVSZXF1ZXN0Gh0uZnNiLmZhc3RwYXRoLnYxLlByb2ZpbGVDaHVuazABEkcKBEV4ZWMSHC5mc2IuZmFzdHBhdGgudjEuRXhlY1JlcXVlc3QaHS5mc2IuZmFzdHBhdGgudjEuRXhlY1Jlc3BvbnNlKAEwARJRCgpFeGVjQXR0YWNoEiIuZnNiLmZhc3RwYXRoLnYxLkV4ZWNBdHRhY2hSZXF1ZXN0Gh0uZnNiLmZhc3RwYXRoLnYxLkV4ZWNSZXNwb25zZTABEk8KCEV4ZWNMaXN0EiAuZnNiLmZhc3RwYXRoLnYxLkV4ZWNMaXN0UmVxdWVzdBohLmZzYi5mYXN0cGF0aC52MS5FeGVjTGlzdFJlc3BvbnNlEkcKCEV4ZWNLaWxsEiAuZnNiLmZhc3RwYXRoLnYxLkV4ZWNLaWxsUmVxdWVzdBoZLmZzYi5mYXN0cGF0aC52MS5FeGVjSW5mbxJLCglXcml0ZUZpbGUSIS5mc2IuZmFzdHBhdGgudjEuV3JpdGVGaWxlUmVxdWVzdBoZLmZzYi5mYXN0cGF0aC52MS5GaWxlSW5mbygBEkoKCFJlYWRGaWxlEiAuZnNiLmZhc3RwYXRoLnYxLlJlYWRGaWxlUmVxdWVzdBoaLmZzYi5mYXN0cGF0aC52MS5GaWxlQ2h1bmswARJMCgdMaXN0RGlyEh8uZnNiLmZhc3RwYXRoLnYxLkxpc3REaXJSZXF1ZXN0GiAuZnNiLmZhc3RwYXRoLnYxLkxpc3REaXJSZXNwb25zZRI/CgRTdGF0EhwuZnNiLmZhc3RwYXRoLnYxLlN0YXRSZXF1ZXN0GhkuZnNiLmZhc3RwYXRoLnYxLkZpbGVJbmZvEkUKB01ha2VEaXISHy5mc2IuZmFzdHBhdGgudjEuTWFrZURpclJlcXVlc3QaGS5mc2IuZmFzdHBhdGgudjEuRmlsZUluZm8SSQoGUmVtb3ZlEh4uZnNiLmZhc3RwYXRoLnYxLlJlbW92ZVJlcXVlc3QaHy5mc2IuZmFzdHBhdGgudjEuUmVtb3ZlUmVzcG9uc2USQwoEV2FpdBIcLmZzYi5mYXN0cGF0aC52MS5XYWl0UmVxdWVzdBodLmZzYi5mYXN0cGF0aC52MS5XYWl0UmVzcG9uc2ViBnByb3RvMw", [file_fsb_fastpath_v1_fastpath]);
+  fileDesc("Chhmc2IvYWdlbnQvdjEvYWdlbnQucHJvdG8SDGZzYi5hZ2VudC52MSKlBAoLU2FuZGJveFNwZWMSEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhEKCW5hbWVzcGFjZRgDIAEoCRIMCgRwb29sGAQgASgJEg0KBWltYWdlGAUgASgJEg8KB2NvbW1hbmQYBiADKAkSDAoEYXJncxgHIAMoCRIxCgRlbnZzGAggAygLMiMuZnNiLmFnZW50LnYxLlNhbmRib3hTcGVjLkVudnNFbnRyeRITCgt3b3JraW5nX2RpchgJIAEoCRIVCg1leHBvc2VkX3BvcnRzGAogAygNEhMKC2V4cGlyZV90aW1lGAsgASgDEhYKDmZhaWx1cmVfcG9saWN5GAwgASgJEjUKBmxhYmVscxgNIAMoCzIlLmZzYi5hZ2VudC52MS5TYW5kYm94U3BlYy5MYWJlbHNFbnRyeRISCgpjcmVhdGVkX2F0GA4gASgDEi8KB25ldHdvcmsYDyABKAsyHi5mc2IuZmFzdHBhdGgudjEuTmV0d29ya1BvbGljeRItCglyZXNvdXJjZXMYECABKAsyGi5mc2IuZmFzdHBhdGgudjEuUmVzb3VyY2VzEhIKCmdlbmVyYXRpb24YESABKA0aKwoJRW52c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJ1Cg1TYW5kYm94U3RhdHVzEicKBHNwZWMYASABKAsyGS5mc2IuYWdlbnQudjEuU2FuZGJveFNwZWMSDQoFcGhhc2UYAiABKAkSDwoHbWVzc2FnZRgDIAEoCRIKCgJpcBgEIAEoCRIPCgdydW50aW1lGAUgASgJImEKC1NhbmRib3hCZWF0EhIKCnNhbmRib3hfaWQYASABKAkSDQoFcGhhc2UYAiABKAkSDwoHbWVzc2FnZRgDIAEoCRIKCgJpcBgEIAEoCRISCgpnZW5lcmF0aW9uGAUgASgNIrMCCgtBZ2VudFJlcG9ydBIQCghhZ2VudF9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEgwKBHBvb2wYAyABKAkSEQoJbmFtZXNwYWNlGAQgASgJEhAKCGNhcGFjaXR5GAUgASgNEhEKCWFsbG9jYXRlZBgGIAEoDRIOCgZpbWFnZXMYByADKAkSLgoJc2FuZGJveGVzGAggAygLMhsuZnNiLmFnZW50LnYxLlNhbmRib3hTdGF0dXMSDQoFcmVhZHkYCSABKAgSDwoHcnVudGltZRgKIAEoCRIWCg5hZHZlcnRpc2VfaG9zdBgLIAEoCRIZChFpbnZlbnRvcnlfdW5rbm93bhgMIAEoCBIoCgViZWF0cxgNIAMoCzIZLmZzYi5hZ2VudC52MS5TYW5kYm94QmVhdCJfChBSZWdpc3RlclJlc3BvbnNlEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgBIAEoDRISCgpjcmVkZW50aWFsGAIgASgJEhgKEGRlbHRhX2hlYXJ0YmVhdHMYAyABKAgiOwoRSGVhcnRiZWF0UmVzcG9uc2USEgoKcmVyZWdpc3RlchgBIAEoCBISCgpzZW5kX3NwZWNzGAIgAygJIj8KFENyZWF0ZVNhbmRib3hSZXF1ZXN0EicKBHNwZWMYASABKAsyGS5mc2IuYWdlbnQudjEuU2FuZGJveFNwZWMiuAEKFUNyZWF0ZVNhbmRib3hSZXNwb25zZRIrCgZzdGF0dXMYASABKAsyGy5mc2IuYWdlbnQudjEuU2FuZGJveFN0YXR1cxJCCghzdGFnZV9tcxgCIAMoCzIwLmZzYi5hZ2VudC52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2UuU3RhZ2VNc0VudHJ5Gi4KDFN0YWdlTXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIjwKFERlbGV0ZVNhbmRib3hSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSEAoIZ3JhY2VfbXMYAiABKA0iKAoVRGVsZXRlU2FuZGJveFJlc3BvbnNlEg8KB2V4aXN0ZWQYASABKAgiPwoUVXBkYXRlU2FuZGJveFJlcXVlc3QSJwoEc3BlYxgBIAEoCzIZLmZzYi5hZ2VudC52MS5TYW5kYm94U3BlYyIrChVVcGRhdGVTYW5kYm94UmVzcG9uc2USEgoKZ2VuZXJhdGlvbhgBIAEoDSIWChRMaXN0U2FuZGJveGVzUmVxdWVzdCJHChVMaXN0U2FuZGJveGVzUmVzcG9uc2USLgoJc2FuZGJveGVzGAEgAygLMhsuZnNiLmFnZW50LnYxLlNhbmRib3hTdGF0dXMiNwoRU3RyZWFtTG9nc1JlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIOCgZmb2xsb3cYAiABKAgiGAoITG9nQ2h1bmsSDAoEZGF0YRgBIAEoDDKfAQoNQWdlbnRSZWdpc3RyeRJFCghSZWdpc3RlchIZLmZzYi5hZ2VudC52MS5BZ2VudFJlcG9ydBoeLmZzYi5hZ2VudC52MS5SZWdpc3RlclJlc3BvbnNlEkcKCUhlYXJ0YmVhdBIZLmZzYi5hZ2VudC52MS5BZ2VudFJlcG9ydBofLmZzYi5hZ2VudC52MS5IZWFydGJlYXRSZXNwb25zZTK6CgoFQWdlbnQSWAoNQ3JlYXRlU2FuZGJveBIiLmZzYi5hZ2VudC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdBojLmZzYi5hZ2VudC52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2USWAoNRGVsZXRlU2FuZGJveBIiLmZzYi5hZ2VudC52MS5EZWxldGVTYW5kYm94UmVxdWVzdBojLmZzYi5hZ2VudC52MS5EZWxldGVTYW5kYm94UmVzcG9uc2USWAoNTGlzdFNhbmRib3hlcxIiLmZzYi5hZ2VudC52MS5MaXN0U2FuZGJveGVzUmVxdWVzdBojLmZzYi5hZ2VudC52MS5MaXN0U2FuZGJveGVzUmVzcG9uc2USWAoNVXBkYXRlU2FuZGJveBIiLmZzYi5hZ2VudC52MS5VcGRhdGVTYW5kYm94UmVxdWVzdBojLmZzYi5hZ2VudC52MS5VcGRhdGVTYW5kYm94UmVzcG9uc2USRwoKU3RyZWFtTG9ncxIfLmZzYi5hZ2VudC52MS5TdHJlYW1Mb2dzUmVxdWVzdBoWLmZzYi5hZ2VudC52MS5Mb2dDaHVuazABEksKB1Byb2ZpbGUSHy5mc2IuZmFzdHBhdGgudjEuUHJvZmlsZVJlcXVlc3QaHS5mc2IuZmFzdHBhdGgudjEuUHJvZmlsZUNodW5rMAESRwoERXhlYxIcLmZzYi5mYXN0cGF0aC52MS5FeGVjUmVxdWVzdBodLmZzYi5mYXN0cGF0aC52MS5FeGVjUmVzcG9uc2UoATABElEKCkV4ZWNBdHRhY2gSIi5mc2IuZmFzdHBhdGgudjEuRXhlY0F0dGFjaFJlcXVlc3QaHS5mc2IuZmFzdHBhdGgudjEuRXhlY1Jlc3BvbnNlMAESTwoIRXhlY0xpc3QSIC5mc2IuZmFzdHBhdGgudjEuRXhlY0xpc3RSZXF1ZXN0GiEuZnNiLmZhc3RwYXRoLnYxLkV4ZWNMaXN0UmVzcG9uc2USRwoIRXhlY0tpbGwSIC5mc2IuZmFzdHBhdGgudjEuRXhlY0tpbGxSZXF1ZXN0GhkuZnNiLmZhc3RwYXRoLnYxLkV4ZWNJbmZvEksKCVdyaXRlRmlsZRIhLmZzYi5mYXN0cGF0aC52MS5Xcml0ZUZpbGVSZXF1ZXN0GhkuZnNiLmZhc3RwYXRoLnYxLkZpbGVJbmZvKAESSgoIUmVhZEZpbGUSIC5mc2IuZmFzdHBhdGgudjEuUmVhZEZpbGVSZXF1ZXN0GhouZnNiLmZhc3RwYXRoLnYxLkZpbGVDaHVuazABEkwKB0xpc3REaXISHy5mc2IuZmFzdHBhdGgudjEuTGlzdERpclJlcXVlc3QaIC5mc2IuZmFzdHBhdGgudjEuTGlzdERpclJlc3BvbnNlEj8KBFN0YXQSHC5mc2IuZmFzdHBhdGgudjEuU3RhdFJlcXVlc3QaGS5mc2IuZmFzdHBhdGgudjEuRmlsZUluZm8SRQoHTWFrZURpchIfLmZzYi5mYXN0cGF0aC52MS5NYWtlRGlyUmVxdWVzdBoZLmZzYi5mYXN0cGF0aC52MS5GaWxlSW5mbxJJCgZSZW1vdmUSHi5mc2IuZmFzdHBhdGgudjEuUmVtb3ZlUmVxdWVzdBofLmZzYi5mYXN0cGF0aC52MS5SZW1vdmVSZXNwb25zZRJDCgRXYWl0EhwuZnNiLmZhc3RwYXRoLnYxLldhaXRSZXF1ZXN0Gh0uZnNiLmZhc3RwYXRoLnYxLldhaXRSZXNwb25zZWIGcHJvdG8z", [file_fsb_fastpath_v1_fastpath]);
 
 /**
  * Everything needed to (re)create a sandbox; an agent keeps it with the container.
@@ -103,6 +103,15 @@ export type SandboxSpec = Message<"fsb.agent.v1.SandboxSpec"> & {
    * @generated from field: fsb.fastpath.v1.Resources resources = 16;
    */
   resources?: Resources | undefined;
+
+  /**
+   * The spec's version: 1 at create, one more on each update (0 in specs
+   * made before generations existed). The controller's is the truth; an agent
+   * reporting an older one is sent the spec again (UpdateSandbox).
+   *
+   * @generated from field: uint32 generation = 17;
+   */
+  generation: number;
 };
 
 /**
@@ -152,6 +161,48 @@ export type SandboxStatus = Message<"fsb.agent.v1.SandboxStatus"> & {
  */
 export const SandboxStatusSchema: GenMessage<SandboxStatus> = /*@__PURE__*/
   messageDesc(file_fsb_agent_v1_agent, 1);
+
+/**
+ * One sandbox in a delta heartbeat: what can change while it runs, without
+ * its spec.
+ *
+ * @generated from message fsb.agent.v1.SandboxBeat
+ */
+export type SandboxBeat = Message<"fsb.agent.v1.SandboxBeat"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * @generated from field: string phase = 2;
+   */
+  phase: string;
+
+  /**
+   * @generated from field: string message = 3;
+   */
+  message: string;
+
+  /**
+   * @generated from field: string ip = 4;
+   */
+  ip: string;
+
+  /**
+   * The generation of the agent's record of the spec.
+   *
+   * @generated from field: uint32 generation = 5;
+   */
+  generation: number;
+};
+
+/**
+ * Describes the message fsb.agent.v1.SandboxBeat.
+ * Use `create(SandboxBeatSchema)` to create a new message.
+ */
+export const SandboxBeatSchema: GenMessage<SandboxBeat> = /*@__PURE__*/
+  messageDesc(file_fsb_agent_v1_agent, 2);
 
 /**
  * @generated from message fsb.agent.v1.AgentReport
@@ -225,6 +276,15 @@ export type AgentReport = Message<"fsb.agent.v1.AgentReport"> & {
    * @generated from field: bool inventory_unknown = 12;
    */
   inventoryUnknown: boolean;
+
+  /**
+   * Heartbeats to a controller that takes deltas (RegisterResponse.delta_heartbeats):
+   * one per sandbox whose full status is not in `sandboxes`. Register leaves
+   * it empty and reports every sandbox in `sandboxes`.
+   *
+   * @generated from field: repeated fsb.agent.v1.SandboxBeat beats = 13;
+   */
+  beats: SandboxBeat[];
 };
 
 /**
@@ -232,7 +292,7 @@ export type AgentReport = Message<"fsb.agent.v1.AgentReport"> & {
  * Use `create(AgentReportSchema)` to create a new message.
  */
 export const AgentReportSchema: GenMessage<AgentReport> = /*@__PURE__*/
-  messageDesc(file_fsb_agent_v1_agent, 2);
+  messageDesc(file_fsb_agent_v1_agent, 3);
 
 /**
  * @generated from message fsb.agent.v1.RegisterResponse
@@ -250,6 +310,15 @@ export type RegisterResponse = Message<"fsb.agent.v1.RegisterResponse"> & {
    * @generated from field: string credential = 2;
    */
   credential: string;
+
+  /**
+   * The controller takes delta heartbeats: the agent reports `beats`, and
+   * full statuses in `sandboxes` only for the ids a HeartbeatResponse asks
+   * for. Unset (an older controller): heartbeats carry full `sandboxes`.
+   *
+   * @generated from field: bool delta_heartbeats = 3;
+   */
+  deltaHeartbeats: boolean;
 };
 
 /**
@@ -257,7 +326,7 @@ export type RegisterResponse = Message<"fsb.agent.v1.RegisterResponse"> & {
  * Use `create(RegisterResponseSchema)` to create a new message.
  */
 export const RegisterResponseSchema: GenMessage<RegisterResponse> = /*@__PURE__*/
-  messageDesc(file_fsb_agent_v1_agent, 3);
+  messageDesc(file_fsb_agent_v1_agent, 4);
 
 /**
  * @generated from message fsb.agent.v1.HeartbeatResponse
@@ -269,6 +338,15 @@ export type HeartbeatResponse = Message<"fsb.agent.v1.HeartbeatResponse"> & {
    * @generated from field: bool reregister = 1;
    */
   reregister: boolean;
+
+  /**
+   * Sandboxes reported as beats that the controller has no record of (e.g. it
+   * restarted, or a fast create's record never reached its store): the next
+   * heartbeat carries their full status, spec included, in `sandboxes`.
+   *
+   * @generated from field: repeated string send_specs = 2;
+   */
+  sendSpecs: string[];
 };
 
 /**
@@ -276,7 +354,7 @@ export type HeartbeatResponse = Message<"fsb.agent.v1.HeartbeatResponse"> & {
  * Use `create(HeartbeatResponseSchema)` to create a new message.
  */
 export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
-  messageDesc(file_fsb_agent_v1_agent, 4);
+  messageDesc(file_fsb_agent_v1_agent, 5);
 
 /**
  * @generated from message fsb.agent.v1.CreateSandboxRequest
@@ -293,7 +371,7 @@ export type CreateSandboxRequest = Message<"fsb.agent.v1.CreateSandboxRequest"> 
  * Use `create(CreateSandboxRequestSchema)` to create a new message.
  */
 export const CreateSandboxRequestSchema: GenMessage<CreateSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_fsb_agent_v1_agent, 5);
+  messageDesc(file_fsb_agent_v1_agent, 6);
 
 /**
  * @generated from message fsb.agent.v1.CreateSandboxResponse
@@ -317,7 +395,7 @@ export type CreateSandboxResponse = Message<"fsb.agent.v1.CreateSandboxResponse"
  * Use `create(CreateSandboxResponseSchema)` to create a new message.
  */
 export const CreateSandboxResponseSchema: GenMessage<CreateSandboxResponse> = /*@__PURE__*/
-  messageDesc(file_fsb_agent_v1_agent, 6);
+  messageDesc(file_fsb_agent_v1_agent, 7);
 
 /**
  * @generated from message fsb.agent.v1.DeleteSandboxRequest
@@ -339,7 +417,7 @@ export type DeleteSandboxRequest = Message<"fsb.agent.v1.DeleteSandboxRequest"> 
  * Use `create(DeleteSandboxRequestSchema)` to create a new message.
  */
 export const DeleteSandboxRequestSchema: GenMessage<DeleteSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_fsb_agent_v1_agent, 7);
+  messageDesc(file_fsb_agent_v1_agent, 8);
 
 /**
  * @generated from message fsb.agent.v1.DeleteSandboxResponse
@@ -356,7 +434,47 @@ export type DeleteSandboxResponse = Message<"fsb.agent.v1.DeleteSandboxResponse"
  * Use `create(DeleteSandboxResponseSchema)` to create a new message.
  */
 export const DeleteSandboxResponseSchema: GenMessage<DeleteSandboxResponse> = /*@__PURE__*/
-  messageDesc(file_fsb_agent_v1_agent, 8);
+  messageDesc(file_fsb_agent_v1_agent, 9);
+
+/**
+ * @generated from message fsb.agent.v1.UpdateSandboxRequest
+ */
+export type UpdateSandboxRequest = Message<"fsb.agent.v1.UpdateSandboxRequest"> & {
+  /**
+   * The sandbox's whole spec at its new generation; the agent takes its
+   * changeable fields (labels, expire_time, failure_policy).
+   *
+   * @generated from field: fsb.agent.v1.SandboxSpec spec = 1;
+   */
+  spec?: SandboxSpec | undefined;
+};
+
+/**
+ * Describes the message fsb.agent.v1.UpdateSandboxRequest.
+ * Use `create(UpdateSandboxRequestSchema)` to create a new message.
+ */
+export const UpdateSandboxRequestSchema: GenMessage<UpdateSandboxRequest> = /*@__PURE__*/
+  messageDesc(file_fsb_agent_v1_agent, 10);
+
+/**
+ * @generated from message fsb.agent.v1.UpdateSandboxResponse
+ */
+export type UpdateSandboxResponse = Message<"fsb.agent.v1.UpdateSandboxResponse"> & {
+  /**
+   * The generation of the agent's record after the call: the request's, or a
+   * newer one it already had.
+   *
+   * @generated from field: uint32 generation = 1;
+   */
+  generation: number;
+};
+
+/**
+ * Describes the message fsb.agent.v1.UpdateSandboxResponse.
+ * Use `create(UpdateSandboxResponseSchema)` to create a new message.
+ */
+export const UpdateSandboxResponseSchema: GenMessage<UpdateSandboxResponse> = /*@__PURE__*/
+  messageDesc(file_fsb_agent_v1_agent, 11);
 
 /**
  * @generated from message fsb.agent.v1.ListSandboxesRequest
@@ -369,7 +487,7 @@ export type ListSandboxesRequest = Message<"fsb.agent.v1.ListSandboxesRequest"> 
  * Use `create(ListSandboxesRequestSchema)` to create a new message.
  */
 export const ListSandboxesRequestSchema: GenMessage<ListSandboxesRequest> = /*@__PURE__*/
-  messageDesc(file_fsb_agent_v1_agent, 9);
+  messageDesc(file_fsb_agent_v1_agent, 12);
 
 /**
  * @generated from message fsb.agent.v1.ListSandboxesResponse
@@ -386,7 +504,7 @@ export type ListSandboxesResponse = Message<"fsb.agent.v1.ListSandboxesResponse"
  * Use `create(ListSandboxesResponseSchema)` to create a new message.
  */
 export const ListSandboxesResponseSchema: GenMessage<ListSandboxesResponse> = /*@__PURE__*/
-  messageDesc(file_fsb_agent_v1_agent, 10);
+  messageDesc(file_fsb_agent_v1_agent, 13);
 
 /**
  * @generated from message fsb.agent.v1.StreamLogsRequest
@@ -408,7 +526,7 @@ export type StreamLogsRequest = Message<"fsb.agent.v1.StreamLogsRequest"> & {
  * Use `create(StreamLogsRequestSchema)` to create a new message.
  */
 export const StreamLogsRequestSchema: GenMessage<StreamLogsRequest> = /*@__PURE__*/
-  messageDesc(file_fsb_agent_v1_agent, 11);
+  messageDesc(file_fsb_agent_v1_agent, 14);
 
 /**
  * @generated from message fsb.agent.v1.LogChunk
@@ -425,10 +543,14 @@ export type LogChunk = Message<"fsb.agent.v1.LogChunk"> & {
  * Use `create(LogChunkSchema)` to create a new message.
  */
 export const LogChunkSchema: GenMessage<LogChunk> = /*@__PURE__*/
-  messageDesc(file_fsb_agent_v1_agent, 12);
+  messageDesc(file_fsb_agent_v1_agent, 15);
 
 /**
  * Served by the controller; agents dial it.
+ * Register carries every sandbox's full status (spec included); heartbeats to
+ * a controller that takes deltas carry per sandbox only what changes (its
+ * phase and spec generation, SandboxBeat), plus the full status of those the
+ * controller asked for (shared/DESIGN.md section 15).
  *
  * @generated from service fsb.agent.v1.AgentRegistry
  */
@@ -481,6 +603,18 @@ export const Agent: GenService<{
     methodKind: "unary";
     input: typeof ListSandboxesRequestSchema;
     output: typeof ListSandboxesResponseSchema;
+  },
+  /**
+   * Takes a newer generation of a sandbox's spec into the agent's record of
+   * it (the one a restarted agent adopts and reports), e.g. after the
+   * client's UpdateSandbox changed its labels or expiry.
+   *
+   * @generated from rpc fsb.agent.v1.Agent.UpdateSandbox
+   */
+  updateSandbox: {
+    methodKind: "unary";
+    input: typeof UpdateSandboxRequestSchema;
+    output: typeof UpdateSandboxResponseSchema;
   },
   /**
    * @generated from rpc fsb.agent.v1.Agent.StreamLogs
