@@ -130,6 +130,19 @@ export class Endpoints {
     if (this.#closed) throw new RpcError(Code.FAILED_PRECONDITION, "The fsb client is closed");
   }
 
+  /**
+   * After attempt `k` of a call failed: when the controller named its leader
+   * (`... the leader is at HOST:PORT`, shared/DESIGN.md section 15) and that
+   * is one of these endpoints not tried yet, it goes next.
+   */
+  #follow(err: RpcError, order: number[], k: number): void {
+    const leader = LEADER_HINT.exec(err.message)?.[1];
+    if (leader === undefined) return;
+    const j = this.addresses.indexOf(leader);
+    const p = order.indexOf(j, k + 1);
+    if (p > k + 1) [order[k + 1], order[p]] = [order[p], order[k + 1]];
+  }
+
   /** The endpoints' indexes in the order a call tries them. */
   #order(): number[] {
     const n = this.addresses.length;
@@ -151,6 +164,7 @@ export class Endpoints {
       } catch (err) {
         if (!failsOver(err, opts, k === order.length - 1)) throw failures.worth(err);
         failures.add(err as RpcError);
+        this.#follow(err as RpcError, order, k);
       }
     }
     throw new RpcError(Code.INTERNAL, "No endpoint was tried"); // Unreachable: the list is never empty.
@@ -182,6 +196,7 @@ export class Endpoints {
         if (started) throw err;
         if (!failsOver(err, opts, k === order.length - 1)) throw failures.worth(err);
         failures.add(err as RpcError);
+        this.#follow(err as RpcError, order, k);
       }
     }
   }
@@ -211,6 +226,7 @@ export class Endpoints {
           const last = k === order.length - 1 || !requests.replayable;
           if (!failsOver(err, opts, last)) throw failures.worth(err);
           failures.add(err as RpcError);
+          this.#follow(err as RpcError, order, k);
         }
       }
       throw new RpcError(Code.INTERNAL, "No endpoint was tried"); // Unreachable, as in unary().
@@ -252,6 +268,7 @@ export class Endpoints {
           const last = k === order.length - 1 || !requests.replayable;
           if (!failsOver(err, opts, last)) throw failures.worth(err);
           failures.add(err as RpcError);
+          this.#follow(err as RpcError, order, k);
         }
       }
     } finally {
@@ -437,6 +454,9 @@ function attempts(opts: CallOptions): (k: number) => CallOptions {
     return { ...opts, timeoutMs: left };
   };
 }
+
+/** How a controller that does not lead names the one that does. */
+const LEADER_HINT = /the leader is at (\S+:\d+)$/;
 
 // How the transports word a connection they could not make (`_channel.ts` reads them too).
 const CONNECT_FAILURE =

@@ -7,7 +7,7 @@
 import { fromJson } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import { type SandboxSpec, SandboxSpecSchema } from "../proto/gen/fsb/agent/v1/agent_pb.ts";
-import type { Store } from "./store/mod.ts";
+import { RevisionConflictError, type Store } from "./store/mod.ts";
 import { type Entry, newEntry, recordOf, SANDBOX_PREFIX, type SandboxRecord } from "./_entry.ts";
 
 /** Options for {@linkcode Persistence}. */
@@ -29,6 +29,12 @@ export class Persistence {
   readonly #store: Store<SandboxRecord>;
   readonly #log: Logger<"timing">;
   readonly #entries: ReadonlyMap<string, Entry>;
+  /**
+   * The store revision of each record as this controller last read or wrote
+   * it: every write is a compare-and-set against it (shared/DESIGN.md
+   * section 15), so a write that another writer got in before is noticed.
+   */
+  readonly #revisions = new Map<string, number>();
   #closed = false;
 
   /** Creates the writer of `opts.entries`. */
@@ -42,7 +48,8 @@ export class Persistence {
   async load(): Promise<Entry[]> {
     const out: Entry[] = [];
     const entries = await this.#store.list(SANDBOX_PREFIX);
-    for (const { key, value } of entries) {
+    for (const { key, value, revision } of entries) {
+      this.#revisions.set(key, revision);
       let spec: SandboxSpec;
       try {
         spec = fromJson(SandboxSpecSchema, value.spec);
@@ -114,14 +121,13 @@ export class Persistence {
     const prev = this.#writes.get(key);
     const run = async () => {
       if (change !== undefined) {
-        await this.#store.put(key, recordOf(change.entry, change.spec));
+        await this.#compareAndSet(key, recordOf(change.entry, change.spec));
         // Swapped in before the next queued write of the key runs, so none writes the old spec.
         change.entry.spec = change.spec;
         return;
       }
       const entry = this.#entries.get(key);
-      if (entry === undefined) await this.#store.delete(key);
-      else await this.#store.put(key, recordOf(entry));
+      await this.#compareAndSet(key, entry === undefined ? undefined : recordOf(entry));
     };
     const next = prev === undefined ? run() : prev.then(run, run);
     this.#writes.set(key, next);
@@ -130,6 +136,35 @@ export class Persistence {
     };
     next.then(forget, forget);
     return next;
+  }
+
+  /**
+   * Puts `record` (or deletes the key when undefined) if the key is still at
+   * the revision this controller knows. A conflict means something else wrote
+   * the record since: that is logged, and this controller's state, which the
+   * lease fence says is the one in charge, is written over it.
+   */
+  async #compareAndSet(key: string, record: SandboxRecord | undefined): Promise<void> {
+    for (let attempt = 1;; attempt++) {
+      const expectRevision = this.#revisions.get(key) ?? 0;
+      try {
+        if (record !== undefined) {
+          this.#revisions.set(key, await this.#store.put(key, record, { expectRevision }));
+        } else {
+          if (expectRevision !== 0) await this.#store.delete(key, { expectRevision });
+          this.#revisions.delete(key);
+        }
+        return;
+      } catch (err) {
+        if (!(err instanceof RevisionConflictError) || attempt >= 3) throw err;
+        this.#log.warn(
+          { key, err },
+          "sandbox record changed behind this controller; writing its state",
+        );
+        if (err.actual === 0) this.#revisions.delete(key);
+        else this.#revisions.set(key, err.actual);
+      }
+    }
   }
 
   /** Waits until every pending store write is done. */

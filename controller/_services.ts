@@ -13,8 +13,8 @@ import {
 import { AgentRegistry } from "../proto/gen/fsb/agent/v1/agent_pb.ts";
 import type { RpcServer } from "../proto/grpc.ts";
 import { InvalidArgumentError, NotFoundError } from "../registry/mod.ts";
-import type { Controller } from "./controller.ts";
-import { requireAdmin, type TokenAuth, type TokenView } from "./auth.ts";
+import { requireAdmin, type TokenView } from "./auth.ts";
+import type { Term } from "./_leadership.ts";
 import { checkDnsLabel } from "./_validate.ts";
 import { sandboxAccess } from "./sandbox_access.ts";
 import { captureProfile, MAX_PROFILE_SECONDS, type ProfileOptions } from "./profiler.ts";
@@ -64,28 +64,43 @@ function tokenInfo(t: TokenView): TokenInfo {
   });
 }
 
-/** Adds the FastPath and AgentRegistry services, backed by `controller`, to `server`. */
-export function addControllerServices(
-  server: RpcServer,
-  controller: Controller,
-  auth: TokenAuth,
-): void {
+/**
+ * Adds the FastPath and AgentRegistry services to `server`, each call served
+ * by the term `current()` gives (it throws UNAVAILABLE when this controller
+ * does not lead, before anything of the call is read).
+ */
+export function addControllerServices(server: RpcServer, current: () => Term): void {
   server.add(FastPath, {
-    createSandbox: (req, ctx) =>
-      controller.createSandbox(req, auth.authenticate(ctx.metadata), { signal: ctx.signal }),
-    getSandbox: (req, ctx) => controller.getSandbox(req, auth.authenticate(ctx.metadata)),
-    listSandboxes: (req, ctx) => ({
-      sandboxes: controller.listSandboxes(req, auth.authenticate(ctx.metadata)),
-    }),
-    deleteSandbox: (req, ctx) => controller.deleteSandbox(req, auth.authenticate(ctx.metadata)),
-    updateSandbox: (req, ctx) => controller.updateSandbox(req, auth.authenticate(ctx.metadata)),
-    streamLogs: (req, ctx) =>
-      endMarked(
+    createSandbox: (req, ctx) => {
+      const { controller, auth } = current();
+      return controller.createSandbox(req, auth.authenticate(ctx.metadata), { signal: ctx.signal });
+    },
+    getSandbox: (req, ctx) => {
+      const { controller, auth } = current();
+      return controller.getSandbox(req, auth.authenticate(ctx.metadata));
+    },
+    listSandboxes: (req, ctx) => {
+      const { controller, auth } = current();
+      return { sandboxes: controller.listSandboxes(req, auth.authenticate(ctx.metadata)) };
+    },
+    deleteSandbox: (req, ctx) => {
+      const { controller, auth } = current();
+      return controller.deleteSandbox(req, auth.authenticate(ctx.metadata));
+    },
+    updateSandbox: (req, ctx) => {
+      const { controller, auth } = current();
+      return controller.updateSandbox(req, auth.authenticate(ctx.metadata));
+    },
+    streamLogs: (req, ctx) => {
+      const { controller, auth } = current();
+      return endMarked(
         controller.streamLogs(req, ctx.signal, auth.authenticate(ctx.metadata)),
         ctx.signal,
-      ),
-    ...sandboxAccess(controller, auth),
+      );
+    },
+    ...sandboxAccess(current),
     createToken: async (req, ctx) => {
+      const { auth } = current();
       requireAdmin(auth.authenticate(ctx.metadata), "create tokens");
       if (!req.admin && req.namespaces.length === 0) {
         throw new InvalidArgumentError(
@@ -112,10 +127,12 @@ export function addControllerServices(
       return { token: tokenInfo(made.token), secret: made.secret };
     },
     listTokens: (_req, ctx) => {
+      const { auth } = current();
       requireAdmin(auth.authenticate(ctx.metadata), "list tokens");
       return { tokens: auth.list().map(tokenInfo) };
     },
     revokeToken: async (req, ctx) => {
+      const { auth } = current();
       requireAdmin(auth.authenticate(ctx.metadata), "revoke tokens");
       if (req.id === "") throw new InvalidArgumentError("id", "is required");
       const gone = await auth.revoke(req.id);
@@ -125,14 +142,17 @@ export function addControllerServices(
       return tokenInfo(gone);
     },
     profile: (req, ctx) => {
+      const { controller, auth } = current();
       requireAdmin(auth.authenticate(ctx.metadata), "take profiles");
       const opts = profileOptions(req.kind, req.seconds, ctx.signal);
-      if (req.agentId !== "") return controller.profileAgent(req.agentId, opts, ctx.signal);
+      if (req.agentId !== "") {
+        return controller.profileAgent(req.agentId, opts, ctx.signal);
+      }
       return chunked(captureProfile(opts));
     },
   });
   server.add(AgentRegistry, {
-    register: (report, ctx) => controller.register(report, ctx.metadata),
-    heartbeat: (report, ctx) => controller.heartbeat(report, ctx.metadata),
+    register: (report, ctx) => current().controller.register(report, ctx.metadata),
+    heartbeat: (report, ctx) => current().controller.heartbeat(report, ctx.metadata),
   });
 }

@@ -9,7 +9,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { PermissionDeniedError, UnauthenticatedError } from "../registry/mod.ts";
-import type { Store } from "./store/mod.ts";
+import { RevisionConflictError, type Store, type StoreEntry } from "./store/mod.ts";
 
 /** A verified caller. */
 export interface Principal {
@@ -38,11 +38,21 @@ export interface TokenRecord {
   readonly createdAt: number;
 }
 
+/**
+ * The cluster's admin and join secrets, kept in the store so that every
+ * controller writes the same ones into its own `--data-dir`.
+ */
+export interface BootstrapSecrets {
+  readonly admin: string;
+  readonly join: string;
+}
+
 /** What the store holds for auth, by key prefix. */
 export type AuthRecord =
   | TokenRecord
   | { readonly credential: string }
-  | { readonly quota: number };
+  | { readonly quota: number }
+  | BootstrapSecrets;
 
 /** A token as it may be shown: never its secret. */
 export interface TokenView {
@@ -65,6 +75,7 @@ export interface TokenAuthOptions {
 const TOKENS = "tokens/";
 const AGENTS = "agent-credentials/";
 const QUOTAS = "quotas/";
+const BOOTSTRAP = "bootstrap-secrets";
 const CACHE_LIMIT = 10_000;
 const SECRET = /^fsb_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$/;
 
@@ -128,44 +139,91 @@ export class TokenAuth {
     return this.#enabled;
   }
 
-  /** Reads tokens, agent credentials and quotas from the store. */
+  /** Reads tokens, agent credentials and quotas from the store, forgetting what it held before. */
   async load(): Promise<void> {
-    for (const { key, value } of await this.#store.list(TOKENS)) {
+    const [tokens, agents, quotas] = await Promise.all([
+      this.#store.list(TOKENS),
+      this.#store.list(AGENTS),
+      this.#store.list(QUOTAS),
+    ]);
+    this.#tokens.clear();
+    this.#agents.clear();
+    this.#quotas.clear();
+    this.#verified.clear();
+    this.#fill(tokens, agents, quotas);
+  }
+
+  #fill(
+    tokens: readonly StoreEntry<AuthRecord>[],
+    agents: readonly StoreEntry<AuthRecord>[],
+    quotas: readonly StoreEntry<AuthRecord>[],
+  ): void {
+    for (const { key, value } of tokens) {
       this.#tokens.set(key.slice(TOKENS.length), value as TokenRecord);
     }
-    for (const { key, value } of await this.#store.list(AGENTS)) {
+    for (const { key, value } of agents) {
       this.#agents.set(key.slice(AGENTS.length), (value as { credential: string }).credential);
     }
-    for (const { key, value } of await this.#store.list(QUOTAS)) {
+    for (const { key, value } of quotas) {
       this.#quotas.set(key.slice(QUOTAS.length), (value as { quota: number }).quota);
     }
   }
 
   /**
-   * The admin and join secrets kept in `files` (their paths), made anew
-   * (and written, mode 0600, the secret alone) when a file is missing or
-   * its token is no longer valid. Run before serving.
+   * Writes the cluster's admin and join secrets into `files` (their paths;
+   * mode 0600, the secret alone). A file that holds a valid token of its
+   * kind is kept; otherwise the cluster's secret from the store is written
+   * (so every controller on one store hands out the same ones); when that
+   * is missing or no longer valid, a new token is made and recorded in the
+   * store with a compare-and-set, so controllers starting at once agree on
+   * one. Run after {@linkcode TokenAuth.load}, before serving.
    */
   async bootstrap(files: { admin: string; join: string }): Promise<void> {
-    const current = async (path: string, kind: "client" | "join") => {
-      try {
-        const secret = (await Deno.readTextFile(path)).trim();
-        const m = SECRET.exec(secret);
-        const rec = m === null ? undefined : this.#tokens.get(m[1]);
-        if (rec?.kind === kind && this.#valid(rec, secret)) return true;
-      } catch (err) {
-        if (!(err instanceof Deno.errors.NotFound)) throw err;
+    for (let attempt = 1;; attempt++) {
+      const shared = await this.#store.get(BOOTSTRAP);
+      const recorded = shared?.value as BootstrapSecrets | undefined;
+      const made: string[] = [];
+      const pick = async (path: string, kind: "client" | "join", theirs: string | undefined) => {
+        const mine = await readSecret(path);
+        if (mine !== undefined && this.#validOf(mine, kind)) return mine;
+        if (theirs !== undefined && this.#validOf(theirs, kind)) return theirs;
+        const { record, secret } = await this.#create({
+          kind,
+          namespaces: [],
+          admin: kind === "client",
+        });
+        made.push(record.id);
+        return secret;
+      };
+      const secrets: BootstrapSecrets = {
+        admin: await pick(files.admin, "client", recorded?.admin),
+        join: await pick(files.join, "join", recorded?.join),
+      };
+      if (recorded?.admin !== secrets.admin || recorded?.join !== secrets.join) {
+        try {
+          await this.#store.put(BOOTSTRAP, secrets, { expectRevision: shared?.revision ?? 0 });
+        } catch (err) {
+          if (!(err instanceof RevisionConflictError) || attempt >= 5) throw err;
+          // Another controller recorded its secrets first: drop ours, take theirs.
+          for (const id of made) {
+            await this.#store.delete(`${TOKENS}${id}`);
+            this.#tokens.delete(id);
+          }
+          await this.load();
+          continue;
+        }
       }
-      return false;
-    };
-    if (!(await current(files.admin, "client"))) {
-      const { secret } = await this.#create({ kind: "client", namespaces: [], admin: true });
-      await writeSecret(files.admin, secret);
+      await writeSecretIfChanged(files.admin, secrets.admin);
+      await writeSecretIfChanged(files.join, secrets.join);
+      return;
     }
-    if (!(await current(files.join, "join"))) {
-      const { secret } = await this.#create({ kind: "join", namespaces: [], admin: false });
-      await writeSecret(files.join, secret);
-    }
+  }
+
+  /** Whether `secret` is a valid token of `kind`. */
+  #validOf(secret: string, kind: "client" | "join"): boolean {
+    const m = SECRET.exec(secret);
+    const rec = m === null ? undefined : this.#tokens.get(m[1]);
+    return rec?.kind === kind && this.#valid(rec, secret);
   }
 
   #valid(rec: TokenRecord, secret: string): boolean {
@@ -210,10 +268,7 @@ export class TokenAuth {
   /** Whether `secret` is the cluster's valid join token. */
   isJoinToken(secret: string | undefined): boolean {
     if (!this.#enabled) return true;
-    if (secret === undefined) return false;
-    const m = SECRET.exec(secret);
-    const rec = m === null ? undefined : this.#tokens.get(m[1]);
-    return rec?.kind === "join" && this.#valid(rec, secret);
+    return secret !== undefined && this.#validOf(secret, "join");
   }
 
   /** The credential issued to agent `id`, if any. */
@@ -325,6 +380,21 @@ export function requireNamespace(p: Principal, namespace: string): void {
 /** Throws PermissionDeniedError unless `p` is an admin. */
 export function requireAdmin(p: Principal, what: string): void {
   if (!p.admin) throw new PermissionDeniedError(`Only an admin token may ${what}`);
+}
+
+/** The secret in `path`, trimmed, or undefined when there is no such file. */
+async function readSecret(path: string): Promise<string | undefined> {
+  try {
+    return (await Deno.readTextFile(path)).trim();
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+}
+
+/** Writes `secret` to `path` unless the file already holds it. */
+async function writeSecretIfChanged(path: string, secret: string): Promise<void> {
+  if (await readSecret(path) !== secret) await writeSecret(path, secret);
 }
 
 /** Writes a secret alone to `path`, readable by its owner only. */

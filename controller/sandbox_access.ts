@@ -26,8 +26,7 @@ import {
   readStart,
   startAgainError,
 } from "../registry/mod.ts";
-import type { Controller } from "./controller.ts";
-import type { TokenAuth } from "./auth.ts";
+import type { Term } from "./_leadership.ts";
 
 type FastPathImpl = ServiceImpl<typeof FastPath.method>;
 
@@ -53,19 +52,29 @@ export type SandboxAccessImpl = Pick<
  */
 const FORWARD_CHUNK_BYTES = 256 * 1024;
 
-/** Handlers that check and forward exec and file calls for `controller`'s sandboxes. */
-export function sandboxAccess(controller: Controller, auth: TokenAuth): SandboxAccessImpl {
+/**
+ * Handlers that check and forward exec and file calls for the sandboxes of
+ * the term `current()` gives (UNAVAILABLE when this controller does not lead).
+ */
+export function sandboxAccess(current: () => Term): SandboxAccessImpl {
   // The token is checked before anything of a request is read, streams included.
   const target = (
     req: { name: string; namespace: string },
     ctx: CallContext,
     action: string,
     running = true,
-  ) => controller.sandboxAgent(req, { caller: auth.authenticate(ctx.metadata), action, running });
+  ) => {
+    const { controller, auth } = current();
+    return controller.sandboxAgent(req, {
+      caller: auth.authenticate(ctx.metadata),
+      action,
+      running,
+    });
+  };
 
   return {
     async *exec(reqs, ctx) {
-      auth.authenticate(ctx.metadata);
+      current().auth.authenticate(ctx.metadata);
       const it = reqs[Symbol.asyncIterator]();
       const start = await readStart(it, "an exec");
       checkExecStart(start);
@@ -107,7 +116,7 @@ export function sandboxAccess(controller: Controller, auth: TokenAuth): SandboxA
       return await agent.client.execKill(req, { signal: ctx.signal, metadata: agent.metadata });
     },
     async writeFile(reqs, ctx) {
-      auth.authenticate(ctx.metadata);
+      current().auth.authenticate(ctx.metadata);
       const it = reqs[Symbol.asyncIterator]();
       const start = await readStart(it, "a write");
       checkSandboxPath("path", start.path);

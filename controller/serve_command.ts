@@ -5,6 +5,7 @@
  * @module
  */
 import { UsageError } from "../cli/usage_error.ts";
+import { hostPortProblem } from "../proto/host_port.ts";
 import {
   clearTextWarning,
   createServerLogger,
@@ -26,13 +27,15 @@ import {
 
 /** The usage line of `fsb controller serve`. */
 export const SERVE_USAGE =
-  `Usage: fsb controller serve [--listen ADDR] [--metrics-listen ADDR] [--store sqlite:PATH|etcd://H:P,...] [--data-dir DIR] [--mode fast|strong] [--agent-timeout DURATION] [--delete-grace DURATION] [--auth token|none] ${TLS_USAGE} ${LOG_USAGE} [-v N]`;
+  `Usage: fsb controller serve [--listen ADDR] [--metrics-listen ADDR] [--store sqlite:PATH|etcd://H:P,...] [--advertise HOST:PORT] [--lease-ttl DURATION] [--data-dir DIR] [--mode fast|strong] [--agent-timeout DURATION] [--delete-grace DURATION] [--auth token|none] ${TLS_USAGE} ${LOG_USAGE} [-v N]`;
 
 /** The flags of `fsb controller serve`. */
 export const SERVE_FLAGS = {
   listen: { type: "string" },
   "metrics-listen": { type: "string" },
   store: { type: "string" },
+  advertise: { type: "string" },
+  "lease-ttl": { type: "string" },
   "data-dir": { type: "string" },
   mode: { type: "string" },
   "agent-timeout": { type: "string" },
@@ -64,6 +67,24 @@ export async function controllerServe(args: string[], io: ServerIo): Promise<num
     f.values["delete-grace"] ?? "10s",
     SERVE_USAGE,
   );
+  const advertise = f.values.advertise;
+  if (advertise !== undefined) {
+    const problem = hostPortProblem(advertise);
+    if (problem !== undefined) {
+      throw new UsageError(`Flag --advertise must be HOST:PORT: ${problem}, got "${advertise}"`, {
+        usage: SERVE_USAGE,
+      });
+    }
+  }
+  const leaseMs = durationFlag("lease-ttl", f.values["lease-ttl"] ?? "2s", SERVE_USAGE);
+  if (leaseMs < 2_000 || leaseMs % 1_000 !== 0) {
+    throw new UsageError(
+      `Flag --lease-ttl must be whole seconds, at least 2s (etcd's floor), got "${
+        f.values["lease-ttl"]
+      }"`,
+      { usage: SERVE_USAGE },
+    );
+  }
   const auth = oneOf("auth", f.values.auth ?? "token", ["token", "none"], SERVE_USAGE);
   const tls = await tlsFiles(f.values, SERVE_USAGE);
   if (tls !== undefined && tls.cert === undefined) {
@@ -80,6 +101,8 @@ export async function controllerServe(args: string[], io: ServerIo): Promise<num
     listen: f.values.listen ?? "0.0.0.0:9090",
     metricsListen: f.values["metrics-listen"] ?? "0.0.0.0:9091",
     store: f.values.store ?? "sqlite:",
+    advertise,
+    leaseSeconds: leaseMs / 1_000,
     dataDir,
     mode,
     agentTimeoutMs,

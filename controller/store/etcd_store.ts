@@ -29,6 +29,17 @@ export interface EtcdStoreOptions {
 }
 
 /**
+ * A leader's term in etcd, as {@linkcode EtcdStore.fenced} checks it: the
+ * election key (absolute), its lease and its create revision, both decimal.
+ * `LeaderElection.fence()` gives one.
+ */
+export interface EtcdFence {
+  readonly key: string;
+  readonly leaseId: string;
+  readonly createRevision: string;
+}
+
+/**
  * A {@linkcode Store} in etcd. A key's revision is its etcd `mod_revision`;
  * compare-and-set is one etcd transaction comparing `create_revision == 0`
  * ("must not exist") or `mod_revision == n`, which on failure reads the key in
@@ -43,6 +54,7 @@ export class EtcdStore<T> implements Store<T> {
   #client: Etcd3;
   #kv: Namespace;
   #hosts: string;
+  #prefix: string;
   #closed = false;
   #stops = new Set<() => void>();
 
@@ -50,7 +62,18 @@ export class EtcdStore<T> implements Store<T> {
   constructor(hosts: readonly string[], opts: EtcdStoreOptions = {}) {
     this.#hosts = hosts.join(",");
     this.#client = new Etcd3({ hosts: hosts.map((h) => `http://${h}`) });
-    this.#kv = this.#client.namespace(opts.prefix ?? "/fsb/");
+    this.#prefix = opts.prefix ?? "/fsb/";
+    this.#kv = this.#client.namespace(this.#prefix);
+  }
+
+  /** The etcd members, each `host:port`, as given. */
+  get endpoints(): readonly string[] {
+    return this.#hosts.split(",");
+  }
+
+  /** The prefix every key is stored under, e.g. `/fsb/`. */
+  get prefix(): string {
+    return this.#prefix;
   }
 
   /** See {@linkcode Store.get}. */
@@ -66,48 +89,146 @@ export class EtcdStore<T> implements Store<T> {
   }
 
   /** See {@linkcode Store.put}. */
-  async put(key: string, value: T, opts?: PutOptions): Promise<number> {
+  put(key: string, value: T, opts?: PutOptions): Promise<number> {
+    return this.#put(key, value, opts, undefined);
+  }
+
+  /** See {@linkcode Store.delete}. */
+  delete(key: string, opts?: PutOptions): Promise<boolean> {
+    return this.#delete(key, opts, undefined);
+  }
+
+  /**
+   * A view of this store whose every write also checks `fence`: one
+   * transaction compares the record's revision (when asked) and that the
+   * election key `fence.key` still exists, created at `fence.createRevision`
+   * on lease `fence.leaseId`. Once that term has ended (the lease expired or
+   * was revoked, the key deleted), every write through the view fails with
+   * UnavailableError saying so, and nothing is written: a deposed leader
+   * cannot overwrite its successor (DESIGN section 15). Reads, lists and
+   * watches are the store's own. The fence key must lie under this store's
+   * prefix. Closing the view only stops its writes; the store stays open.
+   */
+  fenced(fence: EtcdFence): Store<T> {
+    if (!fence.key.startsWith(this.#prefix)) {
+      throw new RangeError(
+        `fence key "${fence.key}" is not under the store's prefix "${this.#prefix}"`,
+      );
+    }
+    const relative = { ...fence, key: fence.key.slice(this.#prefix.length) };
+    let closed = false;
+    const check = (op: string, key: string) => {
+      if (closed) throw new UnavailableError(`Cannot ${op} "${key}" as the store is closed`);
+    };
+    return {
+      get: (key) => this.get(key),
+      list: (prefix) => this.list(prefix),
+      watch: (prefix, onEvent, opts) => this.watch(prefix, onEvent, opts),
+      put: (key, value, opts) => {
+        check("put", key);
+        return this.#put(key, value, opts, relative);
+      },
+      delete: (key, opts) => {
+        check("delete", key);
+        return this.#delete(key, opts, relative);
+      },
+      close: () => {
+        closed = true;
+        return Promise.resolve();
+      },
+    };
+  }
+
+  async #put(
+    key: string,
+    value: T,
+    opts: PutOptions | undefined,
+    fence: EtcdFence | undefined,
+  ): Promise<number> {
     this.#open("put", key);
     const text = JSON.stringify(value);
     const expected = opts?.expectRevision;
     try {
-      if (expected === undefined) {
+      if (expected === undefined && fence === undefined) {
         const res = await this.#kv.put(key).value(text).exec();
         return Number(res.header.revision);
       }
-      const res = await this.#kv
-        .if(key, expected === 0 ? "Create" : "Mod", "==", expected)
+      const res = await this.#txn(key, expected, fence)
         .then(this.#kv.put(key).value(text))
-        .else(this.#kv.get(key))
+        .else(...this.#reads(key, fence))
         .commit();
       if (res.succeeded) return Number(res.header.revision);
-      throw new RevisionConflictError("put", key, { expected, actual: foundRevision(res) });
+      throw this.#refusal("put", key, expected, fence, res);
     } catch (err) {
       throw this.#wrap(err);
     }
   }
 
-  /** See {@linkcode Store.delete}. */
-  async delete(key: string, opts?: PutOptions): Promise<boolean> {
+  async #delete(
+    key: string,
+    opts: PutOptions | undefined,
+    fence: EtcdFence | undefined,
+  ): Promise<boolean> {
     this.#open("delete", key);
     const expected = opts?.expectRevision;
     try {
-      if (expected === undefined) {
+      if (expected === undefined && fence === undefined) {
         const res = await this.#kv.delete().key(key).exec();
         return res.deleted !== "0";
       }
-      const res = await this.#kv
-        .if(key, expected === 0 ? "Create" : "Mod", "==", expected)
+      const res = await this.#txn(key, expected, fence)
         .then(this.#kv.delete().key(key))
-        .else(this.#kv.get(key))
+        .else(...this.#reads(key, fence))
         .commit();
-      if (!res.succeeded) {
-        throw new RevisionConflictError("delete", key, { expected, actual: foundRevision(res) });
-      }
-      return expected !== 0;
+      if (!res.succeeded) throw this.#refusal("delete", key, expected, fence, res);
+      if (expected !== undefined) return expected !== 0;
+      return res.responses[0]?.response_delete_range?.deleted !== "0";
     } catch (err) {
       throw this.#wrap(err);
     }
+  }
+
+  /** A transaction comparing `key`'s revision (when `expected` is set) and the fence (when given). */
+  #txn(key: string, expected: number | undefined, fence: EtcdFence | undefined) {
+    let txn = expected === undefined
+      ? this.#kv.if(fence!.key, "Create", "==", fence!.createRevision)
+      : this.#kv.if(key, expected === 0 ? "Create" : "Mod", "==", expected);
+    if (fence !== undefined) {
+      if (expected !== undefined) txn = txn.and(fence.key, "Create", "==", fence.createRevision);
+      txn = txn.and(fence.key, "Lease", "==", fence.leaseId);
+    }
+    return txn;
+  }
+
+  /** What a refused transaction reads to say why: the record, then the fence key. */
+  #reads(key: string, fence: EtcdFence | undefined) {
+    return fence === undefined ? [this.#kv.get(key)] : [this.#kv.get(key), this.#kv.get(fence.key)];
+  }
+
+  /** The error for a refused write: the fence's end if it was that, else a revision conflict. */
+  #refusal(
+    op: "put" | "delete",
+    key: string,
+    expected: number | undefined,
+    fence: EtcdFence | undefined,
+    res: { responses: { response_range?: { kvs: IKeyValue[] } }[] },
+  ): Error {
+    if (fence !== undefined) {
+      const kv = res.responses[1]?.response_range?.kvs[0];
+      if (
+        kv === undefined || kv.create_revision !== fence.createRevision ||
+        kv.lease !== fence.leaseId
+      ) {
+        return new UnavailableError(
+          `Cannot ${op} "${key}" as this controller no longer leads: its term (election key ` +
+            `"${this.#prefix}${fence.key}", lease ${fence.leaseId}) has ended`,
+        );
+      }
+    }
+    return new RevisionConflictError(op, key, {
+      expected: expected ?? 0,
+      actual: foundRevision(res),
+    });
   }
 
   /** See {@linkcode Store.list}. etcd returns a range in key order already. */

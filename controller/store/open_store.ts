@@ -5,6 +5,7 @@
  */
 import { isAbsolute, join } from "node:path";
 import { InvalidArgumentError } from "../../registry/errors.ts";
+import { hostPortProblem } from "../../proto/host_port.ts";
 import { SqliteStore } from "./sqlite_store.ts";
 import type { Store } from "./store.ts";
 
@@ -13,8 +14,6 @@ export interface OpenStoreOptions {
   /** The controller's `--data-dir`: where a relative SQLite path lives. */
   readonly dataDir: string;
 }
-
-const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[^\s:/\[\],]+):(\d{1,5})$/;
 
 /**
  * Opens a store from its URL:
@@ -40,12 +39,11 @@ export async function openStore<T>(url: string, opts: OpenStoreOptions): Promise
     const hosts = (slash < 0 ? rest : rest.slice(0, slash)).split(",");
     const path = slash < 0 ? "" : rest.slice(slash);
     for (const host of hosts) {
-      const m = HOST_PORT.exec(host);
-      const port = m ? Number(m[2]) : 0;
-      if (port < 1 || port > 65535) {
+      const problem = hostPortProblem(host);
+      if (problem !== undefined) {
         throw new InvalidArgumentError(
           "store",
-          `etcd member "${host}" must be HOST:PORT with a port within 1..65535, in "${url}"`,
+          `etcd member "${host}" must be HOST:PORT (${problem}), in "${url}"`,
         );
       }
     }

@@ -114,13 +114,13 @@ class HeldRuntime extends ProcessRuntime {
 }
 
 /** A cluster whose one agent, "held", runs a HeldRuntime; the agent's create deadline is 30 s. */
-async function heldCluster(): Promise<{ cluster: Cluster; runtime: HeldRuntime }> {
+async function heldCluster(store?: string): Promise<{ cluster: Cluster; runtime: HeldRuntime }> {
   const dataDir = await Deno.makeTempDir({ prefix: "fsb-faults-" });
   const runtime = new HeldRuntime({
     stateDir: `${dataDir}/agents/held/process`,
     images: ["busybox"],
   });
-  const cluster = await startCluster({ dataDir, agents: [{ id: "held", runtime }] });
+  const cluster = await startCluster({ dataDir, store, agents: [{ id: "held", runtime }] });
   return { cluster, runtime };
 }
 
@@ -133,70 +133,92 @@ async function closeHeld(cluster: Cluster, runtime: HeldRuntime): Promise<void> 
   await Deno.remove(cluster.dataDir, { recursive: true });
 }
 
+/**
+ * Registers `name` twice: against SQLite, and against a real etcd of its own
+ * (where etcd is installed), whose controller then leads through the election.
+ */
+function storeTest(name: string, fn: (store: string | undefined) => Promise<void>): void {
+  Deno.test(`${name} (sqlite)`, () => fn(undefined));
+  Deno.test({ name: `${name} (etcd)`, ignore: ignoreWithout("etcd") }, async () => {
+    const etcd = await startEtcd();
+    try {
+      await fn(`etcd://${etcd.endpoint}/fsb-faults/`);
+    } finally {
+      await etcd.stop();
+    }
+  });
+}
+
 // ------------------------------------------------------------------ fault 1
 
-Deno.test("a create whose caller's deadline passes is undone and counted as failed", async () => {
-  const { cluster, runtime } = await heldCluster();
-  try {
-    runtime.holdCreates = true;
-    // Unnamed: the caller never learns the generated name, so nothing may stay under it.
-    await rejects(
-      cluster.client.createSandbox(
-        { image: "busybox", command: ["sleep", "60"], exposedPorts: [8080] },
-        { timeoutMs: 300 },
-      ),
-      Code.DEADLINE_EXCEEDED,
-      /Deadline exceeded/,
-    );
-    // The controller aborts its call to the agent, whose runtime is told to undo: the agent's own
-    // create deadline (30 s) is far off, so nothing else ends the held create.
-    await waitFor(() => runtime.ended.length === 1);
-    assert.deepEqual(runtime.ended, ["signal"]);
-    await waitFor(() => slots(cluster).held.allocated === 0);
-    assert.deepEqual(slots(cluster), { held: { allocated: 0, ports: [] } });
-    assert.deepEqual((await cluster.client.listSandboxes({})).sandboxes, []);
-    assert.deepEqual(await runtime.list(), []);
-    assert.deepEqual(await createCounts(cluster), { ok: 0, failed: 1 });
-    // A heartbeat after it changes nothing: no sandbox comes back.
-    await cluster.heartbeatAll();
-    assert.deepEqual((await cluster.client.listSandboxes({})).sandboxes, []);
-  } finally {
-    await closeHeld(cluster, runtime);
-  }
-});
+storeTest(
+  "a create whose caller's deadline passes is undone and counted as failed",
+  async (store) => {
+    const { cluster, runtime } = await heldCluster(store);
+    try {
+      runtime.holdCreates = true;
+      // Unnamed: the caller never learns the generated name, so nothing may stay under it.
+      await rejects(
+        cluster.client.createSandbox(
+          { image: "busybox", command: ["sleep", "60"], exposedPorts: [8080] },
+          { timeoutMs: 300 },
+        ),
+        Code.DEADLINE_EXCEEDED,
+        /Deadline exceeded/,
+      );
+      // The controller aborts its call to the agent, whose runtime is told to undo: the agent's own
+      // create deadline (30 s) is far off, so nothing else ends the held create.
+      await waitFor(() => runtime.ended.length === 1);
+      assert.deepEqual(runtime.ended, ["signal"]);
+      await waitFor(() => slots(cluster).held.allocated === 0);
+      assert.deepEqual(slots(cluster), { held: { allocated: 0, ports: [] } });
+      assert.deepEqual((await cluster.client.listSandboxes({})).sandboxes, []);
+      assert.deepEqual(await runtime.list(), []);
+      assert.deepEqual(await createCounts(cluster), { ok: 0, failed: 1 });
+      // A heartbeat after it changes nothing: no sandbox comes back.
+      await cluster.heartbeatAll();
+      assert.deepEqual((await cluster.client.listSandboxes({})).sandboxes, []);
+    } finally {
+      await closeHeld(cluster, runtime);
+    }
+  },
+);
 
-Deno.test("a named create whose caller cancels before it is done is undone, and the name is free", async () => {
-  const { cluster, runtime } = await heldCluster();
-  try {
-    runtime.holdCreates = true;
-    const abort = new AbortController();
-    const creating = cluster.client.createSandbox(
-      { name: "x", image: "busybox", command: ["sleep", "60"], exposedPorts: [8080] },
-      { signal: abort.signal },
-    );
-    await waitFor(() => runtime.held === 1);
-    abort.abort();
-    await rejects(creating, Code.CANCELLED, /Cancelled/);
-    await waitFor(() => runtime.ended.length === 1);
-    assert.deepEqual(runtime.ended, ["signal"]);
-    await waitFor(async () => (await cluster.client.listSandboxes({})).sandboxes.length === 0);
-    assert.deepEqual(slots(cluster), { held: { allocated: 0, ports: [] } });
-    assert.deepEqual(await createCounts(cluster), { ok: 0, failed: 1 });
+storeTest(
+  "a named create whose caller cancels before it is done is undone, and the name is free",
+  async (store) => {
+    const { cluster, runtime } = await heldCluster(store);
+    try {
+      runtime.holdCreates = true;
+      const abort = new AbortController();
+      const creating = cluster.client.createSandbox(
+        { name: "x", image: "busybox", command: ["sleep", "60"], exposedPorts: [8080] },
+        { signal: abort.signal },
+      );
+      await waitFor(() => runtime.held === 1);
+      abort.abort();
+      await rejects(creating, Code.CANCELLED, /Cancelled/);
+      await waitFor(() => runtime.ended.length === 1);
+      assert.deepEqual(runtime.ended, ["signal"]);
+      await waitFor(async () => (await cluster.client.listSandboxes({})).sandboxes.length === 0);
+      assert.deepEqual(slots(cluster), { held: { allocated: 0, ports: [] } });
+      assert.deepEqual(await createCounts(cluster), { ok: 0, failed: 1 });
 
-    runtime.holdCreates = false;
-    const x = await cluster.client.createSandbox({
-      name: "x",
-      image: "busybox",
-      command: ["sleep", "60"],
-      exposedPorts: [8080],
-    });
-    assert.equal(x.phase, "Running");
-    assert.deepEqual(slots(cluster), { held: { allocated: 1, ports: [8080] } });
-    assert.deepEqual(await createCounts(cluster), { ok: 1, failed: 1 });
-  } finally {
-    await closeHeld(cluster, runtime);
-  }
-});
+      runtime.holdCreates = false;
+      const x = await cluster.client.createSandbox({
+        name: "x",
+        image: "busybox",
+        command: ["sleep", "60"],
+        exposedPorts: [8080],
+      });
+      assert.equal(x.phase, "Running");
+      assert.deepEqual(slots(cluster), { held: { allocated: 1, ports: [8080] } });
+      assert.deepEqual(await createCounts(cluster), { ok: 1, failed: 1 });
+    } finally {
+      await closeHeld(cluster, runtime);
+    }
+  },
+);
 
 // ------------------------------------------------------------------ fault 2
 
@@ -215,30 +237,33 @@ async function loseSandbox(cluster: Cluster, name: string): Promise<void> {
   assert.equal((await cluster.client.getSandbox({ name })).phase, "Lost");
 }
 
-Deno.test("a deleted Lost sandbox is removed, not revived, when its agent returns", async () => {
-  const cluster = await startCluster();
-  try {
-    await loseSandbox(cluster, "gone");
-    const deleted = await cluster.client.deleteSandbox({ name: "gone" });
-    assert.equal(deleted.name, "gone");
+storeTest(
+  "a deleted Lost sandbox is removed, not revived, when its agent returns",
+  async (store) => {
+    const cluster = await startCluster({ store });
+    try {
+      await loseSandbox(cluster, "gone");
+      const deleted = await cluster.client.deleteSandbox({ name: "gone" });
+      assert.equal(deleted.name, "gone");
 
-    // The same agent comes back (same id, data dir and credential) still running the sandbox.
-    const agent = await cluster.addAgent({ id: "agent-1" });
-    await waitFor(async () => (await agent.runtime.list()).length === 0);
-    await rejects(
-      cluster.client.getSandbox({ name: "gone" }),
-      Code.NOT_FOUND,
-      /^Sandbox "default\/gone" not found$/,
-    );
-    assert.deepEqual((await cluster.client.listSandboxes({})).sandboxes, []);
-    assert.deepEqual(slots(cluster), { "agent-1": { allocated: 0, ports: [] } });
-    await cluster.heartbeatAll();
-    assert.deepEqual((await cluster.client.listSandboxes({})).sandboxes, []);
-    assert.deepEqual(slots(cluster), { "agent-1": { allocated: 0, ports: [] } });
-  } finally {
-    await cluster.close();
-  }
-});
+      // The same agent comes back (same id, data dir and credential) still running the sandbox.
+      const agent = await cluster.addAgent({ id: "agent-1" });
+      await waitFor(async () => (await agent.runtime.list()).length === 0);
+      await rejects(
+        cluster.client.getSandbox({ name: "gone" }),
+        Code.NOT_FOUND,
+        /^Sandbox "default\/gone" not found$/,
+      );
+      assert.deepEqual((await cluster.client.listSandboxes({})).sandboxes, []);
+      assert.deepEqual(slots(cluster), { "agent-1": { allocated: 0, ports: [] } });
+      await cluster.heartbeatAll();
+      assert.deepEqual((await cluster.client.listSandboxes({})).sandboxes, []);
+      assert.deepEqual(slots(cluster), { "agent-1": { allocated: 0, ports: [] } });
+    } finally {
+      await cluster.close();
+    }
+  },
+);
 
 // ------------------------------------------------------------------ fault 4
 
@@ -257,65 +282,68 @@ async function readUntil(
   return seen;
 }
 
-Deno.test("an agent that registers again keeps its channel: creates, deletes and log streams in flight go on", async () => {
-  const { cluster, runtime } = await heldCluster();
-  const agent = cluster.agents.get("held")!;
-  const credential = (await Deno.readTextFile(`${agent.dataDir}/credential`)).trim();
-  // The agent's own Register call, as it sends one when it restarts its session.
-  const registry = new RpcChannel(cluster.controller.address, {
-    metadata: { authorization: `Bearer ${credential}` },
-  });
-  try {
-    const go = `${cluster.dataDir}/go`;
-    await cluster.client.createSandbox({
-      name: "talker",
-      image: "busybox",
-      // The sandbox (not the test) polls for the file that lets it say its second line.
-      command: [
-        "sh",
-        "-c",
-        `echo first; while [ ! -e ${go} ]; do sleep 0.02; done; echo second; exec sleep 60`,
-      ],
+storeTest(
+  "an agent that registers again keeps its channel: creates, deletes and log streams in flight go on",
+  async (store) => {
+    const { cluster, runtime } = await heldCluster(store);
+    const agent = cluster.agents.get("held")!;
+    const credential = (await Deno.readTextFile(`${agent.dataDir}/credential`)).trim();
+    // The agent's own Register call, as it sends one when it restarts its session.
+    const registry = new RpcChannel(cluster.controller.address, {
+      metadata: { authorization: `Bearer ${credential}` },
     });
-    await cluster.client.createSandbox({
-      name: "doomed",
-      image: "busybox",
-      command: ["sleep", "60"],
-    });
-    const logs = cluster.client.streamLogs({ name: "talker", follow: true })
-      [Symbol.asyncIterator]();
-    const seen = await readUntil(logs, "first\n");
+    try {
+      const go = `${cluster.dataDir}/go`;
+      await cluster.client.createSandbox({
+        name: "talker",
+        image: "busybox",
+        // The sandbox (not the test) polls for the file that lets it say its second line.
+        command: [
+          "sh",
+          "-c",
+          `echo first; while [ ! -e ${go} ]; do sleep 0.02; done; echo second; exec sleep 60`,
+        ],
+      });
+      await cluster.client.createSandbox({
+        name: "doomed",
+        image: "busybox",
+        command: ["sleep", "60"],
+      });
+      const logs = cluster.client.streamLogs({ name: "talker", follow: true })
+        [Symbol.asyncIterator]();
+      const seen = await readUntil(logs, "first\n");
 
-    runtime.holdCreates = true;
-    runtime.holdDeletes = true;
-    const creating = cluster.client.createSandbox({
-      name: "held",
-      image: "busybox",
-      command: ["sleep", "60"],
-    });
-    const deleting = cluster.client.deleteSandbox({ name: "doomed" });
-    await waitFor(() => runtime.held === 2);
+      runtime.holdCreates = true;
+      runtime.holdDeletes = true;
+      const creating = cluster.client.createSandbox({
+        name: "held",
+        image: "busybox",
+        command: ["sleep", "60"],
+      });
+      const deleting = cluster.client.deleteSandbox({ name: "doomed" });
+      await waitFor(() => runtime.held === 2);
 
-    await registry.client(AgentRegistry).register(await agent.server.report());
+      await registry.client(AgentRegistry).register(await agent.server.report());
 
-    runtime.holdCreates = false;
-    runtime.holdDeletes = false;
-    runtime.release();
-    assert.equal((await creating).phase, "Running");
-    assert.equal((await deleting).name, "doomed");
-    await Deno.writeTextFile(go, "");
-    assert.match(await readUntil(logs, "second\n", seen), /^first\nsecond\n$/);
-    await logs.return?.();
-    assert.deepEqual(
-      (await cluster.client.listSandboxes({})).sandboxes.map((s) => [s.name, s.phase]),
-      [["held", "Running"], ["talker", "Running"]],
-    );
-    assert.deepEqual(runtime.ended, ["release"]);
-  } finally {
-    registry.close();
-    await closeHeld(cluster, runtime);
-  }
-});
+      runtime.holdCreates = false;
+      runtime.holdDeletes = false;
+      runtime.release();
+      assert.equal((await creating).phase, "Running");
+      assert.equal((await deleting).name, "doomed");
+      await Deno.writeTextFile(go, "");
+      assert.match(await readUntil(logs, "second\n", seen), /^first\nsecond\n$/);
+      await logs.return?.();
+      assert.deepEqual(
+        (await cluster.client.listSandboxes({})).sandboxes.map((s) => [s.name, s.phase]),
+        [["held", "Running"], ["talker", "Running"]],
+      );
+      assert.deepEqual(runtime.ended, ["release"]);
+    } finally {
+      registry.close();
+      await closeHeld(cluster, runtime);
+    }
+  },
+);
 
 /**
  * A TCP proxy to `target` that holds each connection it accepts until
@@ -368,44 +396,47 @@ function gatedProxy(target: string) {
 }
 
 for (const change of ["same address", "new address"] as const) {
-  Deno.test(`a create waiting for its agent's connection survives the agent registering again (${change})`, async () => {
-    const cluster = await startCluster();
-    const agent = cluster.agents.get("agent-1")!;
-    const proxy = gatedProxy(agent.server.address);
-    const credential = (await Deno.readTextFile(`${agent.dataDir}/credential`)).trim();
-    const channel = new RpcChannel(cluster.controller.address, {
-      metadata: { authorization: `Bearer ${credential}` },
-    });
-    const registry = channel.client(AgentRegistry);
-    try {
-      // The agent as reached through the proxy: the controller's next call waits for it.
-      const report = await agent.server.report();
-      report.address = proxy.address;
-      await registry.register(report);
-      const creating = cluster.client.createSandbox({
-        name: "q",
-        image: "busybox",
-        command: ["sleep", "60"],
+  storeTest(
+    `a create waiting for its agent's connection survives the agent registering again (${change})`,
+    async (store) => {
+      const cluster = await startCluster({ store });
+      const agent = cluster.agents.get("agent-1")!;
+      const proxy = gatedProxy(agent.server.address);
+      const credential = (await Deno.readTextFile(`${agent.dataDir}/credential`)).trim();
+      const channel = new RpcChannel(cluster.controller.address, {
+        metadata: { authorization: `Bearer ${credential}` },
       });
-      await waitFor(() => proxy.accepted === 1);
+      const registry = channel.client(AgentRegistry);
+      try {
+        // The agent as reached through the proxy: the controller's next call waits for it.
+        const report = await agent.server.report();
+        report.address = proxy.address;
+        await registry.register(report);
+        const creating = cluster.client.createSandbox({
+          name: "q",
+          image: "busybox",
+          command: ["sleep", "60"],
+        });
+        await waitFor(() => proxy.accepted === 1);
 
-      const again = await agent.server.report();
-      if (change === "same address") again.address = proxy.address;
-      await registry.register(again);
-      proxy.open();
-      const q = await creating;
-      assert.equal(q.phase, "Running");
-      assert.deepEqual((await agent.runtime.list()).map((s) => s.spec.name), ["q"]);
-      // The agent's own address again: calls reach it directly.
-      await registry.register(await agent.server.report());
-      assert.equal((await cluster.client.deleteSandbox({ name: "q" })).name, "q");
-      assert.deepEqual(await agent.runtime.list(), []);
-    } finally {
-      channel.close();
-      await cluster.close();
-      await proxy.close();
-    }
-  });
+        const again = await agent.server.report();
+        if (change === "same address") again.address = proxy.address;
+        await registry.register(again);
+        proxy.open();
+        const q = await creating;
+        assert.equal(q.phase, "Running");
+        assert.deepEqual((await agent.runtime.list()).map((s) => s.spec.name), ["q"]);
+        // The agent's own address again: calls reach it directly.
+        await registry.register(await agent.server.report());
+        assert.equal((await cluster.client.deleteSandbox({ name: "q" })).name, "q");
+        assert.deepEqual(await agent.runtime.list(), []);
+      } finally {
+        channel.close();
+        await cluster.close();
+        await proxy.close();
+      }
+    },
+  );
 }
 
 // ------------------------------------------------------------------ fault 7
@@ -443,7 +474,7 @@ async function storeCluster(url: string) {
   const server = new RpcServer();
   // Checks off, as in process: these tests are about the store.
   const auth = new TokenAuth({ store: store as unknown as Store<AuthRecord>, enabled: false });
-  addControllerServices(server, controller, auth);
+  addControllerServices(server, () => ({ controller, auth }));
   const address = await server.listen("127.0.0.1:0");
   const runtime = new ProcessRuntime({ stateDir: `${dir}/p`, images: ["busybox"] });
   const agent = new AgentServer({
@@ -534,54 +565,60 @@ Deno.test({
 
 // ------------------------------------------------------------------ fault 8
 
-Deno.test("an idempotent create of a Lost sandbox is FAILED_PRECONDITION naming the phase", async () => {
-  const cluster = await startCluster();
-  try {
-    await loseSandbox(cluster, "x");
-    await rejects(
-      cluster.client.createSandbox({
-        name: "x",
-        image: "busybox",
-        command: ["sleep", "60"],
-        exposedPorts: [8080],
-      }),
-      Code.FAILED_PRECONDITION,
-      /^Cannot create sandbox "default\/x" as it exists and is Lost; delete it first$/,
-    );
-    assert.equal((await cluster.client.getSandbox({ name: "x" })).phase, "Lost");
-  } finally {
-    await cluster.close();
-  }
-});
+storeTest(
+  "an idempotent create of a Lost sandbox is FAILED_PRECONDITION naming the phase",
+  async (store) => {
+    const cluster = await startCluster({ store });
+    try {
+      await loseSandbox(cluster, "x");
+      await rejects(
+        cluster.client.createSandbox({
+          name: "x",
+          image: "busybox",
+          command: ["sleep", "60"],
+          exposedPorts: [8080],
+        }),
+        Code.FAILED_PRECONDITION,
+        /^Cannot create sandbox "default\/x" as it exists and is Lost; delete it first$/,
+      );
+      assert.equal((await cluster.client.getSandbox({ name: "x" })).phase, "Lost");
+    } finally {
+      await cluster.close();
+    }
+  },
+);
 
-Deno.test("an idempotent create of an Expired sandbox is FAILED_PRECONDITION naming the phase", async () => {
-  const cluster = await startCluster();
-  try {
-    const nowSec = () => Math.floor(cluster.clock.now() / 1000);
-    await cluster.client.createSandbox({
-      name: "x",
-      image: "busybox",
-      command: ["sleep", "60"],
-      expireTime: BigInt(nowSec() + 60),
-    });
-    cluster.clock.advance(61_000);
-    await cluster.tick();
-    assert.equal((await cluster.client.getSandbox({ name: "x" })).phase, "Expired");
-    // A later expiry makes a request for the same spec valid again.
-    const expireTime = BigInt(nowSec() + 3600);
-    await cluster.client.updateSandbox({ name: "x", expireTime });
-    await rejects(
-      cluster.client.createSandbox({
+storeTest(
+  "an idempotent create of an Expired sandbox is FAILED_PRECONDITION naming the phase",
+  async (store) => {
+    const cluster = await startCluster({ store });
+    try {
+      const nowSec = () => Math.floor(cluster.clock.now() / 1000);
+      await cluster.client.createSandbox({
         name: "x",
         image: "busybox",
         command: ["sleep", "60"],
-        expireTime,
-      }),
-      Code.FAILED_PRECONDITION,
-      /^Cannot create sandbox "default\/x" as it exists and is Expired; delete it first$/,
-    );
-    assert.equal((await cluster.client.getSandbox({ name: "x" })).phase, "Expired");
-  } finally {
-    await cluster.close();
-  }
-});
+        expireTime: BigInt(nowSec() + 60),
+      });
+      cluster.clock.advance(61_000);
+      await cluster.tick();
+      assert.equal((await cluster.client.getSandbox({ name: "x" })).phase, "Expired");
+      // A later expiry makes a request for the same spec valid again.
+      const expireTime = BigInt(nowSec() + 3600);
+      await cluster.client.updateSandbox({ name: "x", expireTime });
+      await rejects(
+        cluster.client.createSandbox({
+          name: "x",
+          image: "busybox",
+          command: ["sleep", "60"],
+          expireTime,
+        }),
+        Code.FAILED_PRECONDITION,
+        /^Cannot create sandbox "default\/x" as it exists and is Expired; delete it first$/,
+      );
+      assert.equal((await cluster.client.getSandbox({ name: "x" })).phase, "Expired");
+    } finally {
+      await cluster.close();
+    }
+  },
+);

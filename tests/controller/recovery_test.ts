@@ -218,7 +218,7 @@ async function startControllerOn(
   });
   await controller.load();
   const server = new RpcServer();
-  addControllerServices(server, controller, auth);
+  addControllerServices(server, () => ({ controller, auth }));
   const served = await server.listen(address);
   return { controller, clock, real, server, address: served };
 }

@@ -69,6 +69,8 @@ export interface ClusterOptions {
   dataDir?: string;
   /** The controller's and agents' idle-connection timeout (see RpcServerOptions.idleSocketMs). */
   idleSocketMs?: number;
+  /** The controller's store (`--store`); default `sqlite:` in the data dir. */
+  store?: string;
 }
 
 /** A controller, its agents and a FastPath client. */
@@ -225,7 +227,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const controller = await startController({
     listen: "127.0.0.1:0",
     metricsListen: "127.0.0.1:0",
-    store: "sqlite:",
+    store: opts.store ?? "sqlite:",
     dataDir: `${dataDir}/controller`,
     mode: opts.mode ?? "fast",
     agentTimeoutMs: opts.agentTimeoutMs ?? 10_000,

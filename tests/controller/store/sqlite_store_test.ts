@@ -80,12 +80,12 @@ Deno.test("openStore() rejects an unknown scheme or a bad etcd member", async ()
   await assert.rejects(openStore("etcd://127.0.0.1:2379,127.0.0.1", { dataDir: "/tmp" }), {
     name: "InvalidArgumentError",
     message:
-      'Invalid store: etcd member "127.0.0.1" must be HOST:PORT with a port within 1..65535, in "etcd://127.0.0.1:2379,127.0.0.1"',
+      'Invalid store: etcd member "127.0.0.1" must be HOST:PORT (expected HOST:PORT), in "etcd://127.0.0.1:2379,127.0.0.1"',
   });
   await assert.rejects(openStore("etcd://h:70000", { dataDir: "/tmp" }), {
     name: "InvalidArgumentError",
     message:
-      'Invalid store: etcd member "h:70000" must be HOST:PORT with a port within 1..65535, in "etcd://h:70000"',
+      'Invalid store: etcd member "h:70000" must be HOST:PORT (the port must be within 1..65535), in "etcd://h:70000"',
   });
 });
 
