@@ -157,7 +157,7 @@ export class AgentServer {
   /** The runtime's readiness as last asked (start, then every report): what Health says. */
   #runtimeReady = false;
   readonly #log: Logger<"timing">;
-  readonly #stage: client.Histogram<"stage">;
+  readonly #stage: client.Histogram<"stage" | "path">;
   readonly #logCap: LogCap;
   #address = "";
   readonly #credentialPath: string;
@@ -220,10 +220,23 @@ export class AgentServer {
     this.#stage = new client.Histogram({
       name: "fsb_agent_create_stage_duration_seconds",
       help: "Agent-side sandbox create latency by stage.",
-      labelNames: ["stage"] as const,
+      labelNames: ["stage", "path"] as const,
       buckets: [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [opts.metricsRegistry],
     });
+    const runtime = opts.runtime;
+    if (runtime.warmCounts !== undefined) {
+      new client.Gauge({
+        name: "fsb_agent_warm_containers",
+        help: "Warm containers ready per image (shared/DESIGN.md section 13).",
+        labelNames: ["image"] as const,
+        registers: [opts.metricsRegistry],
+        collect() {
+          this.reset();
+          for (const [image, n] of Object.entries(runtime.warmCounts!())) this.set({ image }, n);
+        },
+      });
+    }
   }
 
   /** The bound agent address (`advertiseHost:port`). */
@@ -351,6 +364,9 @@ export class AgentServer {
       { id: this.#opts.id, address: this.#address, runtime: this.#runtime.name, ready },
       "agent serving",
     );
+    // Warm pools fill in the background, within the slots this agent has free (see #held).
+    this.#runtime.startWarm?.({ freeSlots: () => Math.max(0, this.#opts.capacity - this.#held) })
+      .catch((err) => this.#log.warn({ err }, "cannot start the warm pools; creates go cold"));
     this.#schedule(0);
   }
 
@@ -561,6 +577,7 @@ export class AgentServer {
       images,
       sandboxes: sandboxes ?? [],
       beats: [],
+      warm: this.#runtime.warmCounts?.() ?? {},
       inventoryUnknown: sandboxes === undefined,
       ready,
       runtime: this.#runtime.name,
@@ -605,8 +622,9 @@ export class AgentServer {
     this.#logCap.track(logPath);
     this.#held++;
     const stageMs: Record<string, number> = { ...result.stageMs, agent_total: ms(t0) };
+    const path = result.path ?? "cold";
     for (const [stage, value] of Object.entries(stageMs)) {
-      this.#stage.observe({ stage }, value / 1000);
+      this.#stage.observe({ stage, path }, value / 1000);
     }
     if (this.#log.isLevelEnabled("timing")) {
       this.#log.timing({ sandbox: spec.sandboxId, ms: stageMs }, "agent create timing");
@@ -620,6 +638,7 @@ export class AgentServer {
         runtime: this.#runtime.sandboxRuntime,
       },
       stageMs,
+      path,
     };
   }
 

@@ -353,10 +353,18 @@ export class ProcessExecs {
     }
     await Promise.allSettled(waits);
     this.#sandboxes.delete(sandbox.id);
-    try {
-      await Deno.remove(detachedDir(sandbox.logPath), { recursive: true });
-    } catch (err) {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    // An exec not started by this instance is not waited for: its wrapper may still write its
+    // exit file while the directory goes, which makes the removal fail as not empty. Again, then.
+    for (let attempt = 1;; attempt++) {
+      try {
+        await Deno.remove(detachedDir(sandbox.logPath), { recursive: true });
+        return;
+      } catch (err) {
+        if (err instanceof Deno.errors.NotFound) return;
+        const notEmpty = err instanceof Error && /not empty|os error 39/i.test(err.message);
+        if (!notEmpty || attempt >= 20) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
     }
   }
 

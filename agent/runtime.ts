@@ -34,6 +34,12 @@ export interface CreateResult {
   readonly ip?: string;
   /** What the sandbox should say of itself while it runs (e.g. that it isolates nothing). */
   readonly message?: string;
+  /**
+   * Which path served the create (shared/DESIGN.md section 13): `warm` (a
+   * warm container was claimed), `prepared` (parts made ahead were used) or
+   * `cold` (the default when unset).
+   */
+  readonly path?: "warm" | "prepared" | "cold";
 }
 
 /** Options for {@linkcode Runtime.logs}. */
@@ -146,6 +152,18 @@ export interface Runtime {
    * leaves nothing behind. An image the host lacks is a FailedPreconditionError.
    */
   create(spec: SandboxSpec, opts: CreateOptions): Promise<CreateResult>;
+  /**
+   * Warm containers ready now per image (normalized name), every image the
+   * runtime keeps a pool of, 0 while drained; absent or empty without pools.
+   * Read on every report, so it must be cheap.
+   */
+  warmCounts?(): Record<string, number>;
+  /**
+   * Starts the runtime's warm pools, if it keeps any: they fill in the
+   * background and never hold more than `freeSlots()` (how many more
+   * sandboxes the agent may take now) plus their own size.
+   */
+  startWarm?(opts: { freeSlots: () => number }): Promise<void>;
   /**
    * Stops the sandbox (SIGTERM, up to `graceMs`, SIGKILL) and removes everything
    * it made, its log file included. Resolves to false when it did not exist.

@@ -8,6 +8,7 @@
 import { parseHostPort } from "../proto/host_port.ts";
 import type { Logger } from "pino";
 import { parseSize } from "../cli/parse_size.ts";
+import { parseKeyValue } from "../cli/parse_key_value.ts";
 import { UsageError } from "../cli/usage_error.ts";
 import type { ResourceDefaults } from "./resources.ts";
 import type { Runtime } from "./runtime.ts";
@@ -38,6 +39,7 @@ export const ISOLATION_FLAGS = {
   "default-pids": { type: "string" },
   "log-max-bytes": { type: "string" },
   "always-deny": { type: "string", multiple: true },
+  warm: { type: "string", multiple: true },
   ...PULL_FLAGS,
 } as const;
 
@@ -45,7 +47,7 @@ export const ISOLATION_FLAGS = {
 export const ISOLATION_USAGE =
   "[--network private|host] [--sandbox-cidr CIDR] [--bridge NAME] [--oci-runtime runc|runsc] " +
   "[--default-cpus N] [--default-memory SIZE] [--default-pids N] [--log-max-bytes SIZE] " +
-  `[--always-deny CIDR]... ${PULL_USAGE}`;
+  `[--always-deny CIDR]... [--warm IMAGE=N[,IMAGE=N...]]... ${PULL_USAGE}`;
 
 /** What the isolation flags ask for. */
 export interface IsolationOptions {
@@ -67,6 +69,11 @@ export interface IsolationOptions {
   readonly insecureRegistries?: readonly string[];
   /** A Docker `config.json` with registry credentials, if given. */
   readonly registryAuth?: string;
+  /**
+   * Warm containers to keep running per image (`--warm IMAGE=N`,
+   * shared/DESIGN.md section 13; containerd only); none when not given.
+   */
+  readonly warm?: Readonly<Record<string, number>>;
 }
 
 /** The default sandbox limits: one CPU, 512 MiB, 1024 processes. */
@@ -81,13 +88,35 @@ export const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
 
 type IsolationValues =
   & {
-    readonly [K in Exclude<keyof typeof ISOLATION_FLAGS, "always-deny" | "insecure-registry">]?:
-      string;
+    readonly [
+      K in Exclude<keyof typeof ISOLATION_FLAGS, "always-deny" | "insecure-registry" | "warm">
+    ]?: string;
   }
   & {
     readonly "always-deny"?: readonly string[];
     readonly "insecure-registry"?: readonly string[];
+    readonly warm?: readonly string[];
   };
+
+/** The most warm containers one `--warm` may ask for per image: an agent's capacity at most. */
+const MAX_WARM_PER_IMAGE = 100;
+
+/** `--warm IMAGE=N[,IMAGE=N...]`, repeatable, as counts per image (later ones win). */
+function warmCounts(values: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const value of values) {
+    for (const item of value.split(",")) {
+      const [image, count] = parseKeyValue(item.trim(), { flag: "--warm" });
+      if (!/^\d+$/.test(count) || Number(count) > MAX_WARM_PER_IMAGE) {
+        throw new UsageError(
+          `Flag --warm needs IMAGE=N with N a whole number from 0 to ${MAX_WARM_PER_IMAGE}, got "${item}"`,
+        );
+      }
+      out[image] = Number(count);
+    }
+  }
+  return out;
+}
 
 /** Reads the isolation flags; syntax errors are UsageErrors naming the flag. */
 export function isolationOptions(values: IsolationValues): IsolationOptions {
@@ -139,6 +168,9 @@ export function isolationOptions(values: IsolationValues): IsolationOptions {
     ...(pull === undefined ? {} : { pull }),
     ...(insecureRegistries.length === 0 ? {} : { insecureRegistries }),
     ...(values["registry-auth"] === undefined ? {} : { registryAuth: values["registry-auth"] }),
+    ...(values.warm === undefined || values.warm.length === 0
+      ? {}
+      : { warm: warmCounts(values.warm) }),
     logMaxBytes: values["log-max-bytes"] === undefined
       ? DEFAULT_LOG_MAX_BYTES
       : parseSize(values["log-max-bytes"], { flag: "--log-max-bytes" }),
@@ -197,6 +229,11 @@ export interface AgentRuntime {
 export async function createAgentRuntime(opts: AgentRuntimeOptions): Promise<AgentRuntime> {
   const iso = opts.isolation;
   if (opts.kind === "process") {
+    if (iso.warm !== undefined) {
+      throw new UsageError(
+        "Flag --warm needs --runtime containerd: the process runtime keeps no warm pools",
+      );
+    }
     const { ProcessRuntime } = await import("./process_runtime.ts");
     return {
       runtime: new ProcessRuntime({
@@ -236,6 +273,7 @@ export async function createAgentRuntime(opts: AgentRuntimeOptions): Promise<Age
     ociRuntime: iso.ociRuntime,
     pull: iso.pull ?? "if-missing",
     registry: { insecure: iso.insecureRegistries ?? [], authFile: iso.registryAuth },
+    warm: iso.warm,
   });
   return { runtime, notes };
 }

@@ -120,6 +120,14 @@ export async function up(args: string[], io: ServerIo): Promise<number> {
     why =
       `no containerd answers on ${socket}; sandboxes are plain host processes, isolated from nothing`;
   }
+  // Read before anything starts, so that a bad flag leaves nothing running.
+  const isolation = withUsage(() => isolationOptions(f.values), UP_USAGE);
+  if (isolation.warm !== undefined && runtimeKind === "process") {
+    throw new UsageError(
+      `Flag --warm needs containerd (${why}): the process runtime keeps no warm pools`,
+      { usage: UP_USAGE },
+    );
+  }
   const logger = await createServerLogger(f.verbose, f.values["log-format"], UP_USAGE);
   const dataDir = f.values["data-dir"] ?? `${homeDir()}/.fsb`;
   const registry = await metricsRegistry();
@@ -141,7 +149,6 @@ export async function up(args: string[], io: ServerIo): Promise<number> {
     metricsRegistry: registry,
     tls: tls?.cert === undefined ? undefined : { cert: tls.cert, key: tls.key!, ca: tls.ca },
   });
-  const isolation = withUsage(() => isolationOptions(f.values), UP_USAGE);
   const { runtime, notes } = await createAgentRuntime({
     kind: runtimeKind,
     dataDir: `${dataDir}/agent`,

@@ -21,7 +21,10 @@ const HEADER = ["NAME", "NAMESPACE", "PHASE", "AGENT", "IP", "IMAGE", "ENDPOINTS
  */
 export function sandboxTable(infos: readonly SandboxInfo[], nowSec: number): string {
   const withMessage = infos.some((info) => info.message !== "");
-  const rows: string[][] = [withMessage ? [...HEADER, "MESSAGE"] : HEADER];
+  // Which path served each create (warm, prepared, cold): shown once a server says.
+  const withPath = infos.some((info) => info.path !== "");
+  const header = withPath ? [...HEADER, "PATH"] : [...HEADER];
+  const rows: string[][] = [withMessage ? [...header, "MESSAGE"] : header];
   for (const info of infos) {
     const row = [
       cell(info.name),
@@ -33,6 +36,7 @@ export function sandboxTable(infos: readonly SandboxInfo[], nowSec: number): str
       cell(info.endpoints.join(",")),
       age(info.createdAt, nowSec),
     ];
+    if (withPath) row.push(cell(info.path));
     if (withMessage) row.push(cell(info.message));
     rows.push(row);
   }

@@ -89,9 +89,11 @@ async function createEntry(
     // Done, but a caller that has gone cannot find a name it never learnt: undone below.
     if (!call.findable) checkCaller(entry.spec, call.signal);
     if (mode === "fast") s.markDirty(key);
+    const path = entry.path || "cold";
     for (const [stage, value] of Object.entries(stages)) {
-      s.metrics.createStage.observe({ stage }, value / 1000);
+      s.metrics.createStage.observe({ stage, path }, value / 1000);
     }
+    s.metrics.warm.inc({ result: path === "warm" ? "hit" : "miss" });
     if (s.log.isLevelEnabled("timing")) {
       stages.total = ms(t0);
       s.log.timing({ sandbox: key, agent: entry.agentId, mode, ms: stages }, "create timing");

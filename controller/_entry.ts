@@ -35,6 +35,8 @@ export interface SandboxRecord {
   ip?: string;
   /** What ran it: runc, runsc or process (absent in records of older versions). */
   runtime?: string;
+  /** Which path served its create: warm, prepared or cold (absent: unknown, e.g. adopted). */
+  path?: string;
 }
 
 /** A sandbox in the controller's table. */
@@ -48,6 +50,8 @@ export interface Entry {
   message: string;
   ip: string;
   runtime: string;
+  /** Which path served its create (warm, prepared, cold); "" when unknown (adopted). */
+  path: string;
   /** Holds a registry slot on agentId; such entries are in #byAgent. */
   placed: boolean;
   /** A create, delete or reset in progress; others wait for it. */
@@ -62,7 +66,7 @@ export function newEntry(
   spec: SandboxSpec,
   fields:
     & Pick<Entry, "phase">
-    & Partial<Pick<Entry, "agentId" | "endpoints" | "message" | "ip" | "runtime">>,
+    & Partial<Pick<Entry, "agentId" | "endpoints" | "message" | "ip" | "runtime" | "path">>,
 ): Entry {
   return {
     key,
@@ -72,6 +76,7 @@ export function newEntry(
     message: "",
     ip: "",
     runtime: "",
+    path: "",
     placed: false,
     busy: undefined,
     retryAt: 0,
@@ -107,6 +112,7 @@ export function recordOf(entry: Entry, spec: SandboxSpec = entry.spec): SandboxR
     message: entry.message,
     ip: entry.ip,
     runtime: entry.runtime,
+    path: entry.path,
   };
 }
 
@@ -134,6 +140,7 @@ export function infoOf(entry: Entry): SandboxInfo {
     exposedPorts: s.exposedPorts,
     ip: entry.ip,
     runtime: entry.runtime,
+    path: entry.path,
     network: s.network,
     resources: s.resources,
   });

@@ -64,6 +64,7 @@ export class Persistence {
         message: value.message,
         ip: value.ip ?? "",
         runtime: value.runtime ?? "",
+        path: value.path ?? "",
       }));
     }
     return out;

@@ -240,6 +240,7 @@ export class Reconciler {
       namespace: report.namespace,
       capacity: report.capacity,
       images: report.images,
+      warm: report.warm,
       ready: report.ready,
     };
     if (fresh) this.#s.registry.remove(report.agentId);

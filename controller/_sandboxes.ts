@@ -210,6 +210,7 @@ export class Sandboxes {
       entry.message = res.status?.message ?? "";
       entry.ip = res.status?.ip ?? "";
       entry.runtime = res.status?.runtime ?? "";
+      entry.path = res.path;
       entry.endpoints = spec.exposedPorts.map((p) => `${agent.advertiseHost}:${p}`);
       return stages;
     } catch (err) {

@@ -118,6 +118,7 @@ export class Controller {
     const t0 = performance.now();
     let mode: "fast" | "strong" = this.#s.defaultMode;
     let ok = false;
+    let path = "none";
     try {
       const valid = validateCreate(req, {
         nowMs: this.#s.clock.now(),
@@ -131,10 +132,11 @@ export class Controller {
         call: { t0, signal: opts.signal, findable: req.name !== "" },
       });
       ok = true;
+      path = info.path || "cold";
       return info;
     } finally {
       this.#s.metrics.createDuration.observe(
-        { mode, success: ok ? "true" : "false" },
+        { mode, success: ok ? "true" : "false", path },
         ms(t0) / 1000,
       );
     }

@@ -51,9 +51,11 @@ export function processMetricsRegistry(): client.Registry {
 /** The metrics the controller records. */
 export interface ControllerMetrics {
   /** End-to-end FastPath create latency, the reference's name and buckets. */
-  readonly createDuration: client.Histogram<"mode" | "success">;
+  readonly createDuration: client.Histogram<"mode" | "success" | "path">;
   /** Per-stage create latency: allocate, agent_rpc, runtime_create, runtime_start, store. */
-  readonly createStage: client.Histogram<"stage">;
+  readonly createStage: client.Histogram<"stage" | "path">;
+  /** Creates that a warm container served (hit) or not (miss). */
+  readonly warm: client.Counter<"result">;
 }
 
 /** What the gauges read when scraped. */
@@ -73,14 +75,15 @@ export function createControllerMetrics(
   const createDuration = new client.Histogram({
     name: "fastpath_create_sandbox_duration_seconds",
     help: "FastPath CreateSandbox latency, from request to reply.",
-    labelNames: ["mode", "success"] as const,
+    // path: warm, prepared or cold (shared/DESIGN.md section 13); "none" for a create that failed.
+    labelNames: ["mode", "success", "path"] as const,
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
     registers: [registry],
   });
   const createStage = new client.Histogram({
     name: "fastpath_create_stage_duration_seconds",
     help: "FastPath CreateSandbox latency by stage.",
-    labelNames: ["stage"] as const,
+    labelNames: ["stage", "path"] as const,
     buckets: [0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
     registers: [registry],
   });
@@ -121,5 +124,11 @@ export function createControllerMetrics(
       }
     },
   });
-  return { createDuration, createStage };
+  const warm = new client.Counter({
+    name: "fsb_warm_creates_total",
+    help: "Sandbox creates a warm container served (hit) or not (miss: prepared or cold path).",
+    labelNames: ["result"] as const,
+    registers: [registry],
+  });
+  return { createDuration, createStage, warm };
 }

@@ -150,6 +150,7 @@ export const fastPathLiteSchema = {
       "string runtime = 20",
       "fsb.fastpath.v1.NetworkPolicy network = 21",
       "fsb.fastpath.v1.Resources resources = 22",
+      "string path = 23",
     ],
     "fsb.fastpath.v1.GetSandboxRequest": ["string name = 1", "string namespace = 2"],
     "fsb.fastpath.v1.ListSandboxesRequest": ["string namespace = 1", "bool all_namespaces = 2"],
@@ -435,6 +436,7 @@ function readSandboxInfo(r: BinaryReader, end: number): SandboxInfo {
     exposedPorts: [],
     ip: "",
     runtime: "",
+    path: "",
   };
   while (r.pos < end) {
     const [no, wireType] = r.tag();
@@ -504,6 +506,9 @@ function readSandboxInfo(r: BinaryReader, end: number): SandboxInfo {
         break;
       case 22:
         info.resources = readResources(r, info.resources);
+        break;
+      case 23:
+        info.path = r.string(true);
         break;
       default:
         r.skip(wireType, no);
@@ -709,6 +714,8 @@ export function sandboxInfoToJson(info: SandboxInfo): JsonObject {
   };
   if (info.network !== undefined) json.network = networkPolicyToJson(info.network);
   if (info.resources !== undefined) json.resources = resourcesToJson(info.resources);
+  // After network and resources, in field order, as protobuf-es prints it.
+  json.path = info.path;
   return json;
 }
 

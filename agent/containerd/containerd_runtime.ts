@@ -148,21 +148,16 @@ export interface ContainerdRuntimeOptions {
    * none with `false`.
    */
   readonly helper?: string | false;
+  /**
+   * Warm containers to keep running per image (shared/DESIGN.md section 13);
+   * none unless told. {@linkcode ContainerdRuntime.startWarm} starts the pool.
+   */
+  readonly warm?: Readonly<Record<string, number>>;
 }
 
-/** Container labels that carry a sandbox's identity. */
-export const LABELS = {
-  name: "fsb.io/name",
-  namespace: "fsb.io/namespace",
-  pool: "fsb.io/pool",
-  /** The full SandboxSpec, protobuf JSON. */
-  spec: "fsb.io/spec",
-  /** The log file the task writes. */
-  log: "fsb.io/log",
-} as const;
-
-/** Container extension holding the spec (binary) when it is too big for a label. */
-export const SPEC_EXTENSION = "fsb.io/spec";
+export { LABELS, SPEC_EXTENSION } from "./labels.ts";
+import { LABELS, SPEC_EXTENSION } from "./labels.ts";
+import { WARM_LABELS, WarmPool } from "./warm_pool.ts";
 const SPEC_TYPE_URL = "type.googleapis.com/fsb.agent.v1.SandboxSpec";
 const OCI_SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 const RUNC_RUNTIME = "io.containerd.runc.v2";
@@ -252,6 +247,17 @@ export class ContainerdRuntime implements Runtime {
   readonly #execs: ContainerdExecs;
   /** Where gVisor wrappers record each exec's pid inside its sandbox (see `killRunscExec`). */
   readonly #execPidDir: string | undefined;
+  /** The warm pool, when `warm` asks for one. */
+  readonly #pool: WarmPool | undefined;
+  /** How many warm containers the pool is asked to keep, all images together. */
+  readonly #warmTotal: number;
+  /** How many more sandboxes the agent may hold now (see startWarm). */
+  #freeSlots: () => number = () => 0;
+  /**
+   * Sandboxes a warm container serves, by sandbox id: their container keeps
+   * the id it was made under (see `fsb.io/warm-claimed`).
+   */
+  readonly #warmIds = new Map<string, string>();
 
   /** Creates the runtime; it connects to containerd on first use. */
   constructor(opts: ContainerdRuntimeOptions) {
@@ -280,6 +286,22 @@ export class ContainerdRuntime implements Runtime {
           forget: (id, execId) => forgetRunscExec(id, execId, gvisor),
         }
         : {}),
+    });
+    const warm = opts.warm ?? {};
+    this.#warmTotal = Object.values(warm).reduce((a, b) => a + b, 0);
+    this.#pool = Object.keys(warm).length === 0 ? undefined : new WarmPool({
+      socket: opts.socket,
+      namespace: opts.namespace,
+      stateDir: opts.stateDir,
+      images: warm,
+      // Never more than capacity + N containers: the free slots plus the pool's own N.
+      room: () => this.#freeSlots() + this.#warmTotal - this.#pool!.held,
+      network: this.#network,
+      ociRuntime: this.sandboxRuntime === "runsc" ? "runsc" : "runc",
+      ...(this.#helper === undefined ? {} : { helper: this.#helper }),
+      resources: opts.resources,
+      host: this.#host,
+      logger: opts.logger,
     });
     const group = opts.shimGroup ?? true;
     this.#shimGroup = group === true
@@ -324,6 +346,16 @@ export class ContainerdRuntime implements Runtime {
     const id = spec.sandboxId;
     if (this.#creating.has(id)) {
       throw new AlreadyExistsError(`Cannot create sandbox ${id} as it is being created`);
+    }
+    if (this.#warmIds.has(id)) {
+      throw new AlreadyExistsError(`Cannot create sandbox ${id} as it already exists`);
+    }
+    // A warm container first; a miss (any reason) takes the cold path below, never an error.
+    if (this.#pool !== undefined && !opts.signal?.aborted) {
+      const warm = await this.#claim(spec, opts).catch((err) => {
+        throw unreachable(err, this.#client.address);
+      });
+      if (warm !== undefined) return warm;
     }
     const creating = this.#create(spec, opts);
     this.#creating.set(id, creating);
@@ -435,6 +467,63 @@ export class ContainerdRuntime implements Runtime {
     }
     this.#opts.logger?.debug({ sandbox: id, ms: stageMs }, "containerd create timing");
     return { stageMs, ip: net.ip };
+  }
+
+  /** Serves `spec` from the warm pool, or undefined on a miss. */
+  async #claim(spec: SandboxSpec, opts: CreateOptions): Promise<CreateResult | undefined> {
+    const logPath = resolve(opts.logPath);
+    const labels: Record<string, string> = {
+      [LABELS.name]: spec.name,
+      [LABELS.namespace]: spec.namespace,
+      [LABELS.pool]: spec.pool,
+      [LABELS.log]: logPath,
+    };
+    const extensions: Container["extensions"] = {};
+    keepSpec(spec, { labels, extensions });
+    await this.#prepareLog(logPath);
+    const claimed = await this.#pool!.claim(spec, {
+      logPath,
+      labels,
+      extensions,
+      onMiss: (reason, detail) =>
+        this.#opts.logger?.debug({ sandbox: spec.sandboxId, reason, detail }, "warm miss"),
+    });
+    if (claimed === undefined) return undefined;
+    this.#warmIds.set(spec.sandboxId, claimed.containerId);
+    this.#finished.add(claimed.containerId);
+    return { stageMs: claimed.stageMs, ip: claimed.ip, path: "warm" };
+  }
+
+  /** The containerd id of sandbox `id`: its own, unless a warm container serves it. */
+  #cid(id: string): string {
+    return this.#warmIds.get(id) ?? id;
+  }
+
+  /**
+   * Starts the warm pool (re-adopting warm containers left by an earlier
+   * run), which then keeps within `freeSlots()` plus its own size; does
+   * nothing without one.
+   */
+  async startWarm(opts: { freeSlots: () => number }): Promise<void> {
+    this.#freeSlots = opts.freeSlots;
+    if (this.#pool === undefined) return;
+    // Sandboxes that claimed warm containers before a restart: found by their label.
+    await this.list().catch(() => {});
+    await this.#pool.start();
+  }
+
+  /**
+   * Stops the warm pool and removes its unclaimed containers (namespaces,
+   * logs and all), e.g. for an agent that is retired rather than restarted;
+   * {@linkcode ContainerdRuntime.close} leaves them for the next start.
+   */
+  async closeWarm(): Promise<void> {
+    await this.#pool?.close();
+  }
+
+  /** Warm containers ready per image (see Runtime.warmCounts); empty without a pool. */
+  warmCounts(): Record<string, number> {
+    return this.#pool?.counts() ?? {};
   }
 
   /** Makes the log's directory (once per directory) and says whether the log already existed. */
@@ -651,14 +740,20 @@ export class ContainerdRuntime implements Runtime {
    * ignores SIGTERM (e.g. a bare `sleep`), waiting cannot help, so SIGKILL
    * follows at once; a process that handles or ignores SIGTERM gets the grace.
    */
-  delete(id: string, graceMs: number): Promise<boolean> {
+  delete(sandboxId: string, graceMs: number): Promise<boolean> {
+    const id = this.#cid(sandboxId);
     const pending = this.#deleting.get(id);
     if (pending !== undefined) return pending;
     const deleting = this.#delete(id, graceMs)
       .catch((err) => {
         throw unreachable(err, this.#client.address);
       })
-      .finally(() => this.#deleting.delete(id));
+      .finally(() => {
+        this.#deleting.delete(id);
+        if (id !== sandboxId) this.#warmIds.delete(sandboxId);
+        // A freed slot may make room for a warm container.
+        this.#pool?.refill();
+      });
     this.#deleting.set(id, deleting);
     return deleting;
   }
@@ -746,6 +841,7 @@ export class ContainerdRuntime implements Runtime {
         if (this.#creating.has(container.id)) continue;
         const spec = specOf(container);
         if (spec === undefined) continue;
+        if (spec.sandboxId !== container.id) this.#warmIds.set(spec.sandboxId, container.id);
         const task = byId.get(container.id);
         const [phase, message] = phaseOf(task);
         const ip = this.#network.ipOf(container.id);
@@ -766,7 +862,8 @@ export class ContainerdRuntime implements Runtime {
    * stopped (or is gone) and the file is drained, or `signal` aborts. Throws
    * NotFoundError, on first iteration, for a sandbox it does not hold.
    */
-  async *logs(id: string, opts: LogsOptions): AsyncIterable<Uint8Array> {
+  async *logs(sandboxId: string, opts: LogsOptions): AsyncIterable<Uint8Array> {
+    const id = this.#cid(sandboxId);
     const container = await this.#client.containers.get({ id }).then(
       (r) => r.container,
       orUndefined,
@@ -776,7 +873,7 @@ export class ContainerdRuntime implements Runtime {
       });
     const logPath = container?.labels[LABELS.log];
     if (container === undefined || logPath === undefined) {
-      throw new NotFoundError(`Cannot read logs of sandbox ${id} as it does not exist`);
+      throw new NotFoundError(`Cannot read logs of sandbox ${sandboxId} as it does not exist`);
     }
     const isDone = async () => {
       try {
@@ -792,7 +889,7 @@ export class ContainerdRuntime implements Runtime {
 
   /** Runs a command in a running sandbox through containerd's task Exec API (see `./exec.ts`). */
   exec(id: string, spec: ExecSpec, opts?: { signal?: AbortSignal }): Promise<ExecProcess> {
-    return this.#execs.exec(id, spec, opts);
+    return this.#execs.exec(this.#cid(id), spec, opts);
   }
 
   /** A detached exec's output from its start, then its exit. */
@@ -801,27 +898,27 @@ export class ContainerdRuntime implements Runtime {
     execId: string,
     opts?: { signal?: AbortSignal },
   ): AsyncIterable<ExecOutput> {
-    return this.#execs.execAttach(id, execId, opts);
+    return this.#execs.execAttach(this.#cid(id), execId, opts);
   }
 
   /** The sandbox's execs: detached ones from their records, attached ones this instance ran. */
   execList(id: string): Promise<ExecRecord[]> {
-    return this.#execs.execList(id);
+    return this.#execs.execList(this.#cid(id));
   }
 
   /** Sends `signo` to exec `execId`. */
   execKill(id: string, execId: string, signo: number): Promise<ExecRecord> {
-    return this.#execs.execKill(id, execId, signo);
+    return this.#execs.execKill(this.#cid(id), execId, signo);
   }
 
   /** Until the sandbox's task ends; its exit status. */
   wait(id: string, opts?: { signal?: AbortSignal }): Promise<number> {
-    return this.#execs.wait(id, opts);
+    return this.#execs.wait(this.#cid(id), opts);
   }
 
   /** `["/.fsb/busybox"]` when the sandbox was created with the helper mounted. */
   helper(id: string): Promise<readonly string[] | undefined> {
-    return this.#execs.helper(id);
+    return this.#execs.helper(this.#cid(id));
   }
 
   /**
@@ -836,7 +933,7 @@ export class ContainerdRuntime implements Runtime {
     const gone = () => new NotFoundError(`Cannot update sandbox ${id} as it does not exist`);
     if (this.#creating.has(id) || this.#deleting.has(id)) throw gone();
     try {
-      const { container } = await this.#client.containers.get({ id });
+      const { container } = await this.#client.containers.get({ id: this.#cid(id) });
       if (container === undefined || specOf(container) === undefined) throw gone();
       const labels = { ...container.labels };
       const extensions = { ...container.extensions };
@@ -884,6 +981,8 @@ export class ContainerdRuntime implements Runtime {
       for (const container of containers) {
         const id = container.id;
         if (keep.has(id) || this.#creating.has(id) || specOf(container) !== undefined) continue;
+        // Unclaimed warm containers are the pool's (it adopts or removes them itself).
+        if (container.labels[WARM_LABELS.image] !== undefined) continue;
         const created = container.createdAt === undefined ? 0 : timestampMs(container.createdAt);
         if (created > cutoff) continue;
         this.#opts.logger?.warn({ container: id }, "removing a container fsb cannot account for");
@@ -933,6 +1032,8 @@ export class ContainerdRuntime implements Runtime {
 
   /** Closes the connection and the network; containers keep running. */
   async close(): Promise<void> {
+    // Warm containers stay for the next run's adopt(), as sandboxes do.
+    await this.#pool?.release();
     this.#client.close();
     this.#puller?.close();
     await this.#network.close();
@@ -977,7 +1078,10 @@ export function specOf(container: Container): SandboxSpec | undefined {
   } catch {
     return undefined;
   }
-  return spec.sandboxId === container.id ? spec : undefined;
+  return spec.sandboxId === container.id ||
+      spec.sandboxId === container.labels[WARM_LABELS.claimed]
+    ? spec
+    : undefined;
 }
 
 function phaseOf(task: Process | undefined): [RuntimePhase, string] {

@@ -535,8 +535,11 @@ function newExecId(): string {
 }
 
 async function writeRecord(base: string, record: ExecRecord): Promise<void> {
-  await Deno.writeTextFile(`${base}.json.tmp`, JSON.stringify(record), { mode: 0o600 });
-  await Deno.rename(`${base}.json.tmp`, `${base}.json`);
+  // A temporary name of its own: two writers of one record (the instance that started the exec
+  // and one that adopted it after a restart) may both write its end, and both must land whole.
+  const tmp = `${base}.json.${newExecId()}.tmp`;
+  await Deno.writeTextFile(tmp, JSON.stringify(record), { mode: 0o600 });
+  await Deno.rename(tmp, `${base}.json`);
 }
 
 async function readRecord(base: string, id: string, execId: string): Promise<ExecRecord> {

@@ -69,11 +69,11 @@ Deno.test("the quick start works: up, create, logs, list, delete, metrics", asyn
     const metrics = await (await fetch(`${up.metrics}`)).text();
     assert.match(
       metrics,
-      /fastpath_create_sandbox_duration_seconds_bucket\{le="0.005",mode="fast",success="true"\}/,
+      /fastpath_create_sandbox_duration_seconds_bucket\{le="0.005",mode="fast",success="true",path="cold"\}/,
     );
     assert.match(
       metrics,
-      /fastpath_create_sandbox_duration_seconds_count\{mode="fast",success="true"\} 1/,
+      /fastpath_create_sandbox_duration_seconds_count\{mode="fast",success="true",path="cold"\} 1/,
     );
 
     const del = await fsb(["sandbox", "delete", "demo", ...ep], up);

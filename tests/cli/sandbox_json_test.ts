@@ -27,6 +27,7 @@ const FULL = create(SandboxInfoSchema, {
   exposedPorts: [8080],
   ip: "10.209.0.12",
   runtime: "runsc",
+  path: "warm",
   network: { mode: NetworkMode.PRIVATE, egress: Egress.DENY, allowCidrs: ["10.1.0.0/16"] },
   resources: { cpuMillis: 500n, memoryBytes: 64n * 1024n * 1024n },
 });
@@ -53,6 +54,7 @@ Deno.test("sandboxJson() prints the proto3 JSON mapping with lowerCamelCase name
     exposedPorts: [8080],
     ip: "10.209.0.12",
     runtime: "runsc",
+    path: "warm",
     network: {
       mode: "NETWORK_MODE_PRIVATE",
       egress: "EGRESS_DENY",
@@ -86,6 +88,7 @@ Deno.test("sandboxJson() keeps fields that hold their default, so scripts always
     exposedPorts: [],
     ip: "",
     runtime: "",
+    path: "",
   });
 });
 

@@ -357,6 +357,7 @@ Deno.test("a joined agent cannot inject sandboxes into other namespaces nor repl
         advertiseHost: "203.0.113.66",
         inventoryUnknown: false,
         beats: [],
+        warm: {},
       });
       const status = (s: ReturnType<typeof spec>) => ({
         $typeName: "fsb.agent.v1.SandboxStatus" as const,

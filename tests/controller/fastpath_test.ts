@@ -428,12 +428,14 @@ Deno.test("at -v 2 a create logs its timing breakdown, and /metrics has the stag
     for (const stage of ["allocate", "agent_rpc", "runtime_start"]) {
       assert.match(
         metrics,
-        new RegExp(`fastpath_create_stage_duration_seconds_count\\{stage="${stage}"\\} 1`),
+        new RegExp(
+          `fastpath_create_stage_duration_seconds_count\\{stage="${stage}",path="cold"\\} 1`,
+        ),
       );
     }
     assert.match(
       metrics,
-      /fastpath_create_sandbox_duration_seconds_count\{mode="fast",success="true"\} 1/,
+      /fastpath_create_sandbox_duration_seconds_count\{mode="fast",success="true",path="cold"\} 1/,
     );
     assert.match(metrics, /fsb_sandboxes\{phase="Running"\} 1/);
   } finally {

@@ -26,12 +26,18 @@ export interface ContainerdScene {
   /** A temporary directory of the scene's, removed after. */
   readonly dir: string;
   readonly oci: Oci;
+  /** The agent's network (to give a restarted agent's runtime the same one). */
+  readonly network: BridgeNetwork;
 }
 
-/** Runs `fn` in a fresh scene on `oci`, then removes all of it, whatever happened. */
+/**
+ * Runs `fn` in a fresh scene on `oci`, then removes all of it, whatever
+ * happened. `opts.warm` gives the agent warm pools (`--warm IMAGE=N`).
+ */
 export async function withContainerdCluster(
   oci: Oci,
   fn: (scene: ContainerdScene) => Promise<void>,
+  opts: { warm?: Record<string, number>; capacity?: number } = {},
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "fsb_ctrd_scene_" });
   const containerd = await startContainerd();
@@ -43,15 +49,17 @@ export async function withContainerdCluster(
     cluster = await startCluster({
       agents: [{
         id: "ctrd",
+        capacity: opts.capacity,
         runtime: new ContainerdRuntime({
           socket: containerd.socket,
           stateDir: join(dir, "state"),
           network,
           ociRuntime: oci,
+          warm: opts.warm,
         }),
       }],
     });
-    await fn({ cluster, containerd, dir, oci });
+    await fn({ cluster, containerd, dir, oci, network });
   } finally {
     await cluster?.close();
     await network?.teardown();
