@@ -472,14 +472,7 @@ export class ContainerdRuntime implements Runtime {
   /** Serves `spec` from the warm pool, or undefined on a miss. */
   async #claim(spec: SandboxSpec, opts: CreateOptions): Promise<CreateResult | undefined> {
     const logPath = resolve(opts.logPath);
-    const labels: Record<string, string> = {
-      [LABELS.name]: spec.name,
-      [LABELS.namespace]: spec.namespace,
-      [LABELS.pool]: spec.pool,
-      [LABELS.log]: logPath,
-    };
-    const extensions: Container["extensions"] = {};
-    keepSpec(spec, { labels, extensions });
+    const { labels, extensions } = identityOf(spec, logPath);
     await this.#prepareLog(logPath);
     const claimed = await this.#pool!.claim(spec, {
       logPath,
@@ -548,14 +541,7 @@ export class ContainerdRuntime implements Runtime {
     logPath: string,
     runtimeOptions: Any | undefined,
   ): MessageInitShape<typeof ContainerSchema> {
-    const labels: Record<string, string> = {
-      [LABELS.name]: spec.name,
-      [LABELS.namespace]: spec.namespace,
-      [LABELS.pool]: spec.pool,
-      [LABELS.log]: logPath,
-    };
-    const extensions: Container["extensions"] = {};
-    keepSpec(spec, { labels, extensions });
+    const { labels, extensions } = identityOf(spec, logPath);
     return {
       id: spec.sandboxId,
       labels,
@@ -1038,6 +1024,22 @@ export class ContainerdRuntime implements Runtime {
     this.#puller?.close();
     await this.#network.close();
   }
+}
+
+/** The labels and extensions that make a container sandbox `spec`'s, its log at `logPath`. */
+function identityOf(
+  spec: SandboxSpec,
+  logPath: string,
+): { labels: Record<string, string>; extensions: Container["extensions"] } {
+  const labels: Record<string, string> = {
+    [LABELS.name]: spec.name,
+    [LABELS.namespace]: spec.namespace,
+    [LABELS.pool]: spec.pool,
+    [LABELS.log]: logPath,
+  };
+  const extensions: Container["extensions"] = {};
+  keepSpec(spec, { labels, extensions });
+  return { labels, extensions };
 }
 
 /**
