@@ -352,9 +352,16 @@ export class ContainerdRuntime implements Runtime {
     }
     // A warm container first; a miss (any reason) takes the cold path below, never an error.
     if (this.#pool !== undefined && !opts.signal?.aborted) {
-      const warm = await this.#claim(spec, opts).catch((err) => {
+      const claiming = this.#claim(spec, opts);
+      this.#creating.set(id, claiming);
+      let warm;
+      try {
+        warm = await claiming;
+      } catch (err) {
         throw unreachable(err, this.#client.address);
-      });
+      } finally {
+        this.#creating.delete(id);
+      }
       if (warm !== undefined) return warm;
     }
     const creating = this.#create(spec, opts);
@@ -727,20 +734,23 @@ export class ContainerdRuntime implements Runtime {
    * follows at once; a process that handles or ignores SIGTERM gets the grace.
    */
   delete(sandboxId: string, graceMs: number): Promise<boolean> {
-    const id = this.#cid(sandboxId);
-    const pending = this.#deleting.get(id);
+    const pending = this.#deleting.get(sandboxId);
     if (pending !== undefined) return pending;
-    const deleting = this.#delete(id, graceMs)
+    const deleting = (async () => {
+      // A create (or warm claim) in flight finishes first: only then is its container id known.
+      await this.#creating.get(sandboxId)?.catch(() => {});
+      return await this.#delete(this.#cid(sandboxId), graceMs);
+    })()
       .catch((err) => {
         throw unreachable(err, this.#client.address);
       })
       .finally(() => {
-        this.#deleting.delete(id);
-        if (id !== sandboxId) this.#warmIds.delete(sandboxId);
+        this.#deleting.delete(sandboxId);
+        this.#warmIds.delete(sandboxId);
         // A freed slot may make room for a warm container.
         this.#pool?.refill();
       });
-    this.#deleting.set(id, deleting);
+    this.#deleting.set(sandboxId, deleting);
     return deleting;
   }
 
