@@ -175,6 +175,20 @@ async function exitOf(client: ContainerdClient, containerId: string): Promise<nu
   return (await client.tasks.wait({ containerId }, { timeoutMs: 60_000 })).exitStatus;
 }
 
+/**
+ * The probe's whole output in the log at `path`: the shim copies a task's
+ * output to its log on its own time, so the last lines may land after the
+ * task's wait has returned.
+ */
+async function wholeProbe(path: string): Promise<string> {
+  let log = "";
+  await eventually("the probe's whole output in its log", async () => {
+    log = await Deno.readTextFile(path);
+    return log.split("\n---\n").length === 4 && log.endsWith("\n");
+  }, 20_000);
+  return log;
+}
+
 /** The probe's output split in its parts, env entries sorted (their order is the shell's). */
 function probeParts(log: string) {
   const [cmdline, environ, self, mounts] = log.split("\n---\n");
@@ -190,7 +204,7 @@ function probeParts(log: string) {
 async function cold(s: Scene, spec: SandboxSpec): Promise<{ log: string; exit: number }> {
   await s.runtime.create(spec, { logPath: s.logPath(spec.sandboxId) });
   const exit = await exitOf(s.client, spec.sandboxId);
-  const log = await Deno.readTextFile(s.logPath(spec.sandboxId));
+  const log = await wholeProbe(s.logPath(spec.sandboxId));
   await s.runtime.delete(spec.sandboxId, 0);
   return { log, exit };
 }
@@ -375,7 +389,7 @@ for (const oci of OCIS) {
       assert.equal(claimed.logPath, s.logPath(warmSpec.sandboxId));
       assert.match(claimed.ip, /^10\.\d+\.\d+\.\d+$/);
       assert.equal(await exitOf(s.client, claimed.containerId), 7, "the task's wait sees exit 7");
-      const warm = probeParts(await Deno.readTextFile(claimed.logPath));
+      const warm = probeParts(await wholeProbe(claimed.logPath));
       const coldRun = await cold(s, s.spec(["sh", "-c", PROBE], extra));
       assert.equal(coldRun.exit, 7);
       const want = probeParts(coldRun.log);
@@ -569,7 +583,11 @@ Deno.test({
     const claimed = await mustClaim(second, spec, s.logPath(spec.sandboxId));
     assert.equal(claimed.containerId, alive);
     assert.equal(await exitOf(s.client, alive), 0);
-    assert.equal(await Deno.readTextFile(claimed.logPath), "adopted\n");
+    // The shim may copy the output to the log after the wait returned.
+    await eventually(
+      "its output",
+      async () => (await Deno.readTextFile(claimed.logPath)) === "adopted\n",
+    );
     await s.runtime.delete(alive, 0);
   });
 });
@@ -610,7 +628,10 @@ Deno.test({
     assert.deepEqual(found, { adopted: [], removed: [left], resumed: [cut] });
     assert.equal(await exitOf(s.client, cut), 0);
     const logPath = container!.labels["fsb.io/log"];
-    assert.equal(await Deno.readTextFile(logPath), "resumed in /tmp as 1\n");
+    await eventually(
+      "its output",
+      async () => (await Deno.readTextFile(logPath)) === "resumed in /tmp as 1\n",
+    );
 
     // A warm container some other run left, unknown to this pool: sweep() takes it.
     const third = s.pool({ busybox: 1 });
