@@ -286,6 +286,20 @@ export class Sandboxes {
         );
         this.tombstones.gone(id);
       } catch (err) {
+        if (
+          err instanceof RpcError &&
+          (err.code === Code.UNAVAILABLE || err.code === Code.DEADLINE_EXCEEDED)
+        ) {
+          // The agent cannot be reached now (restarting, say): the delete stands, and a
+          // tombstone in the store makes the agent remove the container once it is back.
+          await this.tombstones.add(id, entry.agentId);
+          this.log.warn(
+            { sandbox: entry.key, agent: agent.id, err: err.message },
+            "delete left to a tombstone",
+          );
+          this.unplace(entry);
+          return;
+        }
         entry.phase = before;
         throw new RpcError(
           err instanceof RpcError ? err.code : Code.UNAVAILABLE,

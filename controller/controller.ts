@@ -27,6 +27,7 @@ import { ms, Sandboxes } from "./_sandboxes.ts";
 import { checkQuota, createSandbox } from "./_create_sandbox.ts";
 import { type HeartbeatReply, Reconciler, type RegisterReply } from "./_reconcile.ts";
 import { tick } from "./_lifecycle.ts";
+import { followAcrossRestarts } from "./_follow_logs.ts";
 
 export type { Phase, SandboxRecord } from "./_entry.ts";
 
@@ -234,7 +235,11 @@ export class Controller {
     }
   }
 
-  /** StreamLogs: the sandbox's output through its agent. */
+  /**
+   * StreamLogs: the sandbox's output through its agent. A followed stream
+   * survives its agent restarting: it is opened again once the agent answers
+   * and goes on after the bytes already sent.
+   */
   async *streamLogs(
     req: { name: string; namespace: string; follow: boolean },
     signal: AbortSignal,
@@ -249,11 +254,20 @@ export class Controller {
         `Cannot stream logs of sandbox "${entry.spec.namespace}/${entry.spec.name}" as it is ${entry.phase} and on no agent`,
       );
     }
-    const stream = this.#s.client(agent).streamLogs(
-      { sandboxId: entry.spec.sandboxId, follow: req.follow },
-      { signal },
-    );
-    for await (const chunk of stream) yield { data: chunk.data };
+    yield* followAcrossRestarts({
+      open: () => {
+        // The agent of the sandbox as the registry knows it now (it may have registered anew).
+        const now = entry.placed ? this.#s.registry.getAgentById(entry.agentId) : undefined;
+        if (now === undefined || this.#s.entries.get(entry.key) !== entry) return undefined;
+        return this.#s.client(now).streamLogs(
+          { sandboxId: entry.spec.sandboxId, follow: req.follow },
+          { signal },
+        );
+      },
+      follow: req.follow,
+      signal,
+      giveUpAfterMs: this.#s.agentTimeoutMs,
+    });
   }
 
   /**
