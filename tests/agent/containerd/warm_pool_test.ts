@@ -184,7 +184,9 @@ async function wholeProbe(path: string): Promise<string> {
   let log = "";
   await eventually("the probe's whole output in its log", async () => {
     log = await Deno.readTextFile(path);
-    return log.split("\n---\n").length === 4 && log.endsWith("\n");
+    // Four parts, the last (the mount list) a whole line: it may come after the last "---".
+    const parts = log.split("\n---\n");
+    return parts.length === 4 && parts[3].trim() !== "" && parts[3].endsWith("\n");
   }, 20_000);
   return log;
 }
