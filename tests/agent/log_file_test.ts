@@ -578,3 +578,41 @@ Deno.test("followLogFile() keeps its place when the log is removed under it", as
     assertBytes(concat(rest), stream.subarray(dropped));
   });
 });
+
+Deno.test("followLogFile() with settleMs still reads what the writer flushes after it said it was done", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fsb_log_settle_" });
+  try {
+    const path = join(dir, "x.log");
+    await Deno.writeTextFile(path, "first\n");
+    let done = false;
+    const read = (async () => {
+      let out = "";
+      for await (
+        const chunk of followLogFile(path, {
+          follow: true,
+          isDone: () => done,
+          settleMs: 300,
+        })
+      ) {
+        out += new TextDecoder().decode(chunk);
+        if (out === "first\n") {
+          // The writer reports done, then its last bytes land (as a shim's copy does).
+          done = true;
+          setTimeout(() => Deno.writeTextFileSync(path, "second\n", { append: true }), 60);
+        }
+      }
+      return out;
+    })();
+    assert.equal(await read, "first\nsecond\n");
+    // Without settleMs the same sequence ends at once, without the late line.
+    done = false;
+    await Deno.writeTextFile(path, "first\n");
+    let out = "";
+    for await (const chunk of followLogFile(path, { follow: true, isDone: () => true })) {
+      out += new TextDecoder().decode(chunk);
+    }
+    assert.equal(out, "first\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
