@@ -27,13 +27,6 @@ export interface FollowLogFileOptions {
    * restarted; 30 s unless told.
    */
   readonly pendingTimeoutMs?: number;
-  /**
-   * For writers whose last bytes may land after `isDone()` turns true (the
-   * containerd shim copies a task's output into a `file://` log on its own
-   * time, after the task's exit is reported): once done, the reader ends
-   * only after the file has stayed the same for this long. 0 (no wait) unless told.
-   */
-  readonly settleMs?: number;
 }
 
 const CHUNK_BYTES = 64 * 1024;
@@ -89,9 +82,6 @@ export async function* followLogFile(
     // Once the writer is done, one more pass to end of file picks up whatever
     // it wrote between our last read and the isDone() answer.
     let draining = false;
-    // Where the file ended at the last settle pause (see settleMs); -1 before the first.
-    let settledAt = -1;
-    const settleMs = opts.settleMs ?? 0;
     let buf = new Uint8Array(CHUNK_BYTES);
     for (;;) {
       if (pos < state.dropped) pos = state.dropped;
@@ -111,14 +101,7 @@ export async function* followLogFile(
         continue;
       }
       if (n === null) {
-        if (!follow) return;
-        if (draining) {
-          // Nothing new since the last look: done, unless the writer may still be flushing.
-          if (settleMs <= 0 || settledAt === at) return;
-          settledAt = at;
-          if (!(await pause(settleMs, signal))) return;
-          continue;
-        }
+        if (!follow || draining) return;
         if (await isDone()) {
           draining = true;
           continue;

@@ -156,7 +156,7 @@ export interface ContainerdRuntimeOptions {
 }
 
 export { LABELS, SPEC_EXTENSION } from "./labels.ts";
-import { LABELS, SHIM_SETTLE_MS, SPEC_EXTENSION } from "./labels.ts";
+import { LABELS, SPEC_EXTENSION } from "./labels.ts";
 import { WARM_LABELS, WarmPool } from "./warm_pool.ts";
 const SPEC_TYPE_URL = "type.googleapis.com/fsb.agent.v1.SandboxSpec";
 const OCI_SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
@@ -880,12 +880,7 @@ export class ContainerdRuntime implements Runtime {
         throw err;
       }
     };
-    yield* followLogFile(logPath, {
-      follow: opts.follow,
-      signal: opts.signal,
-      isDone,
-      settleMs: SHIM_SETTLE_MS,
-    });
+    yield* followLogFile(logPath, { follow: opts.follow, signal: opts.signal, isDone });
   }
 
   /** Runs a command in a running sandbox through containerd's task Exec API (see `./exec.ts`). */

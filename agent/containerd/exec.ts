@@ -10,7 +10,6 @@ import { Status } from "../../proto/gen/containerd/types/task_pb.ts";
 import { FailedPreconditionError, NotFoundError } from "../../registry/errors.ts";
 import { signalName } from "../../registry/exec_rules.ts";
 import { followLogFile } from "../log_file.ts";
-import { SHIM_SETTLE_MS } from "./labels.ts";
 import type { ExecExitStatus, ExecOutput, ExecProcess, ExecRecord, ExecSpec } from "../runtime.ts";
 import { type ContainerdClient, isNotFound, unreachable } from "./client.ts";
 import { FifoEnd, makeFifos } from "./_fifo.ts";
@@ -291,12 +290,7 @@ export class ContainerdExecs {
     const isDone = () => ended;
     // One log holds stdout and stderr interleaved as written (see exec()).
     for await (
-      const data of followLogFile(`${base}.log`, {
-        follow: true,
-        isDone,
-        signal: opts.signal,
-        settleMs: SHIM_SETTLE_MS,
-      })
+      const data of followLogFile(`${base}.log`, { follow: true, isDone, signal: opts.signal })
     ) {
       yield { stream: "stdout", data };
     }
