@@ -64,8 +64,9 @@ export class Leadership {
 
   /**
    * Without an election, opens the only term and resolves when it serves.
-   * With one, wires its callbacks (the election must have been created with
-   * {@linkcode Leadership.electionCallbacks}) and starts campaigning.
+   * With one, starts campaigning (the election reports to
+   * {@linkcode Leadership.elected}, {@linkcode Leadership.deposed} and
+   * {@linkcode Leadership.leaderChanged}).
    */
   async start(): Promise<void> {
     const election = this.#opts.election;
@@ -77,20 +78,10 @@ export class Leadership {
     election.start();
   }
 
-  /** The callbacks to create the election with. */
-  electionCallbacks(): {
-    onElected: (fence: LeaderFence) => void;
-    onDeposed: (reason: Error) => void;
-    onLeaderChange: (leader: string | undefined) => void;
-  } {
-    return {
-      onElected: (fence) => this.#onElected(fence),
-      onDeposed: (reason) => this.#onDeposed(reason),
-      onLeaderChange: (leader) => {
-        this.#opts.logger.info({ leader: leader ?? null }, "controller leader changed");
-        if (leader !== undefined && leader !== this.#opts.self) this.#elected?.();
-      },
-    };
+  /** The election's `onLeaderChange`: logs it; a leader other than this one settles the start. */
+  leaderChanged(leader: string | undefined): void {
+    this.#opts.logger.info({ leader: leader ?? null }, "controller leader changed");
+    if (leader !== undefined && leader !== this.#opts.self) this.#elected?.();
   }
 
   /**
@@ -161,7 +152,8 @@ export class Leadership {
     await Promise.all([...this.#closing]);
   }
 
-  #onElected(fence: LeaderFence): void {
+  /** The election's `onElected`: opens a term for `fence`, which serves once loaded. */
+  elected(fence: LeaderFence): void {
     if (this.#closed) return;
     this.#opts.logger.info({ key: fence.key, lease: fence.leaseId }, "elected controller leader");
     const opening = {
@@ -190,7 +182,8 @@ export class Leadership {
     this.#opening = opening;
   }
 
-  #onDeposed(reason: Error): void {
+  /** The election's `onDeposed`: the term stops serving at once and closes in the background. */
+  deposed(reason: Error): void {
     this.#opts.logger.warn({ reason: reason.message }, "no longer the controller leader");
     this.#opening = undefined;
     this.#end();

@@ -14,7 +14,7 @@ import { openStore } from "./store/mod.ts";
 import { type HttpHandle, isLoopback, serveHttp } from "./_http.ts";
 import { type AuthRecord, requireAdmin, TokenAuth } from "./auth.ts";
 import { Leadership, type TermFactory } from "./_leadership.ts";
-import type { LeaderElection, LeaderFence } from "./leader_election.ts";
+import type { LeaderElection } from "./leader_election.ts";
 import type { EtcdStore } from "./store/etcd_store.ts";
 import { formatHostPort, parseHostPort } from "../proto/host_port.ts";
 import { captureProfile } from "./profiler.ts";
@@ -228,7 +228,10 @@ export async function startController(opts: StartControllerOptions): Promise<Con
         id: self,
         ttlSeconds: opts.leaseSeconds ?? 2,
         onError: (err) => opts.logger.debug({ err }, "election retrying"),
-        ...callbacks(() => leadership),
+        // Reported only once started, after `leadership` below exists.
+        onElected: (fence) => leadership.elected(fence),
+        onDeposed: (reason) => leadership.deposed(reason),
+        onLeaderChange: (leader) => leadership.leaderChanged(leader),
       });
       opened.push(() => election!.close());
     }
@@ -305,16 +308,6 @@ function serving(leadership: Leadership): boolean {
   if (term !== undefined) return !term.controller.recovering;
   const leader = leadership.leader();
   return leader !== undefined && !leadership.leading && leader !== leadership.self;
-}
-
-/** The election's callbacks, bound to the leadership made after it. */
-function callbacks(leadership: () => Leadership) {
-  return {
-    onElected: (fence: LeaderFence) => leadership().electionCallbacks().onElected(fence),
-    onDeposed: (reason: Error) => leadership().electionCallbacks().onDeposed(reason),
-    onLeaderChange: (leader: string | undefined) =>
-      leadership().electionCallbacks().onLeaderChange(leader),
-  };
 }
 
 /** Waits for the election to settle, at most `ms`. */

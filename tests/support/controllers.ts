@@ -8,6 +8,7 @@
 import { connect, type FsbClient } from "../../cli/client.ts";
 import { Code, RpcError } from "../../proto/rpc.ts";
 import { type EtcdCluster, startEtcdCluster } from "./etcd.ts";
+import { freePort } from "./registry.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const decoder = new TextDecoder();
@@ -50,13 +51,6 @@ export interface ControllerScene {
   run(fn: () => Promise<void>): Promise<void>;
   /** Deletes every sandbox, stops the agent and the controllers, then etcd, and removes the dirs. */
   stop(): Promise<void>;
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 /** The tail of a child's stderr, kept as it runs. */
@@ -120,7 +114,7 @@ export async function startControllers(
   try {
     const starting = [];
     for (let i = 0; i < count; i++) {
-      const address = `127.0.0.1:${freePort()}`;
+      const address = `127.0.0.1:${await freePort()}`;
       const dataDir = `${root}/c${i}`;
       await Deno.mkdir(dataDir, { recursive: true });
       let child: Deno.ChildProcess | undefined;
