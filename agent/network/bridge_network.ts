@@ -65,6 +65,14 @@ function bridgeTag(bridge: string): string {
   return (h >>> 0).toString(16).padStart(8, "0").slice(0, 4);
 }
 
+/** A request's CIDRs in canonical form; InvalidArgumentError names the field of a bad one. */
+function cidrsOf(req: NetworkRequest): { allowCidrs: string[]; denyCidrs: string[] } {
+  return {
+    allowCidrs: req.allowCidrs.map((c, i) => formatCidr(parseCidr(`network.allow_cidrs[${i}]`, c))),
+    denyCidrs: req.denyCidrs.map((c, i) => formatCidr(parseCidr(`network.deny_cidrs[${i}]`, c))),
+  };
+}
+
 /**
  * Sandbox networks on bridge `fsb0` (by default): see the module notes and
  * shared/DESIGN.md section 11. Needs root, iproute2 and nftables.
@@ -86,7 +94,9 @@ export class BridgeNetwork implements SandboxNetwork {
   readonly #slots = new Map<number, Slot>();
   readonly #bySandbox = new Map<string, Slot>();
   readonly #ready: Slot[] = [];
-  readonly #held = new Map<string, Deno.Listener[]>();
+  readonly #held = new Map<string, Deno.TcpListener[]>();
+  /** Per sandbox, the end of its queue of attach, update and detach calls. */
+  readonly #busy = new Map<string, Promise<void>>();
   #cursor: number;
   #refilling: Promise<void> | undefined;
   #refillTimer: ReturnType<typeof setTimeout> | undefined;
@@ -220,19 +230,18 @@ export class BridgeNetwork implements SandboxNetwork {
     return out;
   }
 
-  async attach(req: NetworkRequest): Promise<NetworkAttachment> {
-    if (req.mode === "none") return { netns: { kind: "new" }, ip: "" };
+  attach(req: NetworkRequest): Promise<NetworkAttachment> {
+    if (req.mode === "none") return Promise.resolve({ netns: { kind: "new" }, ip: "" });
+    return this.#exclusive(req.sandboxId, () => this.#attach(req));
+  }
+
+  async #attach(req: NetworkRequest): Promise<NetworkAttachment> {
     if (this.#bySandbox.has(req.sandboxId)) {
       throw new FailedPreconditionError(
         `Cannot attach sandbox ${req.sandboxId} to the network as it already is`,
       );
     }
-    const allowCidrs = req.allowCidrs.map((c, i) =>
-      formatCidr(parseCidr(`network.allow_cidrs[${i}]`, c))
-    );
-    const denyCidrs = req.denyCidrs.map((c, i) =>
-      formatCidr(parseCidr(`network.deny_cidrs[${i}]`, c))
-    );
+    const { allowCidrs, denyCidrs } = cidrsOf(req);
     this.#hold(req.sandboxId, req.ports);
     let slot: Slot | undefined;
     try {
@@ -260,7 +269,72 @@ export class BridgeNetwork implements SandboxNetwork {
     return this.#bySandbox.get(sandboxId)?.ip ?? "";
   }
 
-  async detach(sandboxId: string): Promise<void> {
+  /**
+   * Swaps the sandbox's rules in one nft transaction, once its new ports are
+   * bound on the host and its record says what it will have; ports it no
+   * longer publishes are released last. A `none` sandbox is never attached
+   * here, so updating one fails as for an unknown sandbox.
+   */
+  update(req: NetworkRequest): Promise<void> {
+    return this.#exclusive(req.sandboxId, () => this.#update(req));
+  }
+
+  async #update(req: NetworkRequest): Promise<void> {
+    const id = req.sandboxId;
+    const slot = this.#bySandbox.get(id);
+    if (slot?.rules === undefined) {
+      throw new FailedPreconditionError(
+        `Cannot update the network of sandbox ${id} as it is not attached`,
+      );
+    }
+    if (req.mode !== "private") {
+      throw new FailedPreconditionError(
+        `Cannot update the network of sandbox ${id} to mode ${req.mode} as it has a private network and the mode cannot change`,
+      );
+    }
+    const { allowCidrs, denyCidrs } = cidrsOf(req);
+    const old = slot.rules;
+    const next: SandboxRules = {
+      ip: slot.ip,
+      ports: [...req.ports],
+      egress: req.egress,
+      allowCidrs,
+      denyCidrs,
+    };
+    // What a warm claim with the default request asks: nothing to bind, write or swap.
+    if (JSON.stringify(next) === JSON.stringify(old)) return;
+    const held = this.#held.get(id) ?? [];
+    const heldPorts = new Set(held.map((l) => l.addr.port));
+    const added = this.#bind(id, req.ports.filter((p) => !heldPorts.has(p)));
+    try {
+      await this.#write({ ...slot, rules: next });
+      const removal = removeSandbox(this.#bridge, old);
+      const addition = addSandbox(this.#bridge, next);
+      // Equal additions mean equal rules in the kernel (e.g. allow CIDRs under ALLOW changed).
+      if (addition !== addSandbox(this.#bridge, old)) {
+        await runTool("nft", ["-f", "-"], removal + addition);
+      }
+    } catch (err) {
+      for (const l of added) l.close();
+      await this.#write(slot).catch((e) =>
+        this.#log?.warn({ sandbox: id, err: String(e) }, "cannot restore the network record")
+      );
+      throw err;
+    }
+    slot.rules = next;
+    const asked = new Set(req.ports);
+    const kept = held.filter((l) => asked.has(l.addr.port));
+    for (const l of held) if (!asked.has(l.addr.port)) l.close();
+    kept.push(...added);
+    if (kept.length > 0) this.#held.set(id, kept);
+    else this.#held.delete(id);
+  }
+
+  detach(sandboxId: string): Promise<void> {
+    return this.#exclusive(sandboxId, () => this.#detach(sandboxId));
+  }
+
+  async #detach(sandboxId: string): Promise<void> {
     const slot = this.#bySandbox.get(sandboxId);
     if (slot === undefined) return;
     this.#bySandbox.delete(sandboxId);
@@ -309,6 +383,8 @@ export class BridgeNetwork implements SandboxNetwork {
     clearTimeout(this.#refillTimer);
     this.#refillTimer = undefined;
     await this.#refilling;
+    // An attach or update in flight would otherwise hold its ports past the release below.
+    await Promise.all(this.#busy.values());
     for (const slot of this.#ready.splice(0)) await this.#destroy(slot);
     for (const id of [...this.#held.keys()]) this.#release(id);
   }
@@ -332,13 +408,19 @@ export class BridgeNetwork implements SandboxNetwork {
    * port later. The bound sockets never see traffic: DNAT comes first.
    */
   #hold(sandboxId: string, ports: readonly number[], add = false): void {
-    const held: Deno.Listener[] = add ? this.#held.get(sandboxId) ?? [] : [];
-    const before = held.length;
+    const bound = this.#bind(sandboxId, ports);
+    const held = add ? [...this.#held.get(sandboxId) ?? [], ...bound] : bound;
+    if (held.length > 0) this.#held.set(sandboxId, held);
+  }
+
+  /** Binds `ports` on the host, all or none (those bound are closed on failure). */
+  #bind(sandboxId: string, ports: readonly number[]): Deno.TcpListener[] {
+    const bound: Deno.TcpListener[] = [];
     try {
-      for (const port of ports) held.push(Deno.listen({ hostname: "0.0.0.0", port }));
+      for (const port of ports) bound.push(Deno.listen({ hostname: "0.0.0.0", port }));
     } catch (err) {
-      const port = ports[held.length - before];
-      for (const l of held.splice(before)) l.close();
+      const port = ports[bound.length];
+      for (const l of bound) l.close();
       if (err instanceof Deno.errors.AddrInUse) {
         throw new FailedPreconditionError(
           `Cannot publish port ${port} of sandbox ${sandboxId} as the agent's host already uses it`,
@@ -346,7 +428,26 @@ export class BridgeNetwork implements SandboxNetwork {
       }
       throw err;
     }
-    if (held.length > 0) this.#held.set(sandboxId, held);
+    return bound;
+  }
+
+  /**
+   * Runs `fn` once the calls for the same sandbox made before it are done:
+   * each awaits `ip`, `nft` or the record, and two interleaved could leave
+   * rules in the kernel that the state here no longer names.
+   */
+  async #exclusive<T>(sandboxId: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.#busy.get(sandboxId);
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => done = resolve);
+    this.#busy.set(sandboxId, mine);
+    try {
+      if (before !== undefined) await before;
+      return await fn();
+    } finally {
+      done();
+      if (this.#busy.get(sandboxId) === mine) this.#busy.delete(sandboxId);
+    }
   }
 
   #release(sandboxId: string): void {

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { FailedPreconditionError } from "../../registry/errors.ts";
 import type { NetworkAttachment, NetworkRequest, SandboxNetwork } from "./sandbox_network.ts";
 
 /**
@@ -20,6 +21,32 @@ export class HostNetwork implements SandboxNetwork {
 
   attach(req: NetworkRequest): Promise<NetworkAttachment> {
     return Promise.resolve({ netns: { kind: req.mode === "none" ? "new" : "host" }, ip: "" });
+  }
+
+  /**
+   * Checks `req` and changes nothing: a plain request (mode `private`,
+   * egress `allow`, no CIDRs) is a no-op, its ports included, as
+   * {@linkcode HostNetwork.attach} publishes nothing either: a sandbox on the
+   * host's network listens on the host's ports itself. Egress rules and mode
+   * `none` are FailedPreconditionError, there being no rules on this network
+   * and no namespace to change. Knowing no sandboxes, it takes any id.
+   */
+  update(req: NetworkRequest): Promise<void> {
+    if (req.mode === "none") {
+      return Promise.reject(
+        new FailedPreconditionError(
+          `Cannot update the network of sandbox ${req.sandboxId} to mode none as it shares the host's network and the mode cannot change`,
+        ),
+      );
+    }
+    if (req.egress === "deny" || req.allowCidrs.length > 0 || req.denyCidrs.length > 0) {
+      return Promise.reject(
+        new FailedPreconditionError(
+          `Cannot update sandbox ${req.sandboxId} with egress rules as its agent runs with --network host`,
+        ),
+      );
+    }
+    return Promise.resolve();
   }
 
   ipOf(_sandboxId: string): string {

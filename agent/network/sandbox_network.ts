@@ -47,6 +47,27 @@ export interface SandboxNetwork {
    * for what this network cannot do (e.g. a published port the host already uses).
    */
   attach(req: NetworkRequest): Promise<NetworkAttachment>;
+  /**
+   * Gives sandbox `req.sandboxId`, attached earlier (e.g. a warm container
+   * attached with the default request long before a create claims it), the
+   * egress (`egress`, `allowCidrs`, `denyCidrs`) and published `ports` of
+   * `req` in place of those it had, keeping its namespace and address.
+   *
+   * - The mode cannot change: `req.mode` other than the sandbox's is
+   *   FailedPreconditionError. So is, on a network that keeps track of its
+   *   sandboxes, one it does not know, a `none` sandbox included as none
+   *   is ever attached (`Cannot update the network of sandbox X as it is
+   *   not attached`); the host network tracks nothing and takes any id.
+   * - CIDRs are checked as by {@linkcode SandboxNetwork.attach}
+   *   (InvalidArgumentError naming `network.allow_cidrs[i]` or
+   *   `network.deny_cidrs[i]`), and ports too: one the host already uses is
+   *   FailedPreconditionError.
+   * - All or nothing: on any error the sandbox keeps its previous rules and
+   *   ports. Once it resolves, the new rules hold, also after a restart.
+   * - Calls for one sandbox (update, attach, detach) take effect one after
+   *   the other, in the order they were made.
+   */
+  update(req: NetworkRequest): Promise<void>;
   /** The address of a sandbox attached earlier (also before a restart), or "". */
   ipOf(sandboxId: string): string;
   /** Releases everything the sandbox held; a sandbox it does not know is a no-op. */
