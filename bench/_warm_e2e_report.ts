@@ -95,7 +95,7 @@ export function reportWarm(
     const ctr = summary(r.ctrProcess);
     const shell = summary(r.shell);
     row("time to interactive: warm (create + first line via logs)", r.warmTti, {});
-    row("time to interactive: cold (coldbox, a warm miss)", r.coldTti, {});
+    row("time to interactive: cold (coldbox, nothing made ahead)", r.coldTti, {});
     row("time to interactive: ctr run -d + first line in its log", r.ctrTti, {});
     // What the logs call adds to the create: the agent polls a log file every 50 ms.
     const part = (tti: number[], create: number[]) => tti.map((t, i) => t - create[i]);

@@ -1,10 +1,14 @@
 /**
  * Warm pools end to end (issue 9's targets), in one run per OCI runtime on one
  * containerd (started by the test fixture, busybox built from the host's
- * busybox-static and imported, then tagged `coldbox` as a second image no
- * pool keeps): a real `fsb controller serve` and `fsb agent run --runtime
- * containerd --warm busybox=N --capacity 100`, each its own process, a
- * private network per sandbox on a bridge and /24 of the bench's own.
+ * busybox-static and imported; `prepbox`, a `ctr images tag` of it; and
+ * `coldbox`, built with a layer of its own on top and imported): a real
+ * `fsb controller serve` and `fsb agent run --runtime containerd --warm
+ * busybox=N --capacity 100`, each its own process, a private network per
+ * sandbox on a bridge and /24 of the bench's own. The agent keeps N warm
+ * busybox containers and N snapshots of busybox's layer chain prepared ahead;
+ * those serve any image of that chain, so `prepbox` gets them and `coldbox`,
+ * of another chain, does not.
  *
  * Interleaved series (the order rotates each iteration), each sandbox running
  * `sh -c 'echo up; exec sleep 600'`, deleted after (untimed), and the pool
@@ -14,8 +18,12 @@
  *   client (must say `path: warm`; a miss is counted and left out), then
  *   `logs(name, { follow: true })` until the first line: the create call
  *   alone, and time to interactive;
- * - `cold`: the same for `coldbox`, which the pool cannot serve (the path a
- *   warm miss takes);
+ * - `prepared`: the same for `prepbox`, which no pool keeps, so the pool
+ *   misses and a prepared snapshot serves it (the path a warm miss takes;
+ *   must say `path: prepared`; one that comes back `cold`, the stock empty,
+ *   is counted as a miss and left out);
+ * - `cold`: the same for `coldbox`, for which nothing was made ahead (must
+ *   say `path: cold`);
  * - `ctr run -d --log-uri file://LOG`: the whole `ctr` process, and until the
  *   first line is in its log (polled every millisecond);
  * - `fsb sandbox create` (whole process, this Deno binary) on a warm hit;
@@ -28,6 +36,8 @@
  * carries the agent's stages too; rows starting with `=` are derived: the
  * agent's time outside its runtime's stages, the controller-agent round trip
  * (`agent_rpc - agent_total`), and the client's (its time - `total`).
+ * bench/_warm_e2e_report.ts prints the table and the stages; the prepared
+ * series' rows, which it does not know of, follow in a table of their own.
  *
  * Run: `deno task bench:warm-e2e [--iterations N] [--burst N] [--bursts N]
  * [--oci-runtime runc|runsc|runc,runsc] [--json]` (root, with containerd,
@@ -59,6 +69,8 @@ import {
   readTokens,
   spawnController,
   stop,
+  summary,
+  table,
   timeFsb,
 } from "./_support.ts";
 import {
@@ -72,7 +84,17 @@ import {
 import { reportWarm, type WarmResults } from "./_warm_e2e_report.ts";
 
 const COMMAND = ["sh", "-c", "echo up; exec sleep 600"];
+/** Layers of its own: nothing is made ahead for it. */
 const COLD_IMAGE = "docker.io/library/coldbox:latest";
+/** A tag of busybox: busybox's chain, so its snapshots prepared ahead serve it; no pool keeps it. */
+const PREPARED_IMAGE = "docker.io/library/prepbox:latest";
+/**
+ * The agent's `/metrics` does not count prepared snapshots, so nothing says
+ * when the stock is full again: its refill starts 100 ms after a take and
+ * prepares one snapshot (a few ms), so it is done this long after the delete
+ * that follows the take. A sleep, which is fine in a bench (not in a test).
+ */
+const PREPARED_REFILL_MS = 150;
 const WARMUP = 3;
 /** The 1, 5 and 15 minute load averages: how busy the machine was besides this bench. */
 async function loadAverage(): Promise<string> {
@@ -83,6 +105,12 @@ async function loadAverage(): Promise<string> {
 const NOT_RUNTIME = new Set(["allocate", "agent_rpc", "agent_total", "store", "total"]);
 const OUTPUT_TIMEOUT_MS = 20_000;
 
+/** WarmResults with the prepared series, which bench/_warm_e2e_report.ts does not know of. */
+interface Results extends WarmResults {
+  preparedCreate: number[];
+  preparedTti: number[];
+}
+
 interface Ctx {
   socket: string;
   dir: string;
@@ -91,12 +119,14 @@ interface Ctx {
   bursts: number;
 }
 
-async function measure(oci: "runc" | "runsc", ctx: Ctx): Promise<WarmResults> {
+async function measure(oci: "runc" | "runsc", ctx: Ctx): Promise<Results> {
   const dir = join(ctx.dir, oci);
-  const out: WarmResults = {
+  const out: Results = {
     oci,
     warmCreate: [],
     warmTti: [],
+    preparedCreate: [],
+    preparedTti: [],
     coldCreate: [],
     coldTti: [],
     ctrProcess: [],
@@ -106,7 +136,7 @@ async function measure(oci: "runc" | "runsc", ctx: Ctx): Promise<WarmResults> {
     help: [],
     burst: [],
     burstWall: [],
-    misses: { warm: 0, shell: 0, burst: 0 },
+    misses: { warm: 0, prepared: 0, shell: 0, burst: 0 },
     burstWarm: 0,
     stages: {},
     load: [await loadAverage()],
@@ -213,8 +243,25 @@ async function measure(oci: "runc" | "runsc", ctx: Ctx): Promise<WarmResults> {
           await done(`warm-${i}`);
         },
         async () => {
+          const r = await sdk(`prep-${i}`, "prepbox");
+          if (r.info.path === "cold") {
+            if (keep) out.misses.prepared++;
+          } else if (r.info.path !== "prepared") {
+            throw new Error(`prep-${i} was served ${r.info.path}, not prepared`);
+          } else if (keep) {
+            out.preparedCreate.push(r.create);
+            out.preparedTti.push(r.tti);
+            stageOf("prepared", r.info, r.create);
+          }
+          await done(`prep-${i}`);
+          // The stock full again before the next step, whichever it is (see PREPARED_REFILL_MS).
+          await new Promise((r) => setTimeout(r, PREPARED_REFILL_MS));
+        },
+        async () => {
           const r = await sdk(`cold-${i}`, "coldbox");
-          if (r.info.path === "warm") throw new Error(`cold-${i} was served warm`);
+          if (r.info.path !== "cold") {
+            throw new Error(`cold-${i} was served ${r.info.path}, not cold`);
+          }
           if (keep) {
             out.coldCreate.push(r.create);
             out.coldTti.push(r.tti);
@@ -327,6 +374,37 @@ async function measure(oci: "runc" | "runsc", ctx: Ctx): Promise<WarmResults> {
   return out;
 }
 
+/** The prepared series' rows, beside the target the seed set for it. */
+function reportPrepared(results: Results[]): void {
+  const rows: (string | number)[][] = [];
+  for (const r of results) {
+    const row = (series: string, samples: number[], rate: boolean, target = "", note = "") => {
+      const s = summary(samples);
+      rows.push([
+        r.oci,
+        series,
+        String(samples.length),
+        s.p50,
+        s.p99,
+        rate ? 1000 / s.mean : "",
+        target,
+        note,
+      ]);
+    };
+    if (r.preparedCreate.length === 0) continue;
+    row("time to interactive: prepared (prepbox, a warm miss)", r.preparedTti, true);
+    const after = r.preparedTti.map((t, i) => t - r.preparedCreate[i]);
+    row("  of which the first line after the create returned: prepared", after, false);
+    const create = summary(r.preparedCreate);
+    const met = create.p50 < 50 ? "met" : "MISSED";
+    const verdict = `${met}; misses (served cold) ${r.misses.prepared}`;
+    row("create, prepared, SDK one at a time", r.preparedCreate, true, "p50 < 50", verdict);
+  }
+  if (rows.length === 0) return;
+  console.log("\nprepared path (same interleaved rotation as the table above):");
+  table(["oci", "series", "n", "p50 ms", "p99 ms", "creates/s", "target", "result"], rows);
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -356,11 +434,17 @@ async function main(): Promise<void> {
   const started = new Date().toISOString();
   const dir = await Deno.makeTempDir({ prefix: "fsb_warm_e2e_" });
   const server = await startContainerd();
-  const results: WarmResults[] = [];
+  const results: Results[] = [];
   try {
     await importImage(await buildBusyboxImage(dir), { socket: server.socket });
+    // Its own directory: the builder's work files have fixed names.
+    const cold = await buildBusyboxImage(join(dir, "coldbox"), {
+      ref: COLD_IMAGE,
+      extraLayer: { "etc/coldbox": "cold\n" },
+    });
+    await importImage(cold, { socket: server.socket });
     const tag = await new Deno.Command("ctr", {
-      args: ["-a", server.socket, "-n", "fsb", "images", "tag", IMAGE, COLD_IMAGE],
+      args: ["-a", server.socket, "-n", "fsb", "images", "tag", IMAGE, PREPARED_IMAGE],
       stdout: "null",
       stderr: "piped",
     }).output();
@@ -384,6 +468,7 @@ async function main(): Promise<void> {
     date: started,
   };
   reportWarm(results, { machine, iterations, pool, bursts, warmup: WARMUP, json: values.json });
+  if (!values.json) reportPrepared(results);
   if (results.some((r) => r.error !== undefined)) Deno.exitCode = 1;
 }
 

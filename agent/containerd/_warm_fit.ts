@@ -5,7 +5,7 @@
  * @module
  */
 import type { SandboxSpec } from "../../proto/gen/fsb/agent/v1/agent_pb.ts";
-import { networkRequestOf } from "../network/mod.ts";
+import { type NetworkRequest, networkRequestOf } from "../network/mod.ts";
 import {
   type HostCapacity,
   type ResolvedResources,
@@ -21,9 +21,10 @@ import { envProblem } from "./_warm_script.ts";
  * Why a claim missed, for metrics:
  * - `not-warm`: the pool keeps no containers of the image;
  * - `empty`: it does, but none is ready now;
- * - `network`: the request's network differs from a warm container's
- *   (egress rules, published ports, no network, or a private network on a
- *   host-network agent);
+ * - `network`: the request's network is one no warm container has (no
+ *   network at all, or a private one or egress rules on a host-network
+ *   agent), or its egress rules and ports could not be applied at claim
+ *   (e.g. a port the host already uses: the cold path then says so);
  * - `resources`: limits that cannot be applied at claim (invalid ones, or
  *   any change under runsc, which has no `update`), or the update failed;
  * - `command`: no command (neither the request nor the image gives one);
@@ -53,6 +54,13 @@ export interface Fit {
   readonly limits: ResolvedResources;
   /** The update to apply at claim when `limits` differ from the warm container's; else undefined. */
   readonly update?: LinuxResources;
+  /**
+   * The egress rules and published ports to apply to the warm container's
+   * network at claim, before the command runs, when they differ from the
+   * default (allow, no CIDRs, no ports); else undefined. Its `sandboxId` is
+   * the request's: the claim names the container instead.
+   */
+  readonly network?: NetworkRequest;
 }
 
 /** A request the warm shape cannot serve. */
@@ -92,14 +100,12 @@ export function fitClaim(
   } catch (err) {
     return { reason: "network", detail: (err as Error).message };
   }
-  const plain = net.egress === "allow" && net.allowCidrs.length === 0 &&
-    net.denyCidrs.length === 0 && net.ports.length === 0;
-  if (net.mode !== "private" || !plain) {
-    return {
-      reason: "network",
-      detail: "egress rules, ports or mode differ from the warm default",
-    };
+  if (net.mode !== "private") {
+    return { reason: "network", detail: "no network, which every warm container has" };
   }
+  // On a host-network agent the request asked for nothing to apply (or networkRequestOf threw).
+  const plain = shape.networkKind === "host" || (net.egress === "allow" &&
+    net.allowCidrs.length === 0 && net.denyCidrs.length === 0 && net.ports.length === 0);
   let limits: ResolvedResources;
   try {
     limits = resolveResources(spec, shape.defaults, shape.host);
@@ -122,7 +128,14 @@ export function fitClaim(
   const problem = envProblem(env);
   if (problem !== undefined) return { reason: "env", detail: problem };
   const cwd = spec.workingDir || shape.config.WorkingDir || "/";
-  return same ? { argv, env, cwd, limits } : { argv, env, cwd, limits, update: updateOf(limits) };
+  return {
+    argv,
+    env,
+    cwd,
+    limits,
+    ...(same ? {} : { update: updateOf(limits) }),
+    ...(plain ? {} : { network: net }),
+  };
 }
 
 /** The `runc update` resources that set exactly `limits` (-1: no limit). */

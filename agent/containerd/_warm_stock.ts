@@ -26,6 +26,12 @@ export interface WarmStockOptions {
   readonly room?: () => number;
   /** How long after a claim the refill starts. */
   readonly refillDelayMs: number;
+  /**
+   * Whether claims are in flight: the refill then waits (for at most a
+   * second at a time), as making a container would compete with them for
+   * containerd's store and the CPUs. Never busy unless told.
+   */
+  readonly busy?: () => boolean;
   readonly logger?: WarmStockLogger;
 }
 
@@ -43,6 +49,8 @@ interface Shelf {
 const NO_DEADLINE_MS = 365 * 24 * 3600_000;
 const MAX_BACKOFF_MS = 30_000;
 const ROOM_RECHECK_MS = 1000;
+/** The longest a refill waits for claims in flight to end: a steady stream of claims must not starve it. */
+const MAX_BUSY_WAIT_MS = 1000;
 
 /**
  * Ready warm containers per image, refilled one at a time (within the
@@ -59,6 +67,8 @@ export class WarmStock {
   #refilling: Promise<void> | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
+  /** When the refill first found claims in flight, since it last made a container. */
+  #busySince: number | undefined;
 
   /** An empty stock of `opts.targets`; {@linkcode refill} fills it. */
   constructor(opts: WarmStockOptions) {
@@ -218,6 +228,11 @@ export class WarmStock {
         this.#wake(ROOM_RECHECK_MS);
         return;
       }
+      if (this.#opts.busy?.() && now - (this.#busySince ??= now) < MAX_BUSY_WAIT_MS) {
+        this.#wake(this.#opts.refillDelayMs);
+        return;
+      }
+      this.#busySince = undefined;
       await this.#makeOne(...next);
     }
   }

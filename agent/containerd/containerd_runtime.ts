@@ -7,6 +7,7 @@
 import { mkdir } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import {
+  create,
   fromBinary,
   fromJsonString,
   type MessageInitShape,
@@ -153,11 +154,25 @@ export interface ContainerdRuntimeOptions {
    * none unless told. {@linkcode ContainerdRuntime.startWarm} starts the pool.
    */
   readonly warm?: Readonly<Record<string, number>>;
+  /**
+   * Writable snapshots to keep ready per image for creates the warm pool
+   * cannot serve (the `prepared` path); as many per image as `warm` keeps
+   * warm containers unless told. {@linkcode ContainerdRuntime.startWarm}
+   * starts filling them.
+   */
+  readonly prepared?: Readonly<Record<string, number>>;
+  /**
+   * How long after a warm container or a prepared snapshot is taken the
+   * refill starts, so it does not compete with the create that took it;
+   * 50 ms for warm containers and 100 ms for snapshots unless told.
+   */
+  readonly refillDelayMs?: number;
 }
 
 export { LABELS, SPEC_EXTENSION } from "./labels.ts";
 import { LABELS, SPEC_EXTENSION } from "./labels.ts";
 import { WARM_LABELS, WarmPool } from "./warm_pool.ts";
+import { type PreparedSnapshot, PreparedSnapshots } from "./_prepared_snapshots.ts";
 const SPEC_TYPE_URL = "type.googleapis.com/fsb.agent.v1.SandboxSpec";
 const OCI_SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 const RUNC_RUNTIME = "io.containerd.runc.v2";
@@ -210,7 +225,8 @@ const encoder = new TextEncoder();
  * older than the grace window; it is the agent's to call, on start and
  * periodically.
  * Snapshots left by a create cut short (an agent crash) are collected by
- * containerd itself, as nothing references them.
+ * containerd itself, as nothing references them; prepared snapshots (which
+ * the collector must leave alone while they wait) are swept on start.
  */
 export class ContainerdRuntime implements Runtime {
   /** Always `containerd`. */
@@ -258,6 +274,8 @@ export class ContainerdRuntime implements Runtime {
    * the id it was made under (see `fsb.io/warm-claimed`).
    */
   readonly #warmIds = new Map<string, string>();
+  /** Snapshots prepared ahead for creates the pool cannot serve, when any are asked for. */
+  readonly #prepared: PreparedSnapshots | undefined;
 
   /** Creates the runtime; it connects to containerd on first use. */
   constructor(opts: ContainerdRuntimeOptions) {
@@ -301,8 +319,19 @@ export class ContainerdRuntime implements Runtime {
       ...(this.#helper === undefined ? {} : { helper: this.#helper }),
       resources: opts.resources,
       host: this.#host,
+      refillDelayMs: opts.refillDelayMs,
       logger: opts.logger,
     });
+    const prepared = opts.prepared ?? warm;
+    this.#prepared = Object.values(prepared).some((n) => n > 0)
+      ? new PreparedSnapshots({
+        client: this.#client,
+        images: prepared,
+        recipeOf: (image) => this.#localRecipe(image),
+        refillDelayMs: opts.refillDelayMs,
+        logger: opts.logger,
+      })
+      : undefined;
     const group = opts.shimGroup ?? true;
     this.#shimGroup = group === true
       ? `fsb-${crypto.randomUUID()}`
@@ -402,6 +431,7 @@ export class ContainerdRuntime implements Runtime {
     attaching.catch(() => {});
     let net: NetworkAttachment;
     let recipe: ImageRecipe;
+    let prepared: PreparedSnapshot | undefined;
     try {
       let imageName: string;
       ({ imageName, recipe } = await this.#resolveImage(spec, signal, () => stage("image_pull")));
@@ -427,9 +457,14 @@ export class ContainerdRuntime implements Runtime {
           : { [SHIM_GROUP_ANNOTATION]: this.#shimGroup },
       });
       signal?.throwIfAborted();
+      // A snapshot prepared ahead spares the create its own (the prepared path).
+      prepared = this.#prepared?.take(recipe.chainId);
       try {
         await client.containers.create({
-          container: this.#container(spec, imageName, ociSpec, logPath, runtimeOptions),
+          container: {
+            ...this.#container(spec, imageName, ociSpec, logPath, runtimeOptions),
+            snapshotKey: prepared?.key ?? id,
+          },
         });
       } catch (err) {
         if (isCode(err, Code.ALREADY_EXISTS)) {
@@ -439,6 +474,7 @@ export class ContainerdRuntime implements Runtime {
       }
     } catch (err) {
       await attaching.then(() => this.#network.detach(id), () => {});
+      if (prepared !== undefined) await this.#removeSnapshot(prepared.key, id);
       throw err;
     }
     stage("container_create");
@@ -447,8 +483,11 @@ export class ContainerdRuntime implements Runtime {
     let logExisted = true;
     try {
       logExisted = await logReady;
-      const mounts = await this.#prepareSnapshot(id, recipe);
-      stage("snapshot_prepare");
+      let mounts = prepared?.mounts;
+      if (mounts === undefined) {
+        mounts = await this.#prepareSnapshot(id, recipe);
+        stage("snapshot_prepare");
+      }
       signal?.throwIfAborted();
       const uri = `file://${logPath}`;
       try {
@@ -467,13 +506,13 @@ export class ContainerdRuntime implements Runtime {
         throw startError(err, id);
       }
     } catch (err) {
-      await this.#undo(id, taskMade);
+      await this.#undo(id, { taskMade, snapshotKey: prepared?.key ?? id });
       await this.#network.detach(id).catch((e) => this.#warnUnlessGone(e, id));
       if (!logExisted) await removeQuietly(logPath);
       throw err;
     }
     this.#opts.logger?.debug({ sandbox: id, ms: stageMs }, "containerd create timing");
-    return { stageMs, ip: net.ip };
+    return { stageMs, ip: net.ip, path: prepared === undefined ? "cold" : "prepared" };
   }
 
   /** Serves `spec` from the warm pool, or undefined on a miss. */
@@ -506,24 +545,46 @@ export class ContainerdRuntime implements Runtime {
    */
   async startWarm(opts: { freeSlots: () => number }): Promise<void> {
     this.#freeSlots = opts.freeSlots;
-    if (this.#pool === undefined) return;
-    // Sandboxes that claimed warm containers before a restart: found by their label.
-    await this.list().catch(() => {});
-    await this.#pool.start();
+    if (this.#pool !== undefined) {
+      // Sandboxes that claimed warm containers before a restart: found by their label.
+      await this.list().catch(() => {});
+      await this.#pool.start();
+    }
+    await this.#prepared?.start();
   }
 
   /**
    * Stops the warm pool and removes its unclaimed containers (namespaces,
-   * logs and all), e.g. for an agent that is retired rather than restarted;
-   * {@linkcode ContainerdRuntime.close} leaves them for the next start.
+   * logs and all) and the snapshots prepared ahead, e.g. for an agent that
+   * is retired rather than restarted; {@linkcode ContainerdRuntime.close}
+   * leaves the warm containers for the next start.
    */
   async closeWarm(): Promise<void> {
     await this.#pool?.close();
+    await this.#prepared?.close();
   }
 
   /** Warm containers ready per image (see Runtime.warmCounts); empty without a pool. */
   warmCounts(): Record<string, number> {
     return this.#pool?.counts() ?? {};
+  }
+
+  /** Snapshots prepared ahead and ready, per normalized image; empty when none are kept. */
+  preparedCounts(): Record<string, number> {
+    return this.#prepared?.counts() ?? {};
+  }
+
+  /** A local image's recipe with its chain unpacked, or undefined when the host lacks it. */
+  async #localRecipe(image: string): Promise<ImageRecipe | undefined> {
+    let recipe;
+    try {
+      ({ recipe } = await this.#resolveImage(create(SandboxSpecSchema, { image }), undefined));
+    } catch (err) {
+      if (err instanceof FailedPreconditionError) return undefined;
+      throw err;
+    }
+    if (!this.#unpacked.has(recipe.chainId)) await this.#unpack(recipe);
+    return recipe;
   }
 
   /** Makes the log's directory (once per directory) and says whether the log already existed. */
@@ -707,7 +768,8 @@ export class ContainerdRuntime implements Runtime {
   }
 
   /** Removes what a failed create made, newest first; each step tolerates "already gone". */
-  async #undo(id: string, taskMade: boolean): Promise<void> {
+  async #undo(id: string, opts: { taskMade: boolean; snapshotKey: string }): Promise<void> {
+    const { taskMade, snapshotKey } = opts;
     const client = this.#client;
     const quiet = (p: Promise<unknown>) => p.catch((err) => this.#warnUnlessGone(err, id));
     if (taskMade) {
@@ -715,7 +777,13 @@ export class ContainerdRuntime implements Runtime {
       await quiet(this.#deleteTask(id));
     }
     await quiet(client.containers.delete({ id }));
-    await quiet(client.snapshots.remove({ snapshotter: SNAPSHOTTER, key: id }));
+    await this.#removeSnapshot(snapshotKey, id);
+  }
+
+  /** Removes snapshot `key` of sandbox `id`; gone already counts as removed. */
+  async #removeSnapshot(key: string, id: string): Promise<void> {
+    await this.#client.snapshots.remove({ snapshotter: SNAPSHOTTER, key })
+      .catch((err) => this.#warnUnlessGone(err, id));
   }
 
   #warnUnlessGone(err: unknown, id: string): void {
@@ -769,7 +837,9 @@ export class ContainerdRuntime implements Runtime {
       await this.#deleteTask(id).catch(ignoreNotFound);
     }
     if (container !== undefined) await client.containers.delete({ id }).catch(ignoreNotFound);
-    await client.snapshots.remove({ snapshotter: SNAPSHOTTER, key: id }).catch(ignoreNotFound);
+    // A prepared snapshot's key is not the container's id.
+    const key = container?.snapshotKey || id;
+    await client.snapshots.remove({ snapshotter: SNAPSHOTTER, key }).catch(ignoreNotFound);
     await this.#network.detach(id);
     this.#oom.delete(id);
     this.#execs.forget(id);
@@ -1028,8 +1098,10 @@ export class ContainerdRuntime implements Runtime {
 
   /** Closes the connection and the network; containers keep running. */
   async close(): Promise<void> {
-    // Warm containers stay for the next run's adopt(), as sandboxes do.
+    // Warm containers stay for the next run's adopt(), as sandboxes do; prepared
+    // snapshots would only be swept by it.
     await this.#pool?.release();
+    await this.#prepared?.close();
     this.#client.close();
     this.#puller?.close();
     await this.#network.close();

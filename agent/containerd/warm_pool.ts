@@ -25,7 +25,7 @@ import { HELPER_PATH, processUser } from "./oci_spec.ts";
 import { findStaticBusybox } from "./_helper.ts";
 import { type AdoptResult, adoptWarm } from "./_warm_adopt.ts";
 import { WARM_LABELS, WarmContainers, type WarmEntry, type WarmImage } from "./_warm_container.ts";
-import { fitClaim, type Misfit, type MissReason, type WarmShape } from "./_warm_fit.ts";
+import { type Fit, fitClaim, type Misfit, type MissReason, type WarmShape } from "./_warm_fit.ts";
 import { WarmPipe } from "./_warm_pipe.ts";
 import { claimRecord } from "./_warm_record.ts";
 import { claimScript, type WarmStart } from "./_warm_script.ts";
@@ -110,8 +110,9 @@ export interface Claimed {
   readonly image: string;
   /**
    * Milliseconds per claim stage: `warm_take`, `warm_limits` (only when the
-   * limits changed), `warm_write` (the script sent), `warm_record` (the
-   * record written, which overlaps the write).
+   * limits changed), `warm_network` (only with egress rules or ports),
+   * `warm_write` (the script sent), `warm_record` (the record written, which
+   * overlaps the write).
    */
   readonly stageMs: Record<string, number>;
 }
@@ -138,7 +139,9 @@ const encoder = new TextEncoder();
  * container, applies the request's limits when they differ (a task update;
  * runc only), then sends the script while containerd writes the container's
  * record (labels, and the OCI spec the command now runs by, which execs
- * start from); about one containerd round trip, two with limits. Refills run
+ * start from); about one containerd round trip, two with limits, plus one
+ * nftables transaction when the request has egress rules or ports (applied
+ * to the container's namespace before its command runs). Refills run
  * in the background, one container at a time, within
  * {@linkcode WarmPoolOptions.room}.
  *
@@ -158,6 +161,8 @@ export class WarmPool {
   readonly #stock: WarmStock;
   readonly #updater: TaskUpdater;
   readonly #network: SandboxNetwork;
+  /** Claims past their take and not yet ended: the refill waits for them. */
+  #claims = 0;
   readonly #ociRuntime: "runc" | "runsc";
   readonly #defaults: ResourceDefaults;
   readonly #host: HostCapacity;
@@ -210,6 +215,7 @@ export class WarmPool {
       limits: this.#limits,
       room: opts.room,
       refillDelayMs: opts.refillDelayMs ?? 50,
+      busy: () => this.#claims > 0,
       logger: opts.logger,
     });
   }
@@ -241,6 +247,13 @@ export class WarmPool {
     return result;
   }
 
+  /** Counts a miss and tells `opts.onMiss`; undefined, for the claim to return. */
+  #miss(opts: ClaimOptions, reason: MissReason, detail: string): undefined {
+    this.#misses[reason] = (this.#misses[reason] ?? 0) + 1;
+    opts.onMiss?.(reason, detail);
+    return undefined;
+  }
+
   /** Starts a background refill now (e.g. when the agent's room grew); never waits for it. */
   refill(): void {
     if (!this.#closed) this.#stock.refill();
@@ -259,11 +272,7 @@ export class WarmPool {
    */
   async claim(spec: SandboxSpec, opts: ClaimOptions = {}): Promise<Claimed | undefined> {
     const t0 = performance.now();
-    const miss = (reason: MissReason, detail: string) => {
-      this.#misses[reason] = (this.#misses[reason] ?? 0) + 1;
-      opts.onMiss?.(reason, detail);
-      return undefined;
-    };
+    const miss = (reason: MissReason, detail: string) => this.#miss(opts, reason, detail);
     if (this.#closed) return miss("closed", "the warm pool is closed");
     const image = normalizeImage(spec.image);
     if (!this.#stock.target(image)) return miss("not-warm", `no warm containers of "${image}"`);
@@ -281,7 +290,23 @@ export class WarmPool {
     const taken = this.#stock.take(image, { img, open: (entry) => WarmPipe.open(entry.fifo) });
     if (taken === undefined) return miss("empty", `no warm container of "${image}" is ready`);
     const [entry, pipe] = taken;
-    this.#stock.refillSoon();
+    this.#claims++;
+    try {
+      return await this.#serve(spec, entry, { pipe, opts, fit, image, t0 });
+    } finally {
+      // The last claim of a burst starts the refill, which would have slowed the others.
+      if (--this.#claims === 0) this.#stock.refillSoon();
+    }
+  }
+
+  /** The rest of a claim, once a container is taken. */
+  async #serve(
+    spec: SandboxSpec,
+    entry: WarmEntry,
+    claim: { pipe: WarmPipe; opts: ClaimOptions; fit: Fit; image: string; t0: number },
+  ): Promise<Claimed | undefined> {
+    const { pipe, opts, fit, image, t0 } = claim;
+    const miss = (reason: MissReason, detail: string) => this.#miss(opts, reason, detail);
     const stageMs: Record<string, number> = {};
     let t = performance.now();
     stageMs.warm_take = t - t0;
@@ -314,6 +339,18 @@ export class WarmPool {
         return undo("resources", `updating the limits failed: ${(err as Error).message}`);
       }
       lap("warm_limits");
+    }
+    if (fit.network !== undefined) {
+      // Before the command runs: it never sends a packet the request's rules forbid.
+      try {
+        await this.#network.update({ ...fit.network, sandboxId: entry.id });
+      } catch (err) {
+        return undo(
+          "network",
+          `applying the egress rules and ports failed: ${(err as Error).message}`,
+        );
+      }
+      lap("warm_network");
     }
     // The command starts while containerd writes the record (a durable write,
     // the claim's slowest step); see the class notes for a crash in between.

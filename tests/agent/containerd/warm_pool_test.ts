@@ -345,8 +345,8 @@ Deno.test("fitClaim() says why a request does not fit the warm shape", () => {
     limits: { pids: 1024, cpuMillis: undefined, memoryBytes: undefined },
   });
   const cases: [JsonObject, MissReason | "fits"][] = [
-    [{ network: { egress: "EGRESS_DENY" } }, "network"],
-    [{ exposedPorts: [8080] }, "network"],
+    [{ network: { egress: "EGRESS_DENY" } }, "fits"],
+    [{ exposedPorts: [8080] }, "fits"],
     [{ network: { mode: "NETWORK_MODE_NONE" } }, "network"],
     [{ resources: { memoryBytes: "1" } }, "resources"],
     [{ envs: { "bad-name": "1" } }, "env"],
@@ -364,6 +364,23 @@ Deno.test("fitClaim() says why a request does not fit the warm shape", () => {
     cpu: { quota: -1, period: 100_000 },
     pids: { limit: 50 },
   });
+  // Egress rules and ports are applied to the warm container's network at claim.
+  const ruled = fitClaim(
+    spec({ network: { egress: "EGRESS_DENY", allowCidrs: ["10.9.0.0/16"] }, exposedPorts: [80] }),
+    shape,
+  );
+  assert.deepEqual("network" in ruled ? ruled.network : undefined, {
+    sandboxId: "a".repeat(32),
+    mode: "private",
+    egress: "deny",
+    allowCidrs: ["10.9.0.0/16"],
+    denyCidrs: [],
+    ports: [80],
+  });
+  // On a host-network agent a plain request has nothing to apply; rules cannot be had.
+  const host = { ...shape, networkKind: "host" as const };
+  assert.equal(reason(fitClaim(spec({ exposedPorts: [80] }), host)), "fits");
+  assert.equal(reason(fitClaim(spec({ network: { egress: "EGRESS_DENY" } }), host)), "network");
   const gvisor = { ...shape, ociRuntime: "runsc" as const };
   assert.equal(reason(fitClaim(spec({ resources: { pids: 50 } }), gvisor)), "resources");
   assert.equal(reason(fitClaim(spec({}), shape, { user: { uid: 1000, gid: 1000 } })), "user");
@@ -528,8 +545,8 @@ Deno.test({
     await pool.start();
     await full(pool, 1);
     assert.equal(await pool.claim(s.spec(["true"], { image: "alpine" }), { onMiss }), undefined);
-    const deny = s.spec(["true"], { network: { egress: "EGRESS_DENY" } });
-    assert.equal(await pool.claim(deny, { onMiss }), undefined);
+    const offline = s.spec(["true"], { network: { mode: "NETWORK_MODE_NONE" } });
+    assert.equal(await pool.claim(offline, { onMiss }), undefined);
     assert.deepEqual(misses, ["empty", "not-warm", "network"]);
     assert.equal(pool.counts()[BUSYBOX], 1, "a miss takes nothing");
   });
