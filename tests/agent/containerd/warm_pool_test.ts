@@ -27,6 +27,7 @@ import { buildBusyboxImage } from "../../support/busybox_image.ts";
 import { type ContainerdServer, startContainerd } from "../../support/containerd.ts";
 import { networkLeftovers, startTestNetwork } from "../../support/network.ts";
 import { ignoreWithout } from "../../support/real_parts.ts";
+import { freePort } from "../../support/registry.ts";
 import { collectExec, eventually } from "../runtime_contract.ts";
 
 const IGNORE = ignoreWithout("containerd", "root");
@@ -501,7 +502,52 @@ for (const oci of OCIS) {
   });
 }
 
-// runc only: limits changed at claim, restarts.
+// runc only: network rules and limits changed at claim, restarts.
+
+Deno.test({
+  name:
+    "claim() applies the request's egress rules and published ports to the warm container's network first",
+  ignore: IGNORE,
+}, async () => {
+  await withScene("runc", async (s) => {
+    const pool = s.pool({ busybox: 2 });
+    await pool.start();
+    await full(pool, 2);
+    const port = await freePort();
+    const spec = s.spec(["sleep", "600"], {
+      network: { egress: "EGRESS_DENY", allowCidrs: ["198.51.100.0/24"] },
+      exposedPorts: [port],
+    });
+    const claimed = await mustClaim(pool, spec, s.logPath(spec.sandboxId));
+    assert.ok(claimed.stageMs.warm_network >= 0, JSON.stringify(claimed.stageMs));
+    // Read, never tried: the rules name the container's address and the allowed range.
+    const rules = async () => {
+      const out = await new Deno.Command("nft", {
+        args: ["list", "table", "inet", s.network.table],
+        stdout: "piped",
+      }).output();
+      return decoder.decode(out.stdout);
+    };
+    const listed = await rules();
+    assert.match(listed, new RegExp(`egress[^}]*${claimed.ip.replaceAll(".", "\\.")}`, "s"));
+    assert.match(listed, /198\.51\.100\.0\/24/);
+    assert.match(listed, new RegExp(`published[^}]*\\b${port}\\b`, "s"));
+    // The port is the sandbox's on the host now.
+    assert.throws(() => Deno.listen({ hostname: "0.0.0.0", port }), Deno.errors.AddrInUse);
+    // A port the host already uses: the claim misses (the cold path then says why), taking nothing.
+    const squatter = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+    const taken = s.spec(["true"], { exposedPorts: [squatter.addr.port] });
+    const misses: MissReason[] = [];
+    const logPath = s.logPath(taken.sandboxId);
+    assert.equal(await pool.claim(taken, { logPath, onMiss: (r) => misses.push(r) }), undefined);
+    squatter.close();
+    assert.deepEqual(misses, ["network"]);
+    // Deleted, the sandbox gives its port back and its rules go.
+    await s.runtime.delete(claimed.containerId, 0);
+    Deno.listen({ hostname: "0.0.0.0", port }).close();
+    assert.doesNotMatch(await rules(), /198\.51\.100\.0\/24/);
+  });
+});
 
 Deno.test({
   name: "claim() applies limits other than the pool's through containerd's task update",
