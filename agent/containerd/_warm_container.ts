@@ -55,7 +55,7 @@ export interface WarmImage {
 
 /** One running warm container, as the pool holds it. */
 export interface WarmEntry {
-  /** Its containerd container id (`warm-` and 32 hex digits). */
+  /** Its containerd container id: 32 hex digits, like a sandbox id (see `newId`). */
   readonly id: string;
   /** Normalized image. */
   readonly image: string;
@@ -164,9 +164,14 @@ export class WarmContainers {
     return { image: wanted, imageName: found.name, recipe: await recipe };
   }
 
-  /** A fresh warm container id: `warm-` and 32 hex digits. */
+  /**
+   * A fresh warm container id: 32 random hex digits, shaped like a sandbox
+   * id, as the id names the container's cgroup, which the sandbox that
+   * claims it can read (`/proc/self/cgroup`): nothing there may tell it came
+   * from a pool. The `fsb.io/warm` label, not the id, marks warm containers.
+   */
   static newId(): string {
-    return `warm-${crypto.randomUUID().replaceAll("-", "")}`;
+    return crypto.randomUUID().replaceAll("-", "");
   }
 
   /**

@@ -27,7 +27,11 @@
  * - the script is one `{ ... }` group: the shell parses all of it before
  *   running any of it, so a script cut short (an agent that died mid-write)
  *   runs nothing;
- * - runc creates a working dir the image lacks, so the script does too.
+ * - runc creates a working dir the image lacks, so the script does too;
+ * - stderr goes to stdout from the first line on: the shim writes both of a
+ *   warm container's streams to one `file://` log, and containerd 1.6's shim
+ *   may drop what stderr wrote last (see `_shim_logger.ts`); one stream
+ *   loses nothing, and the log interleaves them as before.
  *
  * @module
  */
@@ -90,14 +94,14 @@ export function envProblem(env: readonly string[]): string | undefined {
  * The script that turns the warm shell into `req`'s command. `req.env` must
  * pass {@linkcode envProblem}; `req.argv` must not be empty.
  *
- * Its steps, in order: the working dir; the command's path (before any
- * variable changes, so the request's env cannot disturb the search); the
- * environment; the exec.
+ * Its steps, in order: stderr onto stdout; the working dir; the command's
+ * path (before any variable changes, so the request's env cannot disturb the
+ * search); the environment; the exec.
  */
 export function claimScript(req: ClaimRequest, start: WarmStart): string {
   const target = envMap(req.env);
   const initial = envMap(start.env);
-  const lines = ["{"];
+  const lines = ["{", "exec 2>&1"];
   if (req.cwd !== start.cwd) {
     const dir = shellQuote(req.cwd);
     lines.push(

@@ -173,6 +173,7 @@ export { LABELS, SPEC_EXTENSION } from "./labels.ts";
 import { LABELS, SPEC_EXTENSION } from "./labels.ts";
 import { WARM_LABELS, WarmPool } from "./warm_pool.ts";
 import { type PreparedSnapshot, PreparedSnapshots } from "./_prepared_snapshots.ts";
+import { logPathOfUri, shimLoggerUri, writeShimLogger } from "./_shim_logger.ts";
 const SPEC_TYPE_URL = "type.googleapis.com/fsb.agent.v1.SandboxSpec";
 const OCI_SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 const RUNC_RUNTIME = "io.containerd.runc.v2";
@@ -198,7 +199,8 @@ const encoder = new TextEncoder();
  * carries its sandbox's identity in `fsb.io/*` labels, the full spec included
  * (as an extension when it is too big for a label), so that {@linkcode list}
  * works for a new instance after an agent restart. stdout and stderr go to
- * one `file://` log that the shim writes directly, so logs need no FIFO and
+ * one log that a small logger the shim starts writes (see `_shim_logger.ts`
+ * for why not the shim's own `file://` log), so logs need no FIFO and
  * survive the agent.
  *
  * The container is created before its snapshot is prepared: a container's
@@ -274,6 +276,8 @@ export class ContainerdRuntime implements Runtime {
    * the id it was made under (see `fsb.io/warm-claimed`).
    */
   readonly #warmIds = new Map<string, string>();
+  /** The logger script the shim runs for each log (see `_shim_logger.ts`), once written. */
+  #shimLogger: Promise<string> | undefined;
   /** Snapshots prepared ahead for creates the pool cannot serve, when any are asked for. */
   readonly #prepared: PreparedSnapshots | undefined;
 
@@ -298,6 +302,7 @@ export class ContainerdRuntime implements Runtime {
       client: () => this.#client,
       now: this.#now,
       warn: (obj, msg) => this.#opts.logger?.warn(obj, msg),
+      logUri: (path) => this.#logUri(path),
       ...(this.sandboxRuntime === "runsc"
         ? {
           kill: (id, execId, signo) => killRunscExec(id, execId, { ...gvisor, signo }),
@@ -489,7 +494,7 @@ export class ContainerdRuntime implements Runtime {
         stage("snapshot_prepare");
       }
       signal?.throwIfAborted();
-      const uri = `file://${logPath}`;
+      const uri = await this.#logUri(logPath);
       try {
         const req = { containerId: id, rootfs: mounts, stdout: uri, stderr: uri };
         await this.#shimLock.shared(() => client.tasks.create(req));
@@ -572,6 +577,22 @@ export class ContainerdRuntime implements Runtime {
   /** Snapshots prepared ahead and ready, per normalized image; empty when none are kept. */
   preparedCounts(): Record<string, number> {
     return this.#prepared?.counts() ?? {};
+  }
+
+  /**
+   * The stdio URI that writes a task's or detached exec's output to
+   * `logPath`: through the shim logger, with the host's static busybox;
+   * else a `file://` URI, whose stderr the shim may cut short (see
+   * `_shim_logger.ts`).
+   */
+  async #logUri(logPath: string): Promise<string> {
+    if (this.#helper === undefined) return `file://${logPath}`;
+    if (this.#shimLogger === undefined) {
+      const logger = writeShimLogger(resolve(this.#opts.stateDir), this.#helper);
+      this.#shimLogger = logger;
+      logger.catch(() => this.#shimLogger = undefined);
+    }
+    return shimLoggerUri(await this.#shimLogger, logPath);
   }
 
   /** A local image's recipe with its chain unpacked, or undefined when the host lacks it. */
@@ -843,7 +864,7 @@ export class ContainerdRuntime implements Runtime {
     await this.#network.detach(id);
     this.#oom.delete(id);
     this.#execs.forget(id);
-    const logPath = container?.labels[LABELS.log] ?? fileUriPath(task?.stdout);
+    const logPath = container?.labels[LABELS.log] ?? logPathOfUri(task?.stdout);
     if (logPath !== undefined) {
       await removeQuietly(logPath);
       await Deno.remove(ContainerdExecs.execDir(logPath), { recursive: true }).catch(() => {});
@@ -1224,10 +1245,6 @@ function startError(err: unknown, id: string): unknown {
     return new FailedPreconditionError(`Cannot start sandbox ${id}: ${(err as Error).message}`);
   }
   return err;
-}
-
-function fileUriPath(uri: string | undefined): string | undefined {
-  return uri?.startsWith("file://") ? uri.slice("file://".length) : undefined;
 }
 
 function orUndefined(err: unknown): undefined {

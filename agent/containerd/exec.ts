@@ -54,6 +54,12 @@ export interface ContainerdExecsOptions {
   readonly kill?: (id: string, execId: string, signo: number) => Promise<boolean>;
   /** Forgets what `kill` keeps of an exec that ended. */
   readonly forget?: (id: string, execId: string) => Promise<void>;
+  /**
+   * The stdio URI that writes a detached exec's stdout and stderr to the
+   * log at `path` (see `_shim_logger.ts`); a `file://` URI the shim writes
+   * itself unless told.
+   */
+  readonly logUri?: (path: string) => Promise<string>;
 }
 
 /**
@@ -116,9 +122,8 @@ export class ContainerdExecs {
     const paths = { stdin: "", stdout: "", stderr: "" };
     const logFiles: string[] = [];
     if (spec.detach) {
-      // The shim writes a `file://` stdout and stderr both to the stdout
-      // file (it ignores the stderr URI), so a detached exec has one log.
-      paths.stdout = `file://${base}.log`;
+      // stdout and stderr go to one log, interleaved as written.
+      paths.stdout = await this.#opts.logUri?.(`${base}.log`) ?? `file://${base}.log`;
       paths.stderr = paths.stdout;
       logFiles.push(`${base}.log`);
     } else {

@@ -32,12 +32,18 @@ export interface ContainerdScene {
 
 /**
  * Runs `fn` in a fresh scene on `oci`, then removes all of it, whatever
- * happened. `opts.warm` gives the agent warm pools (`--warm IMAGE=N`).
+ * happened. `opts.warm` gives the agent warm pools (`--warm IMAGE=N`);
+ * `opts.prepared` has it keep that many snapshots (and network namespaces)
+ * per image ready for creates the warm pool does not serve.
  */
 export async function withContainerdCluster(
   oci: Oci,
   fn: (scene: ContainerdScene) => Promise<void>,
-  opts: { warm?: Record<string, number>; capacity?: number } = {},
+  opts: {
+    warm?: Record<string, number>;
+    prepared?: Record<string, number>;
+    capacity?: number;
+  } = {},
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "fsb_ctrd_scene_" });
   const containerd = await startContainerd();
@@ -56,6 +62,7 @@ export async function withContainerdCluster(
           network,
           ociRuntime: oci,
           warm: opts.warm,
+          prepared: opts.prepared,
         }),
       }],
     });

@@ -293,7 +293,9 @@ Deno.test({
       {},
     );
     assert.equal(missing.code, 127);
-    assert.equal(missing.stderr, 'exec: "no-such-cmd": executable file not found in $PATH\n');
+    // On stdout: the script sends stderr there (one stream, nothing dropped by the shim).
+    assert.equal(missing.stdout, 'exec: "no-such-cmd": executable file not found in $PATH\n');
+    assert.equal(missing.stderr, "");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
