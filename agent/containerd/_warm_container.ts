@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import type { Any } from "@bufbuild/protobuf/wkt";
@@ -183,8 +183,8 @@ export class WarmContainers {
     opts: { readonly id: string; readonly limits: ResolvedResources },
   ): Promise<WarmEntry> {
     const { id, limits } = opts;
-    const fifo = join(this.runDir, `${id}.in`);
-    const logPath = join(this.#opts.logDir, `${id}.log`);
+    const fifo = this.fifoPath(id);
+    const logPath = this.logPath(id);
     this.#dirsMade ??= Promise.all([
       mkdir(this.runDir, { recursive: true, mode: 0o700 }),
       mkdir(this.#opts.logDir, { recursive: true }),
@@ -288,10 +288,46 @@ export class WarmContainers {
     if (opts.container !== false) await client.containers.delete({ id }).catch(orGone);
     await client.snapshots.remove({ snapshotter: SNAPSHOTTER, key: id }).catch(orGone);
     if (opts.network !== false) await this.#opts.network.detach(id);
-    const fifo = opts.fifo ?? task?.stdin;
-    if (fifo) await rm(fifo, { force: true });
-    const log = opts.logPath ?? (task === undefined ? undefined : fileUriPath(task));
-    if (log !== undefined) await rm(log, { force: true });
+    // Without a task (an agent killed mid-make), the paths `make` gives them.
+    const fifo = opts.fifo ?? (task?.stdin || this.fifoPath(id));
+    await rm(fifo, { force: true });
+    const log = opts.logPath ?? (task === undefined ? undefined : fileUriPath(task)) ??
+      this.logPath(id);
+    await rm(log, { force: true });
+  }
+
+  /** Where warm container `id`'s FIFO is. */
+  fifoPath(id: string): string {
+    return join(this.runDir, `${id}.in`);
+  }
+
+  /** Where warm container `id`'s log is until a claim moves it. */
+  logPath(id: string): string {
+    return join(this.#opts.logDir, `${id}.log`);
+  }
+
+  /**
+   * Removes FIFOs and logs of warm containers `live` says no to (ids
+   * containerd holds or the pool makes now are live): left by an agent
+   * killed between making them and creating the container. Resolves to the
+   * paths removed.
+   */
+  async sweepFiles(live: (id: string) => boolean): Promise<string[]> {
+    const removed: string[] = [];
+    for (const [dir, ext] of [[this.runDir, ".in"], [this.#opts.logDir, ".log"]]) {
+      let names: string[];
+      try {
+        names = await readdir(dir);
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        if (!name.endsWith(ext) || live(name.slice(0, -ext.length))) continue;
+        await rm(join(dir, name), { force: true });
+        removed.push(join(dir, name));
+      }
+    }
+    return removed;
   }
 
   /** The cold path's OCI spec for a sandbox of `img` whose command is the warm shell. */

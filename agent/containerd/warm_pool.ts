@@ -398,16 +398,22 @@ export class WarmPool {
    * image's count; removes the rest (and their namespaces, FIFOs and logs).
    * Claimed containers whose claim was cut short between its record and its
    * script (the FIFO is still there) get their script now, from the record.
-   * Containers this pool holds already are left alone.
+   * Containers this pool holds already are left alone. Then FIFOs and logs
+   * of warm containers containerd does not hold (an agent killed while it
+   * made one) are removed.
    */
-  adopt(): Promise<AdoptResult> {
-    return adoptWarm({
+  async adopt(): Promise<AdoptResult> {
+    const result = await adoptWarm({
       client: this.#client,
       containers: this.#containers,
       stock: this.#stock,
       network: this.#network,
       logger: this.#opts.logger,
     });
+    const { containers } = await this.#client.containers.list({});
+    const held = new Set(containers.map((c) => c.id));
+    await this.#containers.sweepFiles((id) => held.has(id) || this.#stock.holds(id));
+    return result;
   }
 
   /**

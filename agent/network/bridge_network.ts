@@ -478,10 +478,11 @@ export class BridgeNetwork implements SandboxNetwork {
         }
       } catch (err) {
         this.#log?.warn({ err: String(err) }, "cannot prepare a sandbox network namespace");
-      } finally {
-        this.#refilling = undefined;
       }
-    })();
+    })()
+      // On the promise, not inside it: with the pool full the body ends before this
+      // assignment, and a `finally` inside would clear the field before it is set.
+      .finally(() => this.#refilling = undefined);
   }
 
   /** The next free address after the last one handed out, so addresses are not reused at once. */
