@@ -437,11 +437,17 @@ export class FetchChannel {
     opts: CallOptions | undefined,
   ): Promise<O> {
     const res = await this.#call(url, encode(codec, req), opts);
+    let answer: { readonly value: O } | undefined;
     try {
-      for await (const msg of messages(res.body!)) return decode(codec, msg);
+      // Read to the end of the stream, past the response: a body dropped before the trailers
+      // came makes fetch reset the stream (RST_STREAM), a small write of its own that, on a
+      // socket fetch leaves with Nagle on, held the next call's request back until the
+      // server's delayed ACK: 40-45 ms stalls on a third of back-to-back calls.
+      for await (const msg of messages(res.body!)) answer ??= { value: decode(codec, msg) };
     } catch (err) {
       throw this.#transportError(err);
     }
+    if (answer !== undefined) return answer.value;
     throw new RpcError(
       Code.UNKNOWN,
       "The server ended the call without a response or a visible status",
@@ -473,11 +479,14 @@ export class FetchChannel {
     const pump = new RequestPump(codec, reqs);
     try {
       const res = await this.#call(url, pump, opts);
+      let answer: { readonly value: O } | undefined;
       try {
-        for await (const msg of messages(res.body!)) return decode(codec, msg);
+        // To the end of the stream, as in #unary: no reset that stalls the next call.
+        for await (const msg of messages(res.body!)) answer ??= { value: decode(codec, msg) };
       } catch (err) {
         throw this.#callError(err, pump);
       }
+      if (answer !== undefined) return answer.value;
       throw new RpcError(
         Code.UNKNOWN,
         "The server ended the call without a response or a visible status",

@@ -243,3 +243,120 @@ Deno.test("FetchChannel reports an endpoint nothing listens on as UNAVAILABLE", 
     channel.close();
   }
 });
+
+/**
+ * Relays one loopback TCP connection at a time to `target`, keeping what the
+ * client sent: the HTTP/2 frames FetchChannel writes, as the server reads them.
+ */
+function startRelay(target: string): { address: string; sent: Uint8Array[]; close(): void } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const [hostname, port] = [
+    target.slice(0, target.lastIndexOf(":")),
+    target.slice(target.lastIndexOf(":") + 1),
+  ];
+  const sent: Uint8Array[] = [];
+  const conns: Deno.Conn[] = [];
+  (async () => {
+    for await (const client of listener) {
+      const server = await Deno.connect({ hostname, port: Number(port) });
+      conns.push(client, server);
+      const record = new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          sent.push(chunk.slice());
+          controller.enqueue(chunk);
+        },
+      });
+      client.readable.pipeThrough(record).pipeTo(server.writable).catch(() => {});
+      server.readable.pipeThrough(frameByFrame()).pipeTo(client.writable).catch(() => {});
+    }
+  })().catch(() => {});
+  return {
+    address: `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    sent,
+    close() {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch {
+          // Closed by the pipe already.
+        }
+      }
+    },
+  };
+}
+
+/**
+ * Passes on a server's HTTP/2 frames one write at a time, FRAME_GAP_MS
+ * apart, as a busy server may send them: a response's DATA and its trailers
+ * then reach the client separately, the trailers after the client has read
+ * the answer.
+ */
+const FRAME_GAP_MS = 20;
+
+function frameByFrame(): TransformStream<Uint8Array, Uint8Array> {
+  let held = new Uint8Array(0);
+  return new TransformStream({
+    async transform(chunk, controller) {
+      const joined = new Uint8Array(held.length + chunk.length);
+      joined.set(held);
+      joined.set(chunk, held.length);
+      let at = 0;
+      while (at + 9 <= joined.length) {
+        const end = at + 9 + ((joined[at] << 16) | (joined[at + 1] << 8) | joined[at + 2]);
+        if (end > joined.length) break;
+        controller.enqueue(joined.slice(at, end));
+        at = end;
+        await new Promise((resolve) => setTimeout(resolve, FRAME_GAP_MS));
+      }
+      held = joined.slice(at);
+    },
+  });
+}
+
+/** The types of the HTTP/2 frames in what a client sent (after its connection preface). */
+function frameTypes(sent: Uint8Array[]): number[] {
+  const bytes = new Uint8Array(sent.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of sent) {
+    bytes.set(c, at);
+    at += c.length;
+  }
+  const types: number[] = [];
+  for (let i = 24; i + 9 <= bytes.length;) {
+    const length = (bytes[i] << 16) | (bytes[i + 1] << 8) | bytes[i + 2];
+    types.push(bytes[i + 3]);
+    i += 9 + length;
+  }
+  return types;
+}
+
+Deno.test("FetchChannel reads each unary answer to the end of its stream, never resetting it", async () => {
+  // A reset (RST_STREAM) after the answer was a small write of its own, which on fetch's
+  // Nagle-enabled socket held the next call back until the server's delayed ACK (~40 ms).
+  let calls = 0;
+  const impl: Partial<Impl> = {
+    listSandboxes: () => {
+      calls++;
+      return { sandboxes: [info("a")] };
+    },
+  };
+  await withServer(impl, async (direct) => {
+    // The server of withServer, reached through the relay by a channel of the test's own.
+    const relay = startRelay(direct.address);
+    const channel = new FetchChannel(relay.address);
+    try {
+      const client = channel.client(FastPathLite);
+      for (let i = 0; i < 10; i++) {
+        assert.deepEqual((await client.listSandboxes({})).sandboxes.map((s) => s.name), ["a"]);
+      }
+      const types = frameTypes(relay.sent);
+      assert.equal(types.filter((t) => t === 0x1).length, 10, "one HEADERS frame per call");
+      assert.equal(types.filter((t) => t === 0x3).length, 0, `no RST_STREAM: ${types}`);
+      assert.equal(calls, 10);
+    } finally {
+      channel.close();
+      relay.close();
+    }
+  });
+});
