@@ -167,6 +167,18 @@ async function skopeoPush(archive: string, dest: string, auth: RegistryUser | un
   }
 }
 
+/**
+ * `n` different ports that were free a moment ago on 127.0.0.1: each is held
+ * until all are picked, as ports picked one at a time may repeat (the kernel
+ * can hand out a port it just got back).
+ */
+export function freePorts(n: number): number[] {
+  const held = Array.from({ length: n }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  const ports = held.map((l) => (l.addr as Deno.NetAddr).port);
+  for (const l of held) l.close();
+  return ports;
+}
+
 /** A port that was free a moment ago on 127.0.0.1. */
 export async function freePort(): Promise<number> {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

@@ -17,7 +17,7 @@ import {
   startTestNetwork,
 } from "../../support/network.ts";
 import { ignoreWithout } from "../../support/real_parts.ts";
-import { freePort } from "../../support/registry.ts";
+import { freePort, freePorts } from "../../support/registry.ts";
 import { eventually } from "../_runtime_harness.ts";
 
 const ignore = ignoreWithout("root");
@@ -225,7 +225,7 @@ Deno.test({
 }, async () => {
   await withScene(async (s) => {
     const id = idOf("c3");
-    const [kept, fresh, taken] = [await freePort(), await freePort(), await freePort()];
+    const [kept, fresh, taken] = freePorts(3);
     const { netns, ip } = await attachPlain(s.network, id, {
       egress: "deny",
       denyCidrs: ["198.51.100.0/24"],
@@ -271,7 +271,7 @@ Deno.test({
 }, async () => {
   await withScene(async (s) => {
     const id = idOf("d4");
-    const [dropped, kept] = [await freePort(), await freePort()];
+    const [dropped, kept] = freePorts(2);
     const { netns, ip } = await attachPlain(s.network, id, { ports: [dropped, kept] });
     await serveIn(s, netns, dropped, "dropped-port");
     await serveIn(s, netns, kept, "kept-port");
@@ -406,7 +406,7 @@ Deno.test({
 }, async () => {
   await withScene(async (s) => {
     const id = idOf("c9");
-    const [first, second] = [await freePort(), await freePort()];
+    const [first, second] = freePorts(2);
     const { ip } = await attachPlain(s.network, id);
 
     await Promise.all([
