@@ -237,6 +237,21 @@ export class AgentServer {
         },
       });
     }
+    if (runtime.preparedCounts !== undefined) {
+      new client.Gauge({
+        name: "fsb_agent_prepared_snapshots",
+        help:
+          "Root snapshots prepared ahead and ready per image, for creates the warm pool misses.",
+        labelNames: ["image"] as const,
+        registers: [opts.metricsRegistry],
+        collect() {
+          this.reset();
+          for (const [image, n] of Object.entries(runtime.preparedCounts!())) {
+            this.set({ image }, n);
+          }
+        },
+      });
+    }
   }
 
   /** The bound agent address (`advertiseHost:port`). */

@@ -159,6 +159,12 @@ export interface Runtime {
    */
   warmCounts?(): Record<string, number>;
   /**
+   * Root snapshots prepared ahead and ready now per image (normalized name),
+   * for creates the warm pool cannot serve; absent or empty when none are
+   * kept. Cheap: read on every scrape.
+   */
+  preparedCounts?(): Record<string, number>;
+  /**
    * Starts the runtime's warm pools, if it keeps any: they fill in the
    * background and never hold more than `freeSlots()` (how many more
    * sandboxes the agent may take now) plus their own size.

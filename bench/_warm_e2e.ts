@@ -84,10 +84,15 @@ export function spawnWarmAgent(
 
 /**
  * The agent's `fsb_agent_warm_containers` for `image` (its full reference)
- * from its metrics port `address`; 0 when it is not there yet or the port
+ * from its metrics port `address` (or its gauge `opts.gauge`, e.g.
+ * `fsb_agent_prepared_snapshots`); 0 when it is not there yet or the port
  * does not answer.
  */
-export async function warmCount(address: string, image: string): Promise<number> {
+export async function warmCount(
+  address: string,
+  image: string,
+  opts: { gauge?: string } = {},
+): Promise<number> {
   let text: string;
   try {
     const res = await fetch(`http://${address}/metrics`);
@@ -95,7 +100,7 @@ export async function warmCount(address: string, image: string): Promise<number>
   } catch {
     return 0;
   }
-  const prefix = `fsb_agent_warm_containers{image="${image}"} `;
+  const prefix = `${opts.gauge ?? "fsb_agent_warm_containers"}{image="${image}"} `;
   const line = text.split("\n").find((l) => l.startsWith(prefix));
   return line === undefined ? 0 : Number(line.slice(prefix.length));
 }
@@ -135,12 +140,14 @@ export async function waitWarm(
   want: number,
   agent: AgentProc,
   timeoutMs: number,
+  opts: { gauge?: string } = {},
 ): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   let have = -1;
-  while ((have = await warmCount(metrics, BUSYBOX)) < want) {
+  while ((have = await warmCount(metrics, BUSYBOX, opts)) < want) {
     if (performance.now() > deadline) {
-      throw new Error(`the pool holds ${have} of ${want} after ${timeoutMs} ms\n${agent.tail()}`);
+      const what = opts.gauge ?? "the pool";
+      throw new Error(`${what} holds ${have} of ${want} after ${timeoutMs} ms\n${agent.tail()}`);
     }
     await new Promise((r) => setTimeout(r, 10));
   }

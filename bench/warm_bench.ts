@@ -88,13 +88,6 @@ const COMMAND = ["sh", "-c", "echo up; exec sleep 600"];
 const COLD_IMAGE = "docker.io/library/coldbox:latest";
 /** A tag of busybox: busybox's chain, so its snapshots prepared ahead serve it; no pool keeps it. */
 const PREPARED_IMAGE = "docker.io/library/prepbox:latest";
-/**
- * The agent's `/metrics` does not count prepared snapshots, so nothing says
- * when the stock is full again: its refill starts 100 ms after a take and
- * prepares one snapshot (a few ms), so it is done this long after the delete
- * that follows the take. A sleep, which is fine in a bench (not in a test).
- */
-const PREPARED_REFILL_MS = 150;
 const WARMUP = 3;
 /** The 1, 5 and 15 minute load averages: how busy the machine was besides this bench. */
 async function loadAverage(): Promise<string> {
@@ -254,8 +247,10 @@ async function measure(oci: "runc" | "runsc", ctx: Ctx): Promise<Results> {
             stageOf("prepared", r.info, r.create);
           }
           await done(`prep-${i}`);
-          // The stock full again before the next step, whichever it is (see PREPARED_REFILL_MS).
-          await new Promise((r) => setTimeout(r, PREPARED_REFILL_MS));
+          // The stock full again (the agent's gauge) before the next step, whichever it is.
+          await waitWarm(metrics, ctx.pool, agent!, ctx.pool * 5_000, {
+            gauge: "fsb_agent_prepared_snapshots",
+          });
         },
         async () => {
           const r = await sdk(`cold-${i}`, "coldbox");

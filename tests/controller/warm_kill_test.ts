@@ -255,14 +255,19 @@ function ids(list: readonly ContainerState[]): string {
 }
 
 /** The agent's `fsb_agent_warm_containers` for busybox; -1 when it does not answer. */
-async function warmMetric(scene: Scene): Promise<number> {
+function warmMetric(scene: Scene): Promise<number> {
+  return agentMetric(scene, "fsb_agent_warm_containers");
+}
+
+/** The agent's gauge `name` for busybox; -1 when the agent does not answer. */
+async function agentMetric(scene: Scene, name: string): Promise<number> {
   let text: string;
   try {
     text = await (await fetch(`http://${scene.metrics}/metrics`)).text();
   } catch {
     return -1;
   }
-  const prefix = `fsb_agent_warm_containers{image="${BUSYBOX}"} `;
+  const prefix = `${name}{image="${BUSYBOX}"} `;
   const line = text.split("\n").find((l) => l.startsWith(prefix));
   return line === undefined ? 0 : Number(line.slice(prefix.length));
 }
@@ -281,6 +286,10 @@ async function settle(scene: Scene, want: Want): Promise<HostState> {
       last = problems(state, want);
       if (metric !== want.warm) {
         last.push(`the agent's metrics say ${metric} warm, not ${want.warm}`);
+      }
+      const prepared = await agentMetric(scene, "fsb_agent_prepared_snapshots");
+      if (prepared !== want.prepared) {
+        last.push(`the agent's metrics say ${prepared} prepared snapshots, not ${want.prepared}`);
       }
       return last.length === 0;
     }, SETTLE_MS);
