@@ -100,16 +100,15 @@ export class PreparedSnapshots {
 
   /**
    * A ready snapshot of chain `chainId`, or undefined when none is ready.
-   * The stock refills later.
+   * Either way the stock refills later; a refill also notices an image whose
+   * name now points at other layers (its ready snapshots then serve no one).
    */
   take(chainId: string): PreparedSnapshot | undefined {
+    this.#refillLater();
     for (const stock of this.#stocks) {
       if (stock.chainId !== chainId) continue;
       const snapshot = stock.ready.shift();
-      if (snapshot !== undefined) {
-        this.#refillLater();
-        return snapshot;
-      }
+      if (snapshot !== undefined) return snapshot;
     }
     return undefined;
   }
@@ -165,15 +164,15 @@ export class PreparedSnapshots {
   }
 
   async #fill(stock: Stock): Promise<void> {
+    const recipe = await this.#opts.recipeOf(stock.image);
+    // An image the host lacks has nothing to prepare; a later take tries again.
+    if (recipe === undefined) return;
+    if (stock.chainId !== recipe.chainId) {
+      // The name now points at another image: the old chain's snapshots serve no take.
+      for (const s of stock.ready.splice(0)) await this.#remove(s.key);
+      stock.chainId = recipe.chainId;
+    }
     while (!this.#closed && stock.ready.length < stock.want) {
-      const recipe = await this.#opts.recipeOf(stock.image);
-      // An image the host lacks has nothing to prepare; a later take tries again.
-      if (recipe === undefined) return;
-      if (stock.chainId !== recipe.chainId) {
-        // The name now points at another image: the old chain's snapshots serve no take.
-        for (const s of stock.ready.splice(0)) await this.#remove(s.key);
-        stock.chainId = recipe.chainId;
-      }
       const key = `${PREPARED_KEY_PREFIX}${crypto.randomUUID()}`;
       const { mounts } = await this.#opts.client.snapshots.prepare({
         snapshotter: SNAPSHOTTER,

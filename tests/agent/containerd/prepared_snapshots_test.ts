@@ -179,3 +179,38 @@ Deno.test({
     assert.equal((await preparedKeys(second.client)).length, 1);
   });
 });
+
+Deno.test({
+  name:
+    "an image name pointing at other layers gets snapshots of its new chain; the old ones are removed",
+  ignore: IGNORE,
+}, async () => {
+  await withScene(async (s) => {
+    const runtime = await s.runtime({ prepared: { busybox: 2 } });
+    await eventually("two ready", () => runtime.preparedCounts()[BUSYBOX] === 2);
+    const old = await preparedKeys(runtime.client);
+    // busybox again, with a layer of its own on top: the same name, another chain.
+    const tar = await buildBusyboxImage(join(s.dir, "retagged"), {
+      extraLayer: { "etc/retagged": "yes\n" },
+    });
+    await importImage(tar, { socket: s.server.socket });
+    const first = s.spec(["cat", "/etc/retagged"]);
+    const made = await runtime.create(first, { logPath: s.logPath(first.sandboxId) });
+    assert.equal(made.path, "cold", "no snapshot of the new chain was ready yet");
+    // The miss makes the stock look again: the old chain's snapshots go, the new one's come.
+    await eventually("two of the new chain", async () => {
+      const keys = await preparedKeys(runtime.client);
+      return keys.length === 2 && !keys.some((k) => old.includes(k));
+    });
+    const second = s.spec(["cat", "/etc/retagged"]);
+    assert.equal(
+      (await runtime.create(second, { logPath: s.logPath(second.sandboxId) })).path,
+      "prepared",
+    );
+    await eventually(
+      "the new layer's file",
+      async () => (await readLog(s.logPath(second.sandboxId))) === "yes\n",
+    );
+    for (const sp of [first, second]) await runtime.delete(sp.sandboxId, 0);
+  });
+});
