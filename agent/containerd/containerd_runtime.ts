@@ -6,28 +6,17 @@
  */
 import { mkdir } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
-import {
-  create,
-  fromBinary,
-  fromJsonString,
-  type MessageInitShape,
-  toBinary,
-  toJsonString,
-} from "@bufbuild/protobuf";
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { type SandboxSpec, SandboxSpecSchema } from "../../proto/gen/fsb/agent/v1/agent_pb.ts";
-import type {
-  Container,
-  ContainerSchema,
-} from "../../proto/gen/containerd/services/containers/v1/containers_pb.ts";
+import type { SandboxSpec } from "../../proto/gen/fsb/agent/v1/agent_pb.ts";
+import type { ContainerSchema } from "../../proto/gen/containerd/services/containers/v1/containers_pb.ts";
 import type { Mount } from "../../proto/gen/containerd/types/mount_pb.ts";
 import { type Process, Status } from "../../proto/gen/containerd/types/task_pb.ts";
-import { Code, RpcError } from "../../proto/grpc.ts";
+import { Code } from "../../proto/grpc.ts";
 import {
   AlreadyExistsError,
   FailedPreconditionError,
   NotFoundError,
-  UnavailableError,
 } from "../../registry/errors.ts";
 import { normalizeImage } from "../../registry/normalize_image.ts";
 import { followLogFile } from "../log_file.ts";
@@ -44,13 +33,8 @@ import type {
   RuntimeSandbox,
 } from "../runtime.ts";
 import { ContainerdClient, isCode, isNotFound, unreachable } from "./client.ts";
-import {
-  GC_LABELS,
-  type ImageRecipe,
-  type OciDescriptor,
-  readRecipe,
-  unpackImage,
-} from "./image.ts";
+import type { ImageRecipe } from "./image.ts";
+import { LocalImages } from "./_local_images.ts";
 import { buildOciSpec } from "./oci_spec.ts";
 import { oomKilled } from "./_oom.ts";
 import { defaultSeccomp } from "./seccomp.ts";
@@ -79,7 +63,7 @@ import {
 import { RwLock } from "./_rw_lock.ts";
 import { ContainerdExecs } from "./exec.ts";
 import { findStaticBusybox } from "./_helper.ts";
-import { ImagePuller, type PullResult, type RegistryOptions } from "./pull.ts";
+import type { RegistryOptions } from "./pull.ts";
 
 /** The logging that the runtime does (a pino logger fits). */
 export interface ContainerdLogger {
@@ -173,19 +157,16 @@ export { LABELS, SPEC_EXTENSION } from "./labels.ts";
 import { LABELS, SPEC_EXTENSION } from "./labels.ts";
 import { WARM_LABELS, WarmPool } from "./warm_pool.ts";
 import { type PreparedSnapshot, PreparedSnapshots } from "./_prepared_snapshots.ts";
+import { identityOf, keepSpec, specOf } from "./_sandbox_record.ts";
 import { logPathOfUri, shimLoggerUri, writeShimLogger } from "./_shim_logger.ts";
-const SPEC_TYPE_URL = "type.googleapis.com/fsb.agent.v1.SandboxSpec";
 const OCI_SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 const RUNC_RUNTIME = "io.containerd.runc.v2";
 const SNAPSHOTTER = "overlayfs";
 const SHIM_GROUP_ANNOTATION = "io.kubernetes.cri.sandbox-id";
-// containerd refuses a label whose key and value together exceed 4096 bytes.
-const MAX_LABEL_BYTES = 4096;
 const HOST_FILES = ["/etc/resolv.conf", "/etc/hosts"];
 const SIGTERM = 15;
 const SIGKILL = 9;
 const KILL_WAIT_MS = 10_000;
-const UNPACK_LEASE_TTL_MS = 60 * 60_000;
 const encoder = new TextEncoder();
 
 /**
@@ -246,11 +227,8 @@ export class ContainerdRuntime implements Runtime {
   /** OOM verdicts of stopped tasks, read once from their cgroups. */
   readonly #oom = new Map<string, boolean>();
   readonly #now: () => number;
-  /** Recipes by image target digest: content-addressed, so never stale. */
-  readonly #recipes = new Map<string, Promise<ImageRecipe>>();
-  /** Chain ids known to be committed snapshots. */
-  readonly #unpacked = new Set<string>();
-  readonly #unpacking = new Map<string, Promise<void>>();
+  /** Images found, pulled, read and unpacked. */
+  readonly #images: LocalImages;
   readonly #creating = new Map<string, Promise<unknown>>();
   /** Creates finished since the last orphan sweep began (see removeOrphans). */
   readonly #finished = new Set<string>();
@@ -260,7 +238,6 @@ export class ContainerdRuntime implements Runtime {
   /** Task creates hold it shared, task deletes alone: see the class notes on shim sharing. */
   readonly #shimLock = new RwLock();
   #hostFiles: string[] | undefined;
-  #puller: ImagePuller | undefined;
   readonly #helper: string | undefined;
   readonly #execs: ContainerdExecs;
   /** Where gVisor wrappers record each exec's pid inside its sandbox (see `killRunscExec`). */
@@ -285,6 +262,13 @@ export class ContainerdRuntime implements Runtime {
   constructor(opts: ContainerdRuntimeOptions) {
     this.#opts = opts;
     this.#client = new ContainerdClient(opts.socket, { namespace: opts.namespace });
+    this.#images = new LocalImages({
+      client: this.#client,
+      socket: opts.socket,
+      snapshotter: SNAPSHOTTER,
+      pull: opts.pull,
+      registry: opts.registry,
+    });
     this.#namespace = this.#client.namespace;
     this.#resources = { pids: 1024, ...opts.resources };
     this.#host = opts.host ?? hostCapacity();
@@ -332,7 +316,7 @@ export class ContainerdRuntime implements Runtime {
       ? new PreparedSnapshots({
         client: this.#client,
         images: prepared,
-        recipeOf: (image) => this.#localRecipe(image),
+        recipeOf: (image) => this.#images.recipeOf(image),
         refillDelayMs: opts.refillDelayMs,
         logger: opts.logger,
       })
@@ -439,10 +423,10 @@ export class ContainerdRuntime implements Runtime {
     let prepared: PreparedSnapshot | undefined;
     try {
       let imageName: string;
-      ({ imageName, recipe } = await this.#resolveImage(spec, signal, () => stage("image_pull")));
+      ({ imageName, recipe } = await this.#images.resolve(spec, signal, () => stage("image_pull")));
       stage("image_resolve");
-      if (!this.#unpacked.has(recipe.chainId)) {
-        await this.#unpack(recipe);
+      if (!this.#images.unpacked(recipe)) {
+        await this.#images.unpack(recipe);
         stage("image_unpack");
       }
       net = await attaching;
@@ -595,19 +579,6 @@ export class ContainerdRuntime implements Runtime {
     return shimLoggerUri(await this.#shimLogger, logPath);
   }
 
-  /** A local image's recipe with its chain unpacked, or undefined when the host lacks it. */
-  async #localRecipe(image: string): Promise<ImageRecipe | undefined> {
-    let recipe;
-    try {
-      ({ recipe } = await this.#resolveImage(create(SandboxSpecSchema, { image }), undefined));
-    } catch (err) {
-      if (err instanceof FailedPreconditionError) return undefined;
-      throw err;
-    }
-    if (!this.#unpacked.has(recipe.chainId)) await this.#unpack(recipe);
-    return recipe;
-  }
-
   /** Makes the log's directory (once per directory) and says whether the log already existed. */
   async #prepareLog(logPath: string): Promise<boolean> {
     const dir = dirname(logPath);
@@ -652,115 +623,6 @@ export class ContainerdRuntime implements Runtime {
   }
 
   /**
-   * Finds the image by its normalized name (any spelling stored in
-   * containerd), pulling it when it is missing and the policy allows
-   * (`onPulled` then marks the end of the pull), and reads its recipe.
-   */
-  async #resolveImage(
-    spec: SandboxSpec,
-    signal: AbortSignal | undefined,
-    onPulled?: () => void,
-  ): Promise<{ imageName: string; recipe: ImageRecipe }> {
-    const wanted = normalizeImage(spec.image);
-    let image;
-    try {
-      ({ image } = await this.#client.images.get({ name: wanted }, { signal }));
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-      // Stored under another spelling, e.g. `busybox:latest` by another tool.
-      const { images } = await this.#client.images.list({}, { signal });
-      image = images.find((i) => normalizeImage(i.name) === wanted);
-    }
-    if (image?.target === undefined && this.#opts.pull === "if-missing") {
-      const pulled = await this.#pull(spec, signal);
-      onPulled?.();
-      image = {
-        name: pulled.name,
-        target: { ...pulled.target, size: BigInt(pulled.target.size) },
-      };
-    }
-    if (image?.target === undefined) {
-      throw new FailedPreconditionError(
-        `Cannot create sandbox ${spec.sandboxId} as image "${spec.image}" is not present on this host`,
-      );
-    }
-    const target: OciDescriptor = {
-      mediaType: image.target.mediaType,
-      digest: image.target.digest,
-      size: Number(image.target.size),
-    };
-    let recipe = this.#recipes.get(target.digest);
-    if (recipe === undefined) {
-      // Shared by concurrent creates, so no one create's signal may cancel it.
-      recipe = readRecipe(this.#client, target, { what: `"${spec.image}"` });
-      this.#recipes.set(target.digest, recipe);
-      recipe.catch(() => this.#recipes.delete(target.digest));
-    }
-    return { imageName: image.name, recipe: await recipe };
-  }
-
-  /**
-   * Pulls the spec's image (without unpacking: the create does that). A
-   * registry's refusal (no such image, credentials, a corrupt blob, no
-   * manifest for this platform) becomes a FailedPreconditionError naming the
-   * sandbox and the image with the pull's reason; UnavailableError (registry
-   * or containerd unreachable) and containerd's own errors pass as they are.
-   */
-  async #pull(spec: SandboxSpec, signal: AbortSignal | undefined): Promise<PullResult> {
-    this.#puller ??= new ImagePuller({
-      ...this.#opts.registry,
-      socket: this.#opts.socket,
-      namespace: this.#namespace,
-      snapshotter: SNAPSHOTTER,
-      unpack: false,
-    });
-    try {
-      return await this.#puller.pull(spec.image, { signal });
-    } catch (err) {
-      if (err instanceof RpcError || err instanceof UnavailableError || signal?.aborted) throw err;
-      throw new FailedPreconditionError(
-        `Cannot create sandbox ${spec.sandboxId} as image "${spec.image}" is not present on this host and pulling it failed: ${
-          (err as Error).message
-        }`,
-      );
-    }
-  }
-
-  /** Unpacks the image's layers if they are not committed snapshots yet; one unpack per chain at a time. */
-  #unpack(recipe: ImageRecipe): Promise<void> {
-    let pending = this.#unpacking.get(recipe.chainId);
-    if (pending === undefined) {
-      pending = this.#unpackLeased(recipe).finally(() => this.#unpacking.delete(recipe.chainId));
-      this.#unpacking.set(recipe.chainId, pending);
-    }
-    return pending;
-  }
-
-  async #unpackLeased(recipe: ImageRecipe): Promise<void> {
-    const { lease } = await this.#client.leases.create({
-      id: `fsb-unpack-${crypto.randomUUID()}`,
-      labels: { [GC_LABELS.expire]: new Date(Date.now() + UNPACK_LEASE_TTL_MS).toISOString() },
-    });
-    const leased = this.#client.withLease(lease!.id);
-    try {
-      await unpackImage(leased, recipe, { snapshotter: SNAPSHOTTER });
-      this.#unpacked.add(recipe.chainId);
-    } catch (err) {
-      if (isNotFound(err)) {
-        throw new FailedPreconditionError(
-          `Cannot unpack image with config ${recipe.configDescriptor.digest} as its content is missing: ${
-            (err as Error).message
-          }`,
-        );
-      }
-      throw err;
-    } finally {
-      leased.close();
-      await this.#client.leases.delete({ id: lease!.id }).catch(() => {});
-    }
-  }
-
-  /**
    * Prepares the sandbox's writable snapshot on the image's chain. A chain
    * gone since it was unpacked (image removed and collected) is unpacked
    * again; a stale snapshot under the id (the container did not exist, so
@@ -777,8 +639,7 @@ export class ContainerdRuntime implements Runtime {
       } catch (err) {
         if (attempt > 0) throw err;
         if (isNotFound(err)) {
-          this.#unpacked.delete(recipe.chainId);
-          await this.#unpack(recipe);
+          await this.#images.unpack(recipe, { again: true });
         } else if (isCode(err, Code.ALREADY_EXISTS)) {
           await this.#client.snapshots.remove({ snapshotter: SNAPSHOTTER, key: id });
         } else {
@@ -1124,69 +985,9 @@ export class ContainerdRuntime implements Runtime {
     await this.#pool?.release();
     await this.#prepared?.close();
     this.#client.close();
-    this.#puller?.close();
+    this.#images.close();
     await this.#network.close();
   }
-}
-
-/** The labels and extensions that make a container sandbox `spec`'s, its log at `logPath`. */
-function identityOf(
-  spec: SandboxSpec,
-  logPath: string,
-): { labels: Record<string, string>; extensions: Container["extensions"] } {
-  const labels: Record<string, string> = {
-    [LABELS.name]: spec.name,
-    [LABELS.namespace]: spec.namespace,
-    [LABELS.pool]: spec.pool,
-    [LABELS.log]: logPath,
-  };
-  const extensions: Container["extensions"] = {};
-  keepSpec(spec, { labels, extensions });
-  return { labels, extensions };
-}
-
-/**
- * Puts `spec` into a container's `labels` (protobuf JSON, when it fits a
- * label and `inExtension` is not set) or else its `extensions` (binary),
- * where {@linkcode specOf} reads it.
- */
-function keepSpec(
-  spec: SandboxSpec,
-  into: { labels: Record<string, string>; extensions: Container["extensions"] },
-  inExtension = false,
-): void {
-  const json = inExtension ? "" : toJsonString(SandboxSpecSchema, spec);
-  if (!inExtension && encoder.encode(LABELS.spec + json).byteLength <= MAX_LABEL_BYTES) {
-    into.labels[LABELS.spec] = json;
-  } else {
-    into.extensions[SPEC_EXTENSION] = {
-      $typeName: "google.protobuf.Any",
-      typeUrl: SPEC_TYPE_URL,
-      value: toBinary(SandboxSpecSchema, spec),
-    };
-  }
-}
-
-/** The sandbox spec a container carries, or undefined when it has none (or a broken one). */
-export function specOf(container: Container): SandboxSpec | undefined {
-  let spec: SandboxSpec;
-  try {
-    const label = container.labels[LABELS.spec];
-    const ext = container.extensions[SPEC_EXTENSION];
-    if (label !== undefined) {
-      spec = fromJsonString(SandboxSpecSchema, label, { ignoreUnknownFields: true });
-    } else if (ext?.typeUrl === SPEC_TYPE_URL) {
-      spec = fromBinary(SandboxSpecSchema, ext.value);
-    } else {
-      return undefined;
-    }
-  } catch {
-    return undefined;
-  }
-  return spec.sandboxId === container.id ||
-      spec.sandboxId === container.labels[WARM_LABELS.claimed]
-    ? spec
-    : undefined;
 }
 
 function phaseOf(task: Process | undefined): [RuntimePhase, string] {
