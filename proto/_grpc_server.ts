@@ -38,6 +38,7 @@ import {
 } from "./_grpc_server_calls.ts";
 import { checkTlsPems, TLS_HANDSHAKE_MS } from "./_grpc_tls.ts";
 import { widenServerWindows, widenSessionWindows } from "./_grpc_windows.ts";
+import { withoutClientGoaway } from "./_goaway_filter.ts";
 
 /**
  * A gRPC server hosting typed services.
@@ -329,7 +330,8 @@ export class RpcServer {
         if (!this.#callsByPeer.has(peer)) socket.destroy();
       });
       socket.setTimeout(this.#idleSocketMs);
-      injector.injectConnection(socket);
+      // Deno 2.9.6 crashes on a client's GOAWAY after many calls: see _goaway_filter.ts.
+      injector.injectConnection(withoutClientGoaway(socket));
     };
     const tls = this.#opts.tls;
     let net: NetServer;

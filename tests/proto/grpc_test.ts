@@ -32,6 +32,8 @@ import {
   type WriteFileRequest,
 } from "../../proto/gen/fsb/fastpath/v1/fastpath_pb.ts";
 import { FailedPreconditionError, InvalidArgumentError } from "../../registry/errors.ts";
+import { FetchChannel } from "../../proto/fetch_client.ts";
+import { FastPathLite } from "../../proto/fastpath_lite.ts";
 import { eventually } from "../agent/runtime_contract.ts";
 
 type Impl = ServiceImpl<typeof FastPath.method>;
@@ -780,5 +782,48 @@ Deno.test("RpcChannel keeps other statuses as the server sent them", async () =>
   } finally {
     channel.close();
     await server.close();
+  }
+});
+
+Deno.test("RpcServer outlives clients that close after hundreds of calls (Deno 2.9.6 died on their GOAWAY)", async () => {
+  // Without proto/_goaway_filter.ts the server's process aborted (free(): invalid pointer, or
+  // an nghttp2 assertion) once a client of another process that had made more than ~100 calls
+  // closed its channel. So the server runs in a process of its own here.
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./_rpc_server_process.ts", import.meta.url).pathname],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const exited = child.status;
+  try {
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const address = ((await reader.read()).value ?? "").trim();
+    reader.releaseLock();
+    assert.match(address, /^127\.0\.0\.1:\d+$/);
+    for (let round = 0; round < 2; round++) {
+      const grpcJs = new RpcChannel(address);
+      const viaGrpcJs = grpcJs.client(FastPath);
+      for (let i = 0; i < 200; i++) await viaGrpcJs.listSandboxes({});
+      grpcJs.close();
+      const fetched = new FetchChannel(address);
+      const viaFetch = fetched.client(FastPathLite);
+      for (let i = 0; i < 200; i++) await viaFetch.listSandboxes({});
+      fetched.close();
+    }
+    // Still serving a new client after the others have gone, and still running.
+    await eventually("the server to answer a new client after the others left", async () => {
+      const after = new RpcChannel(address);
+      try {
+        return (await after.client(FastPath).listSandboxes({})).sandboxes.length === 0;
+      } finally {
+        after.close();
+      }
+    });
+    const early = await Promise.race([exited, new Promise((r) => setTimeout(r, 0, "running"))]);
+    assert.equal(early, "running", "the server process is still running");
+  } finally {
+    child.kill("SIGKILL");
+    await exited;
+    await child.stderr.cancel();
   }
 });
