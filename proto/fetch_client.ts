@@ -410,9 +410,7 @@ export class FetchChannel {
       : undefined;
     const full = cause ?? (err instanceof Error ? err.message : String(err));
     const tlsReason = this.#tls ? rustlsReason(full) : undefined;
-    const message = cause === undefined
-      ? full
-      : cause.slice(cause.lastIndexOf(": ") + 2).replace(/ \(os error \d+\)$/, "");
+    const message = cause === undefined ? full : lastPart(cause).replace(/ \(os error \d+\)$/, "");
     // Calls queued on a connection that failed are "canceled"; they failed for the same reason.
     if (/canceled/.test(message) && this.#connectError !== undefined) {
       return new RpcError(Code.UNAVAILABLE, this.#connectError);
@@ -561,10 +559,16 @@ function rustlsReason(cause: string): string | undefined {
       "certificate?)";
   }
   if (/corrupt message|InvalidContentType|InvalidMessage|peer is incompatible/.test(cause)) {
-    return `the server does not speak TLS here (${cause.slice(cause.lastIndexOf(": ") + 2)})`;
+    return `the server does not speak TLS here (${lastPart(cause)})`;
   }
   if (/NoApplicationProtocol|ALPN/i.test(cause)) {
     return "the server does not offer HTTP/2 (ALPN h2) over TLS";
   }
   return undefined;
+}
+
+/** What follows the last ": " of an error chain's text (all of it when there is none). */
+function lastPart(text: string): string {
+  const at = text.lastIndexOf(": ");
+  return at < 0 ? text : text.slice(at + 2);
 }

@@ -244,6 +244,31 @@ Deno.test("FetchChannel reports an endpoint nothing listens on as UNAVAILABLE", 
   }
 });
 
+Deno.test("FetchChannel reports a server that closes the connection at once as UNAVAILABLE, its reason whole", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  const accepting = (async () => {
+    for await (const conn of listener) conn.close();
+  })().catch(() => {});
+  const channel = new FetchChannel(`127.0.0.1:${port}`);
+  try {
+    // fetch's reason has no ": " to cut at here; it was shown without its first letter.
+    await assert.rejects(
+      channel.client(FastPathLite).getSandbox({ name: "x" }),
+      (err) =>
+        err instanceof RpcError && err.code === Code.UNAVAILABLE &&
+        // "connection closed", or "reset" when the close found the client's bytes unread.
+        new RegExp(`^Cannot connect to 127\\.0\\.0\\.1:${port}: [Cc]onnection \\w+`).test(
+          err.message,
+        ),
+    );
+  } finally {
+    channel.close();
+    listener.close();
+    await accepting;
+  }
+});
+
 /**
  * Relays one loopback TCP connection at a time to `target`, keeping what the
  * client sent: the HTTP/2 frames FetchChannel writes, as the server reads them.
