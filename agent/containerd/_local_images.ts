@@ -7,10 +7,11 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { type SandboxSpec, SandboxSpecSchema } from "../../proto/gen/fsb/agent/v1/agent_pb.ts";
-import { RpcError } from "../../proto/grpc.ts";
+import type { Mount } from "../../proto/gen/containerd/types/mount_pb.ts";
+import { Code, RpcError } from "../../proto/grpc.ts";
 import { FailedPreconditionError, UnavailableError } from "../../registry/errors.ts";
 import { normalizeImage } from "../../registry/normalize_image.ts";
-import { type ContainerdClient, isNotFound } from "./client.ts";
+import { type ContainerdClient, isCode, isNotFound } from "./client.ts";
 import {
   GC_LABELS,
   type ImageRecipe,
@@ -68,43 +69,50 @@ export class LocalImages {
     signal: AbortSignal | undefined,
     onPulled?: () => void,
   ): Promise<LocalImage> {
+    const found = await this.find(spec.image, signal);
+    if (found !== undefined) return found;
+    if (this.#opts.pull === "if-missing") {
+      const pulled = await this.#pull(spec, signal);
+      onPulled?.();
+      return this.#withRecipe(pulled.name, pulled.target, spec.image);
+    }
+    throw new FailedPreconditionError(
+      `Cannot create sandbox ${spec.sandboxId} as image "${spec.image}" is not present on this host`,
+    );
+  }
+
+  /**
+   * `image` as the host has it, by its normalized name (any spelling stored
+   * in containerd), with its recipe; undefined when the host lacks it. Never
+   * pulls.
+   */
+  async find(image: string, signal?: AbortSignal): Promise<LocalImage | undefined> {
     const client = this.#opts.client;
-    const wanted = normalizeImage(spec.image);
-    let image;
+    const wanted = normalizeImage(image);
+    let found;
     try {
-      ({ image } = await client.images.get({ name: wanted }, { signal }));
+      ({ image: found } = await client.images.get({ name: wanted }, { signal }));
     } catch (err) {
       if (!isNotFound(err)) throw err;
       // Stored under another spelling, e.g. `busybox:latest` by another tool.
       const { images } = await client.images.list({}, { signal });
-      image = images.find((i) => normalizeImage(i.name) === wanted);
+      found = images.find((i) => normalizeImage(i.name) === wanted);
     }
-    if (image?.target === undefined && this.#opts.pull === "if-missing") {
-      const pulled = await this.#pull(spec, signal);
-      onPulled?.();
-      image = {
-        name: pulled.name,
-        target: { ...pulled.target, size: BigInt(pulled.target.size) },
-      };
-    }
-    if (image?.target === undefined) {
-      throw new FailedPreconditionError(
-        `Cannot create sandbox ${spec.sandboxId} as image "${spec.image}" is not present on this host`,
-      );
-    }
-    const target: OciDescriptor = {
-      mediaType: image.target.mediaType,
-      digest: image.target.digest,
-      size: Number(image.target.size),
-    };
+    if (found?.target === undefined) return undefined;
+    const { mediaType, digest, size } = found.target;
+    return await this.#withRecipe(found.name, { mediaType, digest, size: Number(size) }, image);
+  }
+
+  /** Image `imageName` of root `target` with its recipe, read once per digest. */
+  async #withRecipe(imageName: string, target: OciDescriptor, asked: string): Promise<LocalImage> {
     let recipe = this.#recipes.get(target.digest);
     if (recipe === undefined) {
       // Shared by concurrent creates, so no one create's signal may cancel it.
-      recipe = readRecipe(client, target, { what: `"${spec.image}"` });
+      recipe = readRecipe(this.#opts.client, target, { what: `"${asked}"` });
       this.#recipes.set(target.digest, recipe);
       recipe.catch(() => this.#recipes.delete(target.digest));
     }
-    return { imageName: image.name, recipe: await recipe };
+    return { imageName, recipe: await recipe };
   }
 
   /** Whether the recipe's layers are known to be committed snapshots. */
@@ -138,6 +146,30 @@ export class LocalImages {
     }
     if (!this.unpacked(recipe)) await this.unpack(recipe);
     return recipe;
+  }
+
+  /**
+   * Prepares writable snapshot `key` on the recipe's chain. A chain gone
+   * since it was unpacked (image removed and collected) is unpacked again; a
+   * stale snapshot under `key` (no container owns it yet) is replaced.
+   */
+  async prepareSnapshot(key: string, recipe: ImageRecipe): Promise<Mount[]> {
+    const { client, snapshotter } = this.#opts;
+    const req = { snapshotter, key, parent: recipe.chainId };
+    for (let attempt = 0;; attempt++) {
+      try {
+        return (await client.snapshots.prepare(req)).mounts;
+      } catch (err) {
+        if (attempt > 0) throw err;
+        if (isNotFound(err)) {
+          await this.unpack(recipe, { again: true });
+        } else if (isCode(err, Code.ALREADY_EXISTS)) {
+          await client.snapshots.remove({ snapshotter, key });
+        } else {
+          throw err;
+        }
+      }
+    }
   }
 
   /** Closes the puller's connection, if a pull made one. */

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import type { Any } from "@bufbuild/protobuf/wkt";
 import { SandboxSpecSchema } from "../../proto/gen/fsb/agent/v1/agent_pb.ts";
-import { type Process, Status } from "../../proto/gen/containerd/types/task_pb.ts";
+import { Status } from "../../proto/gen/containerd/types/task_pb.ts";
 import { Code } from "../../proto/grpc.ts";
 import { FailedPreconditionError } from "../../registry/errors.ts";
 import { normalizeImage } from "../../registry/normalize_image.ts";
@@ -19,15 +19,11 @@ import type { NetworkAttachment, NetworkRequest, SandboxNetwork } from "../netwo
 import type { ResolvedResources } from "../resources.ts";
 import { type ContainerdClient, isCode, isNotFound } from "./client.ts";
 import { LABELS } from "./labels.ts";
-import { GC_LABELS, type ImageRecipe, readRecipe, unpackImage } from "./image.ts";
+import type { ImageRecipe } from "./image.ts";
+import type { LocalImages } from "./_local_images.ts";
 import { buildOciSpec, HELPER_PATH } from "./oci_spec.ts";
-import {
-  forceDeleteRunsc,
-  runcOptions,
-  runscNetworkFor,
-  runscRoot,
-  writeRunscWrapper,
-} from "./runsc.ts";
+import { forceDeleteRunsc, runscPids, runscRoot, RunscWrappers } from "./runsc.ts";
+import { logPathOfUri } from "./_shim_logger.ts";
 import { defaultSeccomp } from "./seccomp.ts";
 import { makeFifos } from "./_fifo.ts";
 import { startArgv } from "./_warm_script.ts";
@@ -79,6 +75,8 @@ export interface WarmEntry {
 /** Options for {@linkcode WarmContainers}. */
 export interface WarmContainersOptions {
   readonly client: ContainerdClient;
+  /** Finds images (never pulling) and prepares snapshots on them, unpacking a chain gone missing. */
+  readonly images: LocalImages;
   readonly network: SandboxNetwork;
   readonly ociRuntime: "runc" | "runsc";
   /** The host's static busybox, mounted at `/.fsb/busybox`. */
@@ -96,7 +94,6 @@ const OCI_SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spe
 const SNAPSHOTTER = "overlayfs";
 const SIGKILL = 9;
 const STOP_WAIT_MS = 10_000;
-const UNPACK_LEASE_TTL_MS = 60 * 60_000;
 const encoder = new TextEncoder();
 
 /** The network a warm container starts with: a private address, the default egress, no ports. */
@@ -115,14 +112,17 @@ function defaultNetworkRequest(id: string): NetworkRequest {
 export class WarmContainers {
   readonly #opts: WarmContainersOptions;
   readonly #client: ContainerdClient;
-  readonly #recipes = new Map<string, Promise<ImageRecipe>>();
-  readonly #wrappers = new Map<string, Promise<string>>();
+  /** The runtime's wrappers (the same directory), under gVisor; undefined for runc. */
+  readonly #runsc: RunscWrappers | undefined;
   #dirsMade: Promise<void> | undefined;
 
   /** Uses `opts.client` and `opts.network`, which stay the caller's to close. */
   constructor(opts: WarmContainersOptions) {
     this.#opts = opts;
     this.#client = opts.client;
+    this.#runsc = opts.ociRuntime === "runsc"
+      ? new RunscWrappers(join(opts.stateDir, "runsc"))
+      : undefined;
   }
 
   /** Where the FIFOs live. */
@@ -135,33 +135,13 @@ export class WarmContainers {
    * recipe. FailedPreconditionError when the host lacks it: the pool never pulls.
    */
   async resolve(image: string): Promise<WarmImage> {
-    const wanted = normalizeImage(image);
-    let found;
-    try {
-      ({ image: found } = await this.#client.images.get({ name: wanted }));
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-      const { images } = await this.#client.images.list({});
-      found = images.find((i) => normalizeImage(i.name) === wanted);
-    }
-    const target = found?.target;
-    if (found === undefined || target === undefined) {
+    const found = await this.#opts.images.find(image);
+    if (found === undefined) {
       throw new FailedPreconditionError(
         `Cannot keep warm containers of image "${image}" as it is not present on this host`,
       );
     }
-    let recipe = this.#recipes.get(target.digest);
-    if (recipe === undefined) {
-      const desc = {
-        mediaType: target.mediaType,
-        digest: target.digest,
-        size: Number(target.size),
-      };
-      recipe = readRecipe(this.#client, desc, { what: `"${image}"` });
-      this.#recipes.set(target.digest, recipe);
-      recipe.catch(() => this.#recipes.delete(target.digest));
-    }
-    return { image: wanted, imageName: found.name, recipe: await recipe };
+    return { image: normalizeImage(image), imageName: found.imageName, recipe: found.recipe };
   }
 
   /**
@@ -227,7 +207,7 @@ export class WarmContainers {
         },
       });
       containerMade = true;
-      const mounts = await this.#prepareSnapshot(id, img.recipe);
+      const mounts = await this.#opts.images.prepareSnapshot(id, img.recipe);
       await fifoMade;
       const uri = `file://${logPath}`;
       const { pid } = await this.#client.tasks.create({
@@ -291,8 +271,7 @@ export class WarmContainers {
     // Without a task (an agent killed mid-make), the paths `make` gives them.
     const fifo = opts.fifo ?? (task?.stdin || this.fifoPath(id));
     await rm(fifo, { force: true });
-    const log = opts.logPath ?? (task === undefined ? undefined : fileUriPath(task)) ??
-      this.logPath(id);
+    const log = opts.logPath ?? logPathOfUri(task?.stdout) ?? this.logPath(id);
     await rm(log, { force: true });
   }
 
@@ -354,62 +333,9 @@ export class WarmContainers {
   }
 
   /** runsc's shim options (the runtime's wrapper for this network mode), none for runc. */
-  async #runtimeOptions(net: NetworkAttachment): Promise<Any | undefined> {
-    if (this.#opts.ociRuntime !== "runsc") return undefined;
-    const network = runscNetworkFor(net.netns);
-    let wrapper = this.#wrappers.get(network);
-    if (wrapper === undefined) {
-      const dir = join(this.#opts.stateDir, "runsc");
-      wrapper = writeRunscWrapper(dir, { network, execPidDir: join(dir, "exec-pids") });
-      this.#wrappers.set(network, wrapper);
-      wrapper.catch(() => this.#wrappers.delete(network));
-    }
-    return runcOptions(await wrapper);
+  #runtimeOptions(net: NetworkAttachment): Promise<Any | undefined> {
+    return this.#runsc?.options(net.netns) ?? Promise.resolve(undefined);
   }
-
-  /** The container's writable snapshot; unpacks the image first when its chain is missing. */
-  async #prepareSnapshot(id: string, recipe: ImageRecipe) {
-    const req = { snapshotter: SNAPSHOTTER, key: id, parent: recipe.chainId };
-    try {
-      return (await this.#client.snapshots.prepare(req)).mounts;
-    } catch (err) {
-      if (isCode(err, Code.ALREADY_EXISTS)) {
-        await this.#client.snapshots.remove({ snapshotter: SNAPSHOTTER, key: id });
-      } else if (isNotFound(err)) {
-        await this.#unpack(recipe);
-      } else {
-        throw err;
-      }
-      return (await this.#client.snapshots.prepare(req)).mounts;
-    }
-  }
-
-  async #unpack(recipe: ImageRecipe): Promise<void> {
-    const { lease } = await this.#client.leases.create({
-      id: `fsb-warm-unpack-${crypto.randomUUID()}`,
-      labels: { [GC_LABELS.expire]: new Date(Date.now() + UNPACK_LEASE_TTL_MS).toISOString() },
-    });
-    const leased = this.#client.withLease(lease!.id);
-    try {
-      await unpackImage(leased, recipe, { snapshotter: SNAPSHOTTER });
-    } finally {
-      leased.close();
-      await this.#client.leases.delete({ id: lease!.id }).catch(() => {});
-    }
-  }
-}
-
-/**
- * The pids limit to give runsc for `pids`, as the runtime does: gVisor's own
- * threads count in the host cgroup (see `runscPids` in containerd_runtime.ts,
- * which this must equal so that warm and cold sandboxes get the same limit).
- */
-function runscPids(pids: number): number {
-  return 64 + pids * 12;
-}
-
-function fileUriPath(task: Process): string | undefined {
-  return task.stdout.startsWith("file://") ? task.stdout.slice("file://".length) : undefined;
 }
 
 function orGone(err: unknown): undefined {

@@ -10,7 +10,6 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { SandboxSpec } from "../../proto/gen/fsb/agent/v1/agent_pb.ts";
 import type { ContainerSchema } from "../../proto/gen/containerd/services/containers/v1/containers_pb.ts";
-import type { Mount } from "../../proto/gen/containerd/types/mount_pb.ts";
 import { type Process, Status } from "../../proto/gen/containerd/types/task_pb.ts";
 import { Code } from "../../proto/grpc.ts";
 import {
@@ -42,10 +41,9 @@ import {
   forceDeleteRunsc,
   forgetRunscExec,
   killRunscExec,
-  runcOptions,
-  runscNetworkFor,
+  runscPids,
   runscRoot,
-  writeRunscWrapper,
+  RunscWrappers,
 } from "./runsc.ts";
 import type { Any } from "@bufbuild/protobuf/wkt";
 import {
@@ -222,8 +220,8 @@ export class ContainerdRuntime implements Runtime {
   readonly #resources: ResourceDefaults;
   readonly #host: HostCapacity;
   readonly #network: SandboxNetwork;
-  /** runsc wrappers by gVisor network mode (`host`, `none`), written on first use. */
-  readonly #runscWrappers = new Map<string, Promise<string>>();
+  /** The runsc wrappers under gVisor; undefined for plain runc. */
+  readonly #runsc: RunscWrappers | undefined;
   /** OOM verdicts of stopped tasks, read once from their cgroups. */
   readonly #oom = new Map<string, boolean>();
   readonly #now: () => number;
@@ -240,8 +238,6 @@ export class ContainerdRuntime implements Runtime {
   #hostFiles: string[] | undefined;
   readonly #helper: string | undefined;
   readonly #execs: ContainerdExecs;
-  /** Where gVisor wrappers record each exec's pid inside its sandbox (see `killRunscExec`). */
-  readonly #execPidDir: string | undefined;
   /** The warm pool, when `warm` asks for one. */
   readonly #pool: WarmPool | undefined;
   /** How many warm containers the pool is asked to keep, all images together. */
@@ -276,12 +272,12 @@ export class ContainerdRuntime implements Runtime {
     this.sandboxRuntime = opts.ociRuntime ?? "runc";
     this.#now = opts.now ?? Date.now;
     this.#helper = opts.helper === false ? undefined : opts.helper ?? findStaticBusybox();
-    const execPidDir = `${resolve(opts.stateDir)}/runsc/exec-pids`;
+    const wrappers = new RunscWrappers(`${resolve(opts.stateDir)}/runsc`);
     const gvisor = {
       root: runscRoot(this.#namespace),
-      execPidDir,
+      execPidDir: wrappers.execPidDir,
     };
-    this.#execPidDir = this.sandboxRuntime === "runsc" ? execPidDir : undefined;
+    this.#runsc = this.sandboxRuntime === "runsc" ? wrappers : undefined;
     this.#execs = new ContainerdExecs({
       client: () => this.#client,
       now: this.#now,
@@ -474,7 +470,7 @@ export class ContainerdRuntime implements Runtime {
       logExisted = await logReady;
       let mounts = prepared?.mounts;
       if (mounts === undefined) {
-        mounts = await this.#prepareSnapshot(id, recipe);
+        mounts = await this.#images.prepareSnapshot(id, recipe);
         stage("snapshot_prepare");
       }
       signal?.throwIfAborted();
@@ -620,33 +616,6 @@ export class ContainerdRuntime implements Runtime {
       snapshotKey: spec.sandboxId,
       extensions,
     };
-  }
-
-  /**
-   * Prepares the sandbox's writable snapshot on the image's chain. A chain
-   * gone since it was unpacked (image removed and collected) is unpacked
-   * again; a stale snapshot under the id (the container did not exist, so
-   * nothing owns it) is replaced.
-   */
-  async #prepareSnapshot(
-    id: string,
-    recipe: ImageRecipe,
-  ): Promise<Mount[]> {
-    const req = { snapshotter: SNAPSHOTTER, key: id, parent: recipe.chainId };
-    for (let attempt = 0;; attempt++) {
-      try {
-        return (await this.#client.snapshots.prepare(req)).mounts;
-      } catch (err) {
-        if (attempt > 0) throw err;
-        if (isNotFound(err)) {
-          await this.#images.unpack(recipe, { again: true });
-        } else if (isCode(err, Code.ALREADY_EXISTS)) {
-          await this.#client.snapshots.remove({ snapshotter: SNAPSHOTTER, key: id });
-        } else {
-          throw err;
-        }
-      }
-    }
   }
 
   /** Removes what a failed create made, newest first; each step tolerates "already gone". */
@@ -949,23 +918,9 @@ export class ContainerdRuntime implements Runtime {
     }
   }
 
-  /**
-   * The runc shim options that run this sandbox under runsc (a wrapper per
-   * gVisor network mode), or undefined for plain runc.
-   */
-  async #runtimeOptions(net: NetworkAttachment): Promise<Any | undefined> {
-    if (this.sandboxRuntime !== "runsc") return undefined;
-    const network = runscNetworkFor(net.netns);
-    let wrapper = this.#runscWrappers.get(network);
-    if (wrapper === undefined) {
-      wrapper = writeRunscWrapper(`${resolve(this.#opts.stateDir)}/runsc`, {
-        network,
-        execPidDir: this.#execPidDir,
-      });
-      this.#runscWrappers.set(network, wrapper);
-      wrapper.catch(() => this.#runscWrappers.delete(network));
-    }
-    return runcOptions(await wrapper);
+  /** The runc shim options that run this sandbox under runsc, or undefined for plain runc. */
+  #runtimeOptions(net: NetworkAttachment): Promise<Any | undefined> {
+    return this.#runsc?.options(net.netns) ?? Promise.resolve(undefined);
   }
 
   /** Whether a stopped task's container was OOM killed; asked once per container. */
@@ -1072,15 +1027,4 @@ async function removeQuietly(path: string): Promise<void> {
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
-}
-
-/**
- * The pids cgroup limit for a runsc sandbox asking for `pids` processes.
- * gVisor's guest processes are not host tasks: the cgroup counts the
- * sentry's and gofer's threads (about 30 for an idle shell, about 10 more
- * per guest process, measured), so the limit is scaled to leave gVisor room.
- * It bounds the sandbox's host tasks, not exactly its guest processes.
- */
-function runscPids(pids: number): number {
-  return 64 + pids * 12;
 }

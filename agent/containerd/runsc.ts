@@ -213,6 +213,50 @@ export function runcOptions(binaryName: string, opts: RuncOptionsOptions = {}): 
 }
 
 /**
+ * The runc shim options that run sandboxes under runsc: one wrapper per
+ * gVisor network mode, written into `dir` on first use (`dir/exec-pids`
+ * for exec pids, see {@linkcode killRunscExec}). The runtime and the warm
+ * pool each keep one, so warm and cold sandboxes run the same wrappers.
+ */
+export class RunscWrappers {
+  readonly #dir: string;
+  readonly #written = new Map<RunscNetwork, Promise<string>>();
+
+  /** Writes nothing until asked. */
+  constructor(dir: string) {
+    this.#dir = dir;
+  }
+
+  /** Where the wrappers record each exec's pid inside its sandbox. */
+  get execPidDir(): string {
+    return join(this.#dir, "exec-pids");
+  }
+
+  /** The shim options for a sandbox in network namespace `netns`. */
+  async options(netns: { readonly kind: "path" | "new" | "host" }): Promise<Any> {
+    const network = runscNetworkFor(netns);
+    let wrapper = this.#written.get(network);
+    if (wrapper === undefined) {
+      wrapper = writeRunscWrapper(this.#dir, { network, execPidDir: this.execPidDir });
+      this.#written.set(network, wrapper);
+      wrapper.catch(() => this.#written.delete(network));
+    }
+    return runcOptions(await wrapper);
+  }
+}
+
+/**
+ * The pids cgroup limit for a runsc sandbox asking for `pids` processes.
+ * gVisor's guest processes are not host tasks: the cgroup counts the
+ * sentry's and gofer's threads (about 30 for an idle shell, about 10 more
+ * per guest process, measured), so the limit is scaled to leave gVisor room.
+ * It bounds the sandbox's host tasks, not exactly its guest processes.
+ */
+export function runscPids(pids: number): number {
+  return 64 + pids * 12;
+}
+
+/**
  * The `--root` the runc shim gives the runtime for containers of containerd
  * namespace `namespace`: `ROOT/NAMESPACE`, ROOT being the options' `root` or
  * {@linkcode DEFAULT_RUNC_ROOT}. This is where {@linkcode forceDeleteRunsc}

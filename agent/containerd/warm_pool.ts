@@ -26,6 +26,7 @@ import { findStaticBusybox } from "./_helper.ts";
 import { type AdoptResult, adoptWarm } from "./_warm_adopt.ts";
 import { WARM_LABELS, WarmContainers, type WarmEntry, type WarmImage } from "./_warm_container.ts";
 import { type Fit, fitClaim, type Misfit, type MissReason, type WarmShape } from "./_warm_fit.ts";
+import { LocalImages } from "./_local_images.ts";
 import { WarmPipe } from "./_warm_pipe.ts";
 import { claimRecord } from "./_warm_record.ts";
 import { claimScript, type WarmStart } from "./_warm_script.ts";
@@ -201,6 +202,12 @@ export class WarmPool {
     const stateDir = resolve(opts.stateDir);
     this.#containers = new WarmContainers({
       client: this.#client,
+      // The pool never pulls: an image the host lacks has no warm containers.
+      images: new LocalImages({
+        client: this.#client,
+        socket: opts.socket,
+        snapshotter: "overlayfs",
+      }),
       network: this.#network,
       ociRuntime: this.#ociRuntime,
       helper,
